@@ -1,0 +1,205 @@
+//! Password hashing with Argon2id, kept off the async I/O threads and capped in concurrency.
+//!
+//! Parameters follow OWASP's Argon2id recommendation: m = 19 MiB, t = 2, p = 1. Each hash
+//! costs tens of milliseconds of CPU and 19 MiB of memory, so concurrent logins are queued
+//! behind a semaphore instead of starving the proxy or exhausting memory.
+
+use std::fmt;
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use tokio::sync::Semaphore;
+
+/// Argon2id memory cost in KiB (OWASP).
+const MEMORY_KIB: u32 = 19_456;
+/// Argon2id passes (OWASP).
+const ITERATIONS: u32 = 2;
+/// Argon2id lanes (OWASP).
+const LANES: u32 = 1;
+/// Accepted password length in characters, inclusive.
+const MIN_CHARS: usize = 8;
+const MAX_CHARS: usize = 256;
+
+/// Why hashing failed. Never carries the password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordError {
+    /// The hasher's semaphore was closed or the blocking task died (shutdown or panic).
+    Unavailable,
+    /// Argon2 rejected its input or parameters.
+    Hash(String),
+}
+
+impl fmt::Display for PasswordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PasswordError::Unavailable => f.write_str("password hasher unavailable"),
+            PasswordError::Hash(why) => write!(f, "password hashing failed: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for PasswordError {}
+
+/// Checks the length policy before any hashing is done, so an oversized password costs
+/// nothing. Counts characters, not bytes; the message is safe to show to the user.
+pub fn acceptable(password: &str) -> Result<(), &'static str> {
+    // A byte-length bound first keeps the character count itself cheap for huge inputs.
+    if password.len() > MAX_CHARS * 4 || password.chars().count() > MAX_CHARS {
+        return Err("password must be at most 256 characters");
+    }
+    if password.chars().count() < MIN_CHARS {
+        return Err("password must be at least 8 characters");
+    }
+    Ok(())
+}
+
+/// Argon2id hasher shared by signup, login and password change. Cheap to clone.
+#[derive(Clone)]
+pub struct Hasher {
+    permits: Arc<Semaphore>,
+    /// Hash of a random password, verified against when the account does not exist so
+    /// that "unknown email" and "wrong password" take the same time.
+    dummy: Arc<str>,
+}
+
+impl fmt::Debug for Hasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hasher")
+            .field("available_permits", &self.permits.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hasher {
+    /// A hasher allowing `max_concurrent` hashes at once (at least one). Computes the dummy
+    /// hash immediately, which blocks for one hash (tens of ms): call at startup.
+    pub fn new(max_concurrent: usize) -> Result<Hasher, PasswordError> {
+        let random: [u8; 32] = rand::random();
+        let dummy = hash_now(&super::tokens::hex(&random))?;
+        Ok(Hasher {
+            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            dummy: dummy.into(),
+        })
+    }
+
+    /// A hasher allowing as many concurrent hashes as there are CPUs.
+    pub fn with_cpu_limit() -> Result<Hasher, PasswordError> {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Hasher::new(cpus)
+    }
+
+    /// Hashes a password (signup, password change) into a PHC string with a fresh salt.
+    /// Check [`acceptable`] first.
+    pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| PasswordError::Unavailable)?;
+        tokio::task::spawn_blocking(move || {
+            // Held until the hash is done even if the caller gave up waiting.
+            let _permit = permit;
+            hash_now(&password)
+        })
+        .await
+        .map_err(|_| PasswordError::Unavailable)?
+    }
+
+    /// Login check. `phc` is the stored hash, or `None` for an unknown account, in which
+    /// case a dummy hash is verified (for equal timing) and the answer is `false`.
+    /// Also `false` for a malformed stored hash or when the hasher is unavailable.
+    pub async fn verify(&self, password: String, phc: Option<String>) -> bool {
+        let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
+            return false;
+        };
+        let known = phc.is_some();
+        let phc = phc.unwrap_or_else(|| self.dummy.to_string());
+        let matched = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            match PasswordHash::new(&phc) {
+                Ok(parsed) => argon2()
+                    .map(|a| a.verify_password(password.as_bytes(), &parsed).is_ok())
+                    .unwrap_or(false),
+                Err(_) => false,
+            }
+        })
+        .await
+        .unwrap_or(false);
+        known && matched
+    }
+}
+
+fn argon2() -> Result<Argon2<'static>, PasswordError> {
+    let params = Params::new(MEMORY_KIB, ITERATIONS, LANES, None)
+        .map_err(|e| PasswordError::Hash(e.to_string()))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+/// Hashes on the current thread; only call from blocking contexts.
+fn hash_now(password: &str) -> Result<String, PasswordError> {
+    let salt_bytes: [u8; 16] = rand::random();
+    let salt =
+        SaltString::encode_b64(&salt_bytes).map_err(|e| PasswordError::Hash(e.to_string()))?;
+    let hash = argon2()?
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| PasswordError::Hash(e.to_string()))?;
+    Ok(hash.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hash_then_verify_accepts_the_password_and_rejects_others() {
+        let hasher = Hasher::new(2).expect("hasher");
+        let phc = hasher
+            .hash("correct horse battery".into())
+            .await
+            .expect("hash");
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        assert!(
+            hasher
+                .verify("correct horse battery".into(), Some(phc.clone()))
+                .await
+        );
+        assert!(!hasher.verify("wrong horse battery".into(), Some(phc)).await);
+    }
+
+    #[tokio::test]
+    async fn verifying_an_unknown_account_returns_false_even_for_the_dummy_password() {
+        let hasher = Hasher::new(1).expect("hasher");
+        assert!(!hasher.verify("anything at all".into(), None).await);
+        assert!(!hasher.verify(String::new(), None).await);
+    }
+
+    #[tokio::test]
+    async fn a_malformed_stored_hash_never_verifies() {
+        let hasher = Hasher::new(1).expect("hasher");
+        assert!(
+            !hasher
+                .verify("password".into(), Some("not-a-phc".into()))
+                .await
+        );
+    }
+
+    #[test]
+    fn a_10_kb_password_is_rejected_by_policy_without_hashing() {
+        let huge = "a".repeat(10 * 1024);
+        assert_eq!(
+            acceptable(&huge),
+            Err("password must be at most 256 characters")
+        );
+    }
+
+    #[test]
+    fn the_length_policy_counts_characters_from_8_to_256() {
+        assert_eq!(
+            acceptable("1234567"),
+            Err("password must be at least 8 characters")
+        );
+        assert_eq!(acceptable("12345678"), Ok(()));
+        assert_eq!(acceptable(&"é".repeat(256)), Ok(()));
+        assert!(acceptable(&"é".repeat(257)).is_err());
+    }
+}

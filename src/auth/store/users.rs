@@ -1,0 +1,277 @@
+//! Users, workspaces and memberships; every reduction of rights ends the user's sessions.
+
+use sqlx::AnyConnection;
+use sqlx::Row;
+
+use super::revocation_log::{record, EventKind};
+use super::rows::{user_from, workspace_from, Membership, User, Workspace};
+use super::{new_id, Store, StoreError};
+
+/// Emails are compared in this form so `A@x.io` and `a@x.io ` cannot register twice.
+fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+impl Store {
+    /// Registers a user. The email is normalised (trimmed, lower-cased) before storing;
+    /// `Err(Conflict)` if it is already taken. `password_hash` must already be a PHC string.
+    pub async fn create_user(
+        &self,
+        email: &str,
+        password_hash: &str,
+        role: &str,
+        now: i64,
+    ) -> Result<User, StoreError> {
+        let row = sqlx::query(concat!(
+            "INSERT INTO users (id, email, password_hash, role, disabled, not_before, created_at) \
+             VALUES ($1, $2, $3, $4, 0, 0, $5) RETURNING ",
+            user_columns!()
+        ))
+        .bind(new_id())
+        .bind(normalize_email(email))
+        .bind(password_hash)
+        .bind(role)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(user_from(&row)?)
+    }
+
+    /// Looks a user up for login; `Ok(None)` when the email is unknown (the caller should
+    /// still run a dummy password verification so timing does not reveal that).
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE email = $1"
+        ))
+        .bind(normalize_email(email))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(user_from).transpose()?)
+    }
+
+    /// Looks a user up by id (the `sub` claim).
+    pub async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(user_from).transpose()?)
+    }
+
+    /// All users, oldest first, for the admin API.
+    pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(user_from).collect::<Result<_, _>>()?)
+    }
+
+    /// Changes a user's role and ends all their sessions (tokens carry the role as a claim,
+    /// so they must be re-issued). Returns the new `not_before`.
+    pub async fn set_role(&self, id: &str, role: &str, now: i64) -> Result<i64, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let changed = sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+            .bind(role)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if changed.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let not_before = end_sessions(&mut tx, id, now).await?;
+        tx.commit().await?;
+        Ok(not_before)
+    }
+
+    /// Disables or re-enables a user. Disabling ends all their sessions; re-enabling does
+    /// not resurrect them. Returns the user's `not_before` afterwards.
+    pub async fn set_disabled(
+        &self,
+        id: &str,
+        disabled: bool,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let row = sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2 RETURNING not_before")
+            .bind(i64::from(disabled))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound);
+        };
+        let not_before = if disabled {
+            end_sessions(&mut tx, id, now).await?
+        } else {
+            row.try_get("not_before")?
+        };
+        tx.commit().await?;
+        Ok(not_before)
+    }
+
+    /// Logout-all: revokes every session of the user and every access token issued so far.
+    /// Returns the new `not_before` for the in-memory revocation set.
+    pub async fn revoke_user_sessions(&self, id: &str, now: i64) -> Result<i64, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let not_before = end_sessions(&mut tx, id, now).await?;
+        tx.commit().await?;
+        Ok(not_before)
+    }
+
+    /// Creates a workspace on the given plan.
+    pub async fn create_workspace(&self, plan: &str, now: i64) -> Result<Workspace, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO workspaces (id, plan, created_at) VALUES ($1, $2, $3) \
+             RETURNING id, plan, created_at",
+        )
+        .bind(new_id())
+        .bind(plan)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(workspace_from(&row)?)
+    }
+
+    /// Looks a workspace up by id.
+    pub async fn workspace(&self, id: &str) -> Result<Option<Workspace>, StoreError> {
+        let row = sqlx::query("SELECT id, plan, created_at FROM workspaces WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(workspace_from).transpose()?)
+    }
+
+    /// Changes a workspace's plan. Does not end sessions: plan limits are meant to be
+    /// looked up per request, not trusted from token claims.
+    pub async fn set_plan(&self, id: &str, plan: &str) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE workspaces SET plan = $1 WHERE id = $2")
+            .bind(plan)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Adds the user to the workspace, or changes their role there. The store does not
+    /// rank roles, so any change of an existing role is treated as a possible reduction of
+    /// rights and ends the user's sessions; adding a new membership does not.
+    /// Returns `true` when sessions were ended. `Err(NotFound)` if user or workspace is unknown.
+    pub async fn set_membership(
+        &self,
+        user_id: &str,
+        workspace_id: &str,
+        role: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let changed = sqlx::query(
+            "UPDATE memberships SET role = $1 WHERE user_id = $2 AND workspace_id = $3 AND role <> $1",
+        )
+        .bind(role)
+        .bind(user_id)
+        .bind(workspace_id)
+        .execute(&mut *tx)
+        .await?;
+        let ended = changed.rows_affected() > 0;
+        if ended {
+            end_sessions(&mut tx, user_id, now).await?;
+        } else {
+            sqlx::query(
+                "INSERT INTO memberships (user_id, workspace_id, role) VALUES ($1, $2, $3) \
+                 ON CONFLICT (user_id, workspace_id) DO NOTHING",
+            )
+            .bind(user_id)
+            .bind(workspace_id)
+            .bind(role)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(ended)
+    }
+
+    /// Removes the user from the workspace and ends all their sessions, since tokens may
+    /// still name the workspace. `Err(NotFound)` if there was no such membership.
+    pub async fn remove_membership(
+        &self,
+        user_id: &str,
+        workspace_id: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query("DELETE FROM memberships WHERE user_id = $1 AND workspace_id = $2")
+            .bind(user_id)
+            .bind(workspace_id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        end_sessions(&mut tx, user_id, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The user's workspaces with their role and the workspace plan, for minting tokens.
+    pub async fn memberships(&self, user_id: &str) -> Result<Vec<Membership>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.workspace_id, m.role, w.plan FROM memberships m \
+             JOIN workspaces w ON w.id = m.workspace_id \
+             WHERE m.user_id = $1 ORDER BY m.workspace_id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            out.push(Membership {
+                workspace_id: row.try_get("workspace_id")?,
+                role: row.try_get("role")?,
+                plan: row.try_get("plan")?,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Moves the user's `not_before` to `now` (never backwards, so a replica with a slow clock
+/// cannot un-revoke tokens), revokes their live families and records the event. Returns
+/// the resulting `not_before`. Must run inside the caller's write transaction.
+async fn end_sessions(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    now: i64,
+) -> Result<i64, StoreError> {
+    let row = sqlx::query(
+        "UPDATE users SET not_before = CASE WHEN not_before < $1 THEN $1 ELSE not_before END \
+         WHERE id = $2 RETURNING not_before",
+    )
+    .bind(now)
+    .bind(user_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Err(StoreError::NotFound);
+    };
+    let not_before: i64 = row.try_get("not_before")?;
+    sqlx::query("UPDATE families SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    record(conn, EventKind::User, user_id, not_before, None).await?;
+    Ok(not_before)
+}

@@ -1,0 +1,125 @@
+//! Authentication: the request's bearer token → a verified [`Identity`], or a refusal.
+
+use crate::error::Reject;
+use crate::token::{Keys, TokenError, MAX_TOKEN_LEN};
+use http::header::AUTHORIZATION;
+use http::HeaderMap;
+
+/// Who the verified token says the caller is. Built only by token verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub sub: String,
+    pub role: Option<String>,
+    pub workspace: Option<String>,
+    pub plan: Option<String>,
+    pub jti: String,
+    /// The refresh family the token came from, when it came from a login.
+    pub sid: Option<String>,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+/// The token of the request's single `Authorization: Bearer` header, if any.
+///
+/// Two `Authorization` headers are refused outright: components that pick
+/// different ones (first vs last) are how one request gets two identities.
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Reject> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Reject::BadRequest("more than one Authorization header".into()));
+    }
+    // Scheme (7) + space + the longest token we accept.
+    if value.len() > MAX_TOKEN_LEN + 16 {
+        return Err(Reject::InvalidToken(TokenError::Malformed));
+    }
+    let Ok(value) = value.to_str() else {
+        return Err(Reject::InvalidToken(TokenError::Malformed));
+    };
+    let Some((scheme, token)) = value.split_once(' ') else {
+        return Ok(None);
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        // Basic or another scheme carries no bearer token.
+        return Ok(None);
+    }
+    let token = token.trim_matches(' ');
+    if token.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(token))
+}
+
+/// Verifies the request's bearer token at `now` (unix seconds).
+/// Revocation is checked by the caller against the auth module's state.
+pub fn authenticate(headers: &HeaderMap, keys: &Keys, now: u64) -> Result<Identity, Reject> {
+    match bearer(headers)? {
+        None => Err(Reject::MissingToken),
+        Some(token) => keys.verify(token, now).map_err(Reject::InvalidToken),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::Grant;
+    use http::HeaderValue;
+    use std::time::Duration;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn keys() -> Keys {
+        Keys::hs256(b"0123456789abcdef0123456789abcdef", "hs256", "iss", "aud", Duration::ZERO)
+    }
+
+    fn token(k: &Keys) -> String {
+        let grant = Grant { sub: "u1", role: "viewer", workspace: None, plan: None, sid: None };
+        k.issue(grant, NOW, Duration::from_secs(60)).token
+    }
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        let k = keys();
+        let t = token(&k);
+        for scheme in ["Bearer", "bearer", "BEARER"] {
+            let id = authenticate(&headers(&[&format!("{scheme} {t}")]), &k, NOW).unwrap();
+            assert_eq!(id.sub, "u1");
+        }
+    }
+
+    #[test]
+    fn no_header_or_another_scheme_is_a_missing_token() {
+        let k = keys();
+        assert_eq!(authenticate(&headers(&[]), &k, NOW), Err(Reject::MissingToken));
+        assert_eq!(authenticate(&headers(&["Basic dTpw"]), &k, NOW), Err(Reject::MissingToken));
+        assert_eq!(authenticate(&headers(&["Bearer "]), &k, NOW), Err(Reject::MissingToken));
+    }
+
+    #[test]
+    fn two_authorization_headers_are_a_bad_request() {
+        let k = keys();
+        let t = format!("Bearer {}", token(&k));
+        let got = authenticate(&headers(&[&t, &t]), &k, NOW);
+        assert!(matches!(got, Err(Reject::BadRequest(_))), "{got:?}");
+    }
+
+    #[test]
+    fn an_oversized_header_is_an_invalid_token() {
+        let k = keys();
+        let huge = format!("Bearer {}", "a".repeat(10_000));
+        assert_eq!(
+            authenticate(&headers(&[&huge]), &k, NOW),
+            Err(Reject::InvalidToken(TokenError::Malformed))
+        );
+    }
+}

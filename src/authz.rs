@@ -1,0 +1,147 @@
+//! Authorization: a matched route's rules against the verified identity.
+//! Decided from the token alone: no store lookup on the request path.
+
+use crate::authn::Identity;
+use crate::config::Route;
+use crate::error::Reject;
+use crate::route::Captures;
+
+/// Allows the request when every rule the route declares holds; rules combine with AND.
+pub fn authorize(route: &Route, id: &Identity, captures: &Captures<'_>) -> Result<(), Reject> {
+    let role = id.role.as_deref();
+    if !route.roles.is_empty() && !role.is_some_and(|r| route.roles.iter().any(|x| x == r)) {
+        return Err(Reject::Forbidden);
+    }
+    let plan = id.plan.as_deref();
+    if !route.plans.is_empty() && !plan.is_some_and(|p| route.plans.iter().any(|x| x == p)) {
+        return Err(Reject::Forbidden);
+    }
+    if let Some(name) = &route.owner {
+        let bypass = role.is_some_and(|r| route.owner_bypass.iter().any(|x| x == r));
+        if !bypass && !capture_is(captures, name, &id.sub) {
+            return Err(Reject::Forbidden);
+        }
+    }
+    if let Some(name) = &route.workspace {
+        let Some(ws) = id.workspace.as_deref() else {
+            return Err(Reject::Forbidden);
+        };
+        if !capture_is(captures, name, ws) {
+            return Err(Reject::Forbidden);
+        }
+    }
+    Ok(())
+}
+
+/// Compares a captured segment with a claim. Normalized paths keep reserved
+/// characters percent-encoded, so a claim like `a@b` arrives as `a%40b`.
+fn capture_is(captures: &Captures<'_>, name: &str, claim: &str) -> bool {
+    let Some(segment) = captures.get(name) else {
+        return false;
+    };
+    if !segment.contains('%') {
+        return segment == claim;
+    }
+    percent_decode(segment).is_some_and(|bytes| bytes == claim.as_bytes())
+}
+
+fn percent_decode(s: &str) -> Option<Vec<u8>> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AuthMode;
+    use crate::route::{MethodSet, Pattern};
+
+    fn route(path: &str) -> Route {
+        Route {
+            pattern: Pattern::parse(path).unwrap(),
+            methods: MethodSet::any(),
+            upstream: Some(0),
+            auth: AuthMode::Required,
+            roles: vec![],
+            plans: vec![],
+            owner: None,
+            owner_bypass: vec![],
+            workspace: None,
+            rate_limit: None,
+            line: 1,
+        }
+    }
+
+    fn id(sub: &str, role: &str, ws: Option<&str>, plan: Option<&str>) -> Identity {
+        Identity {
+            sub: sub.into(),
+            role: Some(role.into()),
+            workspace: ws.map(Into::into),
+            plan: plan.map(Into::into),
+            jti: "j".into(),
+            sid: None,
+            iat: 0,
+            exp: 0,
+        }
+    }
+
+    fn decide(r: &Route, i: &Identity, path: &str) -> Result<(), Reject> {
+        let caps = r.pattern.matches(path).expect("path matches the pattern");
+        authorize(r, i, &caps)
+    }
+
+    #[test]
+    fn rules_decide_from_the_token_alone() {
+        let mut roles = route("/api/admin/**");
+        roles.roles = vec!["admin".into()];
+        let mut plans = route("/api/reports/**");
+        plans.plans = vec!["pro".into(), "enterprise".into()];
+        let mut owner = route("/api/users/{user}/**");
+        owner.owner = Some("user".into());
+        let mut owner_admin = owner.clone();
+        owner_admin.owner_bypass = vec!["admin".into()];
+        let mut ws = route("/api/workspaces/{ws}/**");
+        ws.workspace = Some("ws".into());
+
+        let viewer = id("u1", "viewer", None, None);
+        let admin = id("u9", "admin", None, None);
+        let pro = id("u1", "viewer", Some("acme"), Some("pro"));
+        let free = id("u1", "viewer", Some("acme"), Some("free"));
+        let email_sub = id("a@b.c", "viewer", None, None);
+
+        let table: Vec<(&str, &Route, &Identity, &str, bool)> = vec![
+            ("role listed", &roles, &admin, "/api/admin/x", true),
+            ("role not listed", &roles, &viewer, "/api/admin/x", false),
+            ("plan listed", &plans, &pro, "/api/reports/q1", true),
+            ("plan not listed", &plans, &free, "/api/reports/q1", false),
+            ("no plan claim", &plans, &viewer, "/api/reports/q1", false),
+            ("owner matches sub", &owner, &viewer, "/api/users/u1/files", true),
+            ("owner is someone else", &owner, &viewer, "/api/users/u2/files", false),
+            ("admin without bypass", &owner, &admin, "/api/users/u2/files", false),
+            ("admin with bypass", &owner_admin, &admin, "/api/users/u2/files", true),
+            ("encoded capture equals sub", &owner, &email_sub, "/api/users/a%40b.c/x", true),
+            ("workspace matches", &ws, &pro, "/api/workspaces/acme/docs", true),
+            ("other workspace", &ws, &pro, "/api/workspaces/globex/docs", false),
+            ("unscoped token", &ws, &viewer, "/api/workspaces/acme/docs", false),
+        ];
+        for (name, r, i, path, allowed) in table {
+            let got = decide(r, i, path);
+            assert_eq!(got.is_ok(), allowed, "{name}: {got:?}");
+            if !allowed {
+                assert_eq!(got, Err(Reject::Forbidden), "{name}");
+            }
+        }
+    }
+}

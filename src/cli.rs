@@ -1,0 +1,224 @@
+//! The command line (SPEC §1). Pingora's own `Opt` is never parsed: its
+//! `-c/-d/-t/-u` flags would collide with ours.
+
+use crate::config::{parse_duration, AuthMode};
+use crate::environment::Environment;
+use crate::gateway::signing_keys;
+use crate::server;
+use crate::token::Grant;
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(name = "portcullis", version, about = "An edge gateway: no request reaches your service unauthenticated or unauthorized")]
+pub struct Cli {
+    /// The gateway config file; relative paths inside it are relative to its directory.
+    #[arg(short = 'c', long = "config", global = true, default_value = "gateway.yaml")]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Start the gateway (the default command).
+    Run,
+    /// Validate the config and print the resolved route table.
+    Check,
+    /// Show how a request would be routed and what the route requires.
+    Explain {
+        /// e.g. GET
+        method: String,
+        /// e.g. /api/admin/users?x=1
+        path: String,
+    },
+    /// Print an access token signed with the configured key.
+    Token {
+        #[arg(long)]
+        sub: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        workspace: Option<String>,
+        #[arg(long)]
+        plan: Option<String>,
+        /// Lifetime, e.g. 15m (default: auth.access_ttl).
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+}
+
+/// A failed command: what to print, and the exit status.
+pub struct Failure {
+    pub message: String,
+    pub code: i32,
+}
+
+impl Failure {
+    fn usage(message: String) -> Failure {
+        Failure { message, code: 1 }
+    }
+}
+
+/// Runs the parsed command line.
+pub fn dispatch(cli: Cli) -> Result<(), Failure> {
+    let path = cli.config.as_path();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => server::run(path).map_err(|message| Failure { message, code: 1 }),
+        Command::Check => check(path),
+        Command::Explain { method, path: target } => explain(path, &method, &target),
+        Command::Token { sub, role, workspace, plan, ttl } => {
+            token(path, &sub, &role, workspace.as_deref(), plan.as_deref(), ttl.as_deref())
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<crate::config::Loaded, Failure> {
+    let env = Environment::load(path);
+    server::load_config(path, &env).map_err(|message| Failure { message, code: 2 })
+}
+
+fn check(path: &Path) -> Result<(), Failure> {
+    let loaded = load(path)?;
+    for warning in &loaded.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let cfg = &loaded.config;
+    println!("{}: ok", path.display());
+    println!("listen {}  admin {}  store {}", cfg.listen, cfg.admin_listen, redact_store(&cfg.store));
+    println!("{:<4} {:<36} {:<18} {:<12} requires", "#", "path", "methods", "upstream");
+    for (i, route) in cfg.routes.iter().enumerate() {
+        println!(
+            "{:<4} {:<36} {:<18} {:<12} {}",
+            i,
+            route.pattern.as_str(),
+            methods(route),
+            upstream_name(cfg, route),
+            requirements(route)
+        );
+    }
+    Ok(())
+}
+
+fn explain(path: &Path, method: &str, target: &str) -> Result<(), Failure> {
+    let loaded = load(path)?;
+    let cfg = &loaded.config;
+    let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| Failure::usage(format!("not an HTTP method: {method}")))?;
+    let raw = target.split_once('?').map_or(target, |(p, _)| p);
+    let normalized = match crate::route::normalize(raw) {
+        Ok(p) => p,
+        Err(e) => {
+            println!("path:       {raw}");
+            println!("refused:    400 Invalid request: {e}");
+            return Ok(());
+        }
+    };
+    println!("path:       {normalized}");
+    if method == http::Method::TRACE || method == http::Method::CONNECT {
+        println!("refused:    405 Method not allowed");
+        return Ok(());
+    }
+    let table = crate::route::RouteTable::new(
+        cfg.routes.iter().map(|r| (r.pattern.clone(), r.methods)).collect(),
+    );
+    match table.find(&method, &normalized) {
+        None => println!("route:      none (404 Not found)"),
+        Some(found) => {
+            let route = &cfg.routes[found.index];
+            println!("route:      #{} {} (line {})", found.index, route.pattern.as_str(), route.line);
+            for (name, value) in found.captures.iter() {
+                println!("capture:    {name} = {value}");
+            }
+            println!("methods:    {}", methods(route));
+            println!("upstream:   {}", upstream_name(cfg, route));
+            println!("requires:   {}", requirements(route));
+        }
+    }
+    Ok(())
+}
+
+fn token(
+    path: &Path,
+    sub: &str,
+    role: &str,
+    workspace: Option<&str>,
+    plan: Option<&str>,
+    ttl: Option<&str>,
+) -> Result<(), Failure> {
+    let loaded = load(path)?;
+    let cfg = &loaded.config;
+    if !cfg.roles.iter().any(|r| r == role) {
+        return Err(Failure::usage(format!(
+            "unknown role {role:?} (known: {})",
+            cfg.roles.join(", ")
+        )));
+    }
+    let ttl = match ttl {
+        Some(t) => parse_duration(t).map_err(|e| Failure::usage(format!("--ttl: {e}")))?,
+        None => cfg.auth.access_ttl,
+    };
+    let env = Environment::load(path);
+    let keys = signing_keys(cfg, env.get("JWT_SECRET").as_deref()).map_err(Failure::usage)?;
+    let grant = Grant { sub, role, workspace, plan, sid: None };
+    println!("{}", keys.issue(grant, crate::clock::now(), ttl).token);
+    Ok(())
+}
+
+fn methods(route: &crate::config::Route) -> String {
+    let names = route.methods.names();
+    if names.is_empty() || names == ["*"] {
+        "any".to_owned()
+    } else {
+        names.join(",")
+    }
+}
+
+fn upstream_name<'a>(cfg: &'a crate::config::Config, route: &crate::config::Route) -> &'a str {
+    route
+        .upstream
+        .map_or("(auth module)", |i| cfg.upstreams[i].name.as_str())
+}
+
+/// What a route asks of a request, in words.
+fn requirements(route: &crate::config::Route) -> String {
+    if route.auth == AuthMode::None {
+        return "nothing (public)".to_owned();
+    }
+    let mut parts = vec!["a valid token".to_owned()];
+    if !route.roles.is_empty() {
+        parts.push(format!("role in [{}]", route.roles.join(", ")));
+    }
+    if !route.plans.is_empty() {
+        parts.push(format!("plan in [{}]", route.plans.join(", ")));
+    }
+    if let Some(owner) = &route.owner {
+        let bypass = if route.owner_bypass.is_empty() {
+            String::new()
+        } else {
+            format!(" (bypass: {})", route.owner_bypass.join(", "))
+        };
+        parts.push(format!("{{{owner}}} = sub{bypass}"));
+    }
+    if let Some(ws) = &route.workspace {
+        parts.push(format!("{{{ws}}} = token workspace"));
+    }
+    if let Some(rate) = &route.rate_limit {
+        parts.push(format!("at most {} per {:?}", rate.count, rate.per));
+    }
+    parts.join(", ")
+}
+
+/// A store URL without its password, for printing.
+fn redact_store(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,177 @@
+//! Every refusal the gateway can give, and the one function that turns it into
+//! the status, headers and JSON body of SPEC §5. Causes are logged by the caller,
+//! never sent: the client sees only the message in this file.
+
+use crate::token::TokenError;
+use std::borrow::Cow;
+
+/// A request the gateway answers itself instead of forwarding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reject {
+    /// 400: malformed input (bad JSON, missing field, unsafe path, bad framing).
+    BadRequest(Cow<'static, str>),
+    MissingToken,
+    InvalidToken(TokenError),
+    /// A valid signature on a token that was logged out or otherwise revoked.
+    Revoked,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    Forbidden,
+    CrossOrigin,
+    NotMember,
+    NotFound,
+    MethodNotAllowed,
+    EmailTaken,
+    PayloadTooLarge,
+    TooManyRequests { retry_after: u64 },
+    BadGateway,
+    GatewayTimeout,
+    /// The store does not answer; auth endpoints only.
+    Unavailable { retry_after: u64 },
+    Internal,
+}
+
+/// What goes on the wire for a [`Reject`].
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reject {
+    pub fn status(&self) -> u16 {
+        match self {
+            Reject::BadRequest(_) => 400,
+            Reject::MissingToken
+            | Reject::InvalidToken(_)
+            | Reject::Revoked
+            | Reject::InvalidCredentials
+            | Reject::InvalidRefreshToken => 401,
+            Reject::Forbidden | Reject::CrossOrigin | Reject::NotMember => 403,
+            Reject::NotFound => 404,
+            Reject::MethodNotAllowed => 405,
+            Reject::EmailTaken => 409,
+            Reject::PayloadTooLarge => 413,
+            Reject::TooManyRequests { .. } => 429,
+            Reject::Internal => 500,
+            Reject::BadGateway => 502,
+            Reject::Unavailable { .. } => 503,
+            Reject::GatewayTimeout => 504,
+        }
+    }
+
+    pub fn message(&self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
+            Reject::BadRequest(detail) => return Cow::Owned(format!("Invalid request: {detail}")),
+            Reject::MissingToken => "Missing token",
+            Reject::InvalidToken(_) | Reject::Revoked => "Invalid or expired token",
+            Reject::InvalidCredentials => "Invalid credentials",
+            Reject::InvalidRefreshToken => "Invalid or reused token",
+            Reject::Forbidden => "Insufficient permissions",
+            Reject::CrossOrigin => "Cross-origin request refused",
+            Reject::NotMember => "Not a member of this workspace",
+            Reject::NotFound => "Not found",
+            Reject::MethodNotAllowed => "Method not allowed",
+            Reject::EmailTaken => "Email already registered",
+            Reject::PayloadTooLarge => "Payload too large",
+            Reject::TooManyRequests { .. } => "Too many requests",
+            Reject::Internal => "Internal error",
+            Reject::BadGateway => "Bad gateway",
+            Reject::Unavailable { .. } => "Service unavailable",
+            Reject::GatewayTimeout => "Gateway timeout",
+        })
+    }
+
+    /// The `decision` label of `portcullis_auth_decisions_total` and the access log.
+    pub fn decision(&self) -> &'static str {
+        match self {
+            Reject::MissingToken => "missing_token",
+            Reject::InvalidToken(_) => "invalid_token",
+            Reject::Revoked => "revoked",
+            Reject::Forbidden => "forbidden",
+            Reject::TooManyRequests { .. } => "rate_limited",
+            Reject::NotFound => "no_route",
+            Reject::MethodNotAllowed | Reject::BadRequest(_) => "bad_request",
+            _ => "refused",
+        }
+    }
+
+    /// Renders the SPEC §5 answer: JSON `{"error": ...}` plus the headers a client needs.
+    pub fn answer(&self) -> Answer {
+        let mut headers = vec![("content-type", "application/json".to_owned())];
+        match self {
+            Reject::MissingToken => headers.push(("www-authenticate", "Bearer".to_owned())),
+            Reject::InvalidToken(_) | Reject::Revoked => headers.push((
+                "www-authenticate",
+                r#"Bearer error="invalid_token""#.to_owned(),
+            )),
+            Reject::TooManyRequests { retry_after } | Reject::Unavailable { retry_after } => {
+                headers.push(("retry-after", retry_after.max(&1).to_string()))
+            }
+            Reject::MethodNotAllowed => headers.push((
+                "allow",
+                "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS".to_owned(),
+            )),
+            _ => {}
+        }
+        let body = serde_json::json!({ "error": self.message() }).to_string();
+        Answer {
+            status: self.status(),
+            headers,
+            body: body.into_bytes(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_refusal_has_the_spec_status_and_json_body() {
+        let cases = [
+            (Reject::BadRequest("encoded slash in path".into()), 400, "Invalid request: encoded slash in path"),
+            (Reject::MissingToken, 401, "Missing token"),
+            (Reject::InvalidToken(TokenError::Expired), 401, "Invalid or expired token"),
+            (Reject::Revoked, 401, "Invalid or expired token"),
+            (Reject::InvalidCredentials, 401, "Invalid credentials"),
+            (Reject::InvalidRefreshToken, 401, "Invalid or reused token"),
+            (Reject::Forbidden, 403, "Insufficient permissions"),
+            (Reject::CrossOrigin, 403, "Cross-origin request refused"),
+            (Reject::NotMember, 403, "Not a member of this workspace"),
+            (Reject::NotFound, 404, "Not found"),
+            (Reject::MethodNotAllowed, 405, "Method not allowed"),
+            (Reject::EmailTaken, 409, "Email already registered"),
+            (Reject::PayloadTooLarge, 413, "Payload too large"),
+            (Reject::TooManyRequests { retry_after: 7 }, 429, "Too many requests"),
+            (Reject::BadGateway, 502, "Bad gateway"),
+            (Reject::Unavailable { retry_after: 1 }, 503, "Service unavailable"),
+            (Reject::GatewayTimeout, 504, "Gateway timeout"),
+        ];
+        for (reject, status, message) in cases {
+            let answer = reject.answer();
+            assert_eq!(answer.status, status, "{reject:?}");
+            let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+            assert_eq!(body, serde_json::json!({ "error": message }));
+            assert!(answer
+                .headers
+                .contains(&("content-type", "application/json".to_owned())));
+        }
+    }
+
+    #[test]
+    fn token_refusals_carry_the_bearer_challenge() {
+        let missing = Reject::MissingToken.answer();
+        assert!(missing.headers.contains(&("www-authenticate", "Bearer".to_owned())));
+        let invalid = Reject::InvalidToken(TokenError::Signature).answer();
+        assert!(invalid
+            .headers
+            .contains(&("www-authenticate", r#"Bearer error="invalid_token""#.to_owned())));
+    }
+
+    #[test]
+    fn rate_limits_say_when_to_retry() {
+        let answer = Reject::TooManyRequests { retry_after: 12 }.answer();
+        assert!(answer.headers.contains(&("retry-after", "12".to_owned())));
+    }
+}

@@ -1,0 +1,73 @@
+//! The runtime form of one loaded config: compiled route table, signing keys
+//! and resolved upstream pools. Built once per load or reload and swapped in
+//! whole, so a request sees one consistent config from start to end.
+
+use crate::config::{Algorithm, Config};
+use crate::route::RouteTable;
+use crate::token::Keys;
+use crate::upstream::Pool;
+use std::sync::Arc;
+
+/// Everything the request path reads, immutable once built.
+pub struct Gateway {
+    pub config: Config,
+    pub routes: RouteTable,
+    pub keys: Keys,
+    pub pools: Vec<Arc<Pool>>,
+}
+
+/// The HS256 secret's shortest accepted length (SPEC §1).
+pub const MIN_SECRET_LEN: usize = 32;
+
+impl Gateway {
+    /// Compiles `config` with the secret from the environment. Every error is
+    /// one line an operator can act on.
+    pub fn build(config: Config, jwt_secret: Option<&str>) -> Result<Gateway, String> {
+        let keys = signing_keys(&config, jwt_secret)?;
+        let routes = RouteTable::new(
+            config
+                .routes
+                .iter()
+                .map(|r| (r.pattern.clone(), r.methods))
+                .collect(),
+        );
+        let pools = config
+            .upstreams
+            .iter()
+            .map(|u| Pool::resolve(u).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Gateway {
+            config,
+            routes,
+            keys,
+            pools,
+        })
+    }
+}
+
+/// The keys the configured algorithm needs.
+pub fn signing_keys(config: &Config, jwt_secret: Option<&str>) -> Result<Keys, String> {
+    let auth = &config.auth;
+    match auth.algorithm {
+        Algorithm::HS256 => {
+            let secret = jwt_secret.ok_or("JWT_SECRET is not set (HS256 needs a secret of at least 32 bytes, in the environment or in .env beside the config)")?;
+            if secret.len() < MIN_SECRET_LEN {
+                return Err(format!(
+                    "JWT_SECRET is {} bytes; HS256 needs at least {MIN_SECRET_LEN}",
+                    secret.len()
+                ));
+            }
+            Ok(Keys::hs256(
+                secret.as_bytes(),
+                &auth.key_id,
+                &auth.issuer,
+                &auth.audience,
+                auth.leeway,
+            ))
+        }
+        other => Err(format!(
+            "auth.algorithm {} is not supported by this build yet; use HS256",
+            other.as_str()
+        )),
+    }
+}

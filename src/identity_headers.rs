@@ -1,0 +1,179 @@
+//! The request headers the upstream trusts: every client-sent copy of an
+//! identity header is removed on every route, then the verified identity is
+//! injected. An upstream behind Portcullis can believe `X-User-Id` because no
+//! other path can put it there.
+
+use crate::authn::Identity;
+use crate::config::IdentityHeaders;
+use http::{HeaderName, HeaderValue};
+use pingora::http::RequestHeader;
+
+/// Headers that ask a framework to treat the request as another method, or as
+/// another path; rules saw the real method and path, so the upstream must too.
+const REWRITE_HEADERS: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-method",
+    "forwarded",
+];
+
+/// `Connection` tokens that are about this hop only and may be kept.
+const CONNECTION_OPTIONS: &[&str] = &["close", "keep-alive", "upgrade"];
+
+/// Lower-case with `_` read as `-`: how frameworks (CGI, Rails, PHP) fold
+/// `X_User_Id` into the same variable as `X-User-Id`.
+fn folded_eq(name: &str, wanted: &str) -> bool {
+    name.len() == wanted.len()
+        && name
+            .bytes()
+            .zip(wanted.bytes())
+            .all(|(a, b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
+}
+
+impl IdentityHeaders {
+    fn names(&self) -> [&HeaderName; 4] {
+        [&self.user_id, &self.role, &self.workspace, &self.plan]
+    }
+
+    fn is_protected(&self, name: &str) -> bool {
+        self.names().iter().any(|n| folded_eq(name, n.as_str()))
+            || REWRITE_HEADERS.iter().any(|n| folded_eq(name, n))
+    }
+}
+
+/// Removes every identity and rewrite header the client sent, and every header
+/// the client's `Connection` names; `Connection` keeps only hop options.
+/// Runs on every route, public ones included.
+pub fn sanitize(req: &mut RequestHeader, names: &IdentityHeaders) {
+    let headers = &req.headers;
+    let mut doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| names.is_protected(k.as_str()))
+        .cloned()
+        .collect();
+    let mut kept_options: Vec<&'static str> = Vec::new();
+    for value in headers.get_all(http::header::CONNECTION) {
+        let Ok(value) = value.to_str() else { continue };
+        for token in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            match CONNECTION_OPTIONS.iter().find(|o| o.eq_ignore_ascii_case(token)) {
+                Some(option) => {
+                    if !kept_options.contains(option) {
+                        kept_options.push(option);
+                    }
+                }
+                None => {
+                    if let Ok(named) = HeaderName::from_bytes(token.as_bytes()) {
+                        doomed.push(named);
+                    }
+                }
+            }
+        }
+    }
+    for name in &doomed {
+        req.remove_header(name);
+    }
+    req.remove_header(&http::header::CONNECTION);
+    if !kept_options.is_empty() {
+        // Built only from the static tokens above, so always a valid value.
+        let _ = req.insert_header(http::header::CONNECTION, kept_options.join(", "));
+    }
+}
+
+/// The identity headers to add after [`sanitize`], as (name, value) pairs.
+/// A claim that is absent produces no header; a claim that is not a valid
+/// header value (it came from a verified token, but still) is left out.
+pub fn injected<'a>(names: &'a IdentityHeaders, id: &Identity) -> Vec<(&'a HeaderName, HeaderValue)> {
+    let claims = [
+        (&names.user_id, Some(id.sub.as_str())),
+        (&names.role, id.role.as_deref()),
+        (&names.workspace, id.workspace.as_deref()),
+        (&names.plan, id.plan.as_deref()),
+    ];
+    claims
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, HeaderValue::from_str(value?).ok()?)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> IdentityHeaders {
+        IdentityHeaders {
+            user_id: HeaderName::from_static("x-user-id"),
+            role: HeaderName::from_static("x-user-role"),
+            workspace: HeaderName::from_static("x-workspace-id"),
+            plan: HeaderName::from_static("x-user-plan"),
+        }
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> RequestHeader {
+        let mut h = RequestHeader::build("GET", b"/", None).unwrap();
+        for (k, v) in pairs {
+            h.append_header(k.to_string(), *v).unwrap();
+        }
+        h
+    }
+
+    #[test]
+    fn spoofed_identity_headers_are_removed_in_any_spelling() {
+        let mut h = map(&[
+            ("X-User-Id", "admin"),
+            ("x-user-id", "again"),
+            ("X_User_Id", "underscore"),
+            ("x-USER-role", "admin"),
+            ("X-Workspace-Id", "other"),
+            ("x_user_plan", "enterprise"),
+            ("X-HTTP-Method-Override", "DELETE"),
+            ("X-Original-URL", "/api/admin"),
+            ("Forwarded", "for=1.2.3.4"),
+            ("Accept", "*/*"),
+        ]);
+        sanitize(&mut h, &names());
+        let left: Vec<_> = h.headers.keys().map(|k| k.as_str().to_owned()).collect();
+        assert_eq!(left, vec!["accept"]);
+    }
+
+    #[test]
+    fn connection_cannot_remove_injected_headers_and_keeps_only_hop_options() {
+        let mut h = map(&[
+            ("Connection", "close, X-User-Id, X-Secret"),
+            ("X-Secret", "s"),
+            ("X-User-Id", "spoofed"),
+        ]);
+        sanitize(&mut h, &names());
+        assert!(h.headers.get("x-secret").is_none());
+        assert!(h.headers.get("x-user-id").is_none());
+        assert_eq!(h.headers.get("connection").unwrap(), "close");
+        let id = Identity {
+            sub: "u1".into(),
+            role: Some("viewer".into()),
+            workspace: None,
+            plan: None,
+            jti: "j".into(),
+            sid: None,
+            iat: 0,
+            exp: 0,
+        };
+        let added: Vec<_> = injected(&names(), &id)
+            .into_iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+            .collect();
+        assert_eq!(
+            added,
+            vec![("x-user-id".to_owned(), "u1".to_owned()), ("x-user-role".to_owned(), "viewer".to_owned())]
+        );
+    }
+
+    #[test]
+    fn upgrade_survives_for_websockets() {
+        let mut h = map(&[("Connection", "Upgrade"), ("Upgrade", "websocket")]);
+        sanitize(&mut h, &names());
+        assert_eq!(h.headers.get("connection").unwrap(), "upgrade");
+        assert_eq!(h.headers.get("upgrade").unwrap(), "websocket");
+    }
+}

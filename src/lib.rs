@@ -1,0 +1,22 @@
+//! Portcullis: an edge gateway on Pingora that authenticates and authorizes
+//! every request before it reaches the services behind it.
+
+pub mod access_log;
+pub mod admin;
+pub mod auth;
+pub mod authn;
+pub mod authz;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod environment;
+pub mod error;
+pub mod gateway;
+pub mod identity_headers;
+pub mod logging;
+pub mod metrics;
+pub mod proxy;
+pub mod route;
+pub mod server;
+pub mod token;
+pub mod upstream;

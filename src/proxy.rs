@@ -1,0 +1,343 @@
+//! The request pipeline, in one place:
+//!
+//! ```text
+//! request → framing → normalize path → match route → authenticate → authorize
+//!         → rewrite identity headers → upstream → response headers → log
+//! ```
+//!
+//! Each pingora phase below delegates to one stage in a few lines.
+
+mod framing;
+mod respond;
+
+use crate::authn::{self, Identity};
+use crate::authz;
+use crate::config::AuthMode;
+use crate::error::Reject;
+use crate::gateway::Gateway;
+use crate::identity_headers;
+use crate::metrics::METRICS;
+use crate::route;
+use crate::{access_log, clock};
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::ErrorType;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+/// The gateway as pingora sees it: the current config and a count of
+/// requests in flight (for a graceful drain).
+pub struct Proxy {
+    pub state: Arc<ArcSwap<Gateway>>,
+    pub inflight: Arc<AtomicUsize>,
+}
+
+/// Per-request state. Holds the config snapshot the request started with, so
+/// a reload mid-request changes nothing for it.
+pub struct Ctx {
+    gateway: Arc<Gateway>,
+    start: Instant,
+    request_id: String,
+    path: String,
+    route: Option<usize>,
+    identity: Option<Identity>,
+    decision: &'static str,
+    reason: Option<&'static str>,
+    upstream: Option<(usize, SocketAddr)>,
+    upstream_start: Option<Instant>,
+    tls: bool,
+    _inflight: Inflight,
+}
+
+/// Counts a request as in flight for as long as its context lives.
+struct Inflight(Arc<AtomicUsize>);
+
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Ctx {
+    fn route_label(&self) -> &str {
+        match self.route {
+            Some(i) => self.gateway.config.routes[i].pattern.as_str(),
+            None => "none",
+        }
+    }
+}
+
+impl Proxy {
+    /// Everything that decides whether the request may go on: the stages of
+    /// the module doc up to authorization, as one pure-ish sequence.
+    fn admit(&self, req: &RequestHeader, ctx: &mut Ctx) -> Result<(), Reject> {
+        framing::check(req)?;
+        let (raw_path, _) = framing::target(req)?;
+        ctx.path = route::normalize(raw_path).map_err(|e| Reject::BadRequest(e.to_string().into()))?;
+        let gw = ctx.gateway.clone();
+        let found = gw
+            .routes
+            .find(&req.method, &ctx.path)
+            .ok_or(Reject::NotFound)?;
+        ctx.route = Some(found.index);
+        let route = &gw.config.routes[found.index];
+        if route.auth == AuthMode::None {
+            ctx.decision = "public";
+            return Ok(());
+        }
+        let identity = authn::authenticate(&req.headers, &gw.keys, clock::now())?;
+        ctx.identity = Some(identity);
+        let identity = ctx.identity.as_ref().ok_or(Reject::Internal)?;
+        authz::authorize(route, identity, &found.captures)?;
+        ctx.decision = "allow";
+        Ok(())
+    }
+
+    /// Rewrites the request the upstream will see: the matched path, no
+    /// client identity headers, the verified ones, forwarding headers.
+    fn rewrite(&self, session: &mut Session, ctx: &Ctx) -> Result<()> {
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string());
+        let names = &ctx.gateway.config.headers;
+        let req = session.req_header_mut();
+        identity_headers::sanitize(req, names);
+        if let Some(id) = &ctx.identity {
+            for (name, value) in identity_headers::injected(names, id) {
+                req.insert_header(name.clone(), value)?;
+            }
+        }
+        let (raw_path, query) = framing::target(req).map_err(|_| Error::new(ErrorType::InternalError))?;
+        if raw_path != ctx.path {
+            let target = match query {
+                Some(q) => format!("{}?{q}", ctx.path),
+                None => ctx.path.clone(),
+            };
+            req.set_raw_path(target.as_bytes())?;
+        }
+        req.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if let Some(ip) = client_ip {
+            let forwarded = match req.headers.get("x-forwarded-for") {
+                Some(prior) if ctx.gateway.config.trust_forwarded_for => {
+                    format!("{}, {ip}", prior.to_str().unwrap_or_default())
+                }
+                _ => ip,
+            };
+            req.insert_header("x-forwarded-for", forwarded)?;
+        }
+        req.insert_header("x-forwarded-proto", if ctx.tls { "https" } else { "http" })?;
+        Ok(())
+    }
+}
+
+/// A client's `X-Request-Id` is kept when it is short and plain; anything
+/// else is replaced, since it ends up in upstream logs.
+fn request_id(req: &RequestHeader) -> String {
+    req.headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(crate::token::random_id)
+}
+
+#[async_trait]
+impl ProxyHttp for Proxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        Ctx {
+            gateway: self.state.load_full(),
+            start: Instant::now(),
+            request_id: String::new(),
+            path: String::new(),
+            route: None,
+            identity: None,
+            decision: "none",
+            reason: None,
+            upstream: None,
+            upstream_start: None,
+            tls: false,
+            _inflight: Inflight(self.inflight.clone()),
+        }
+    }
+
+    /// Runs once the request head is read: decide, then either answer now
+    /// (`Ok(true)`) or let the request go on to the upstream.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        ctx.request_id = request_id(session.req_header());
+        ctx.tls = session
+            .digest()
+            .is_some_and(|d| d.ssl_digest.is_some());
+        if let Err(reject) = self.admit(session.req_header(), ctx) {
+            ctx.decision = reject.decision();
+            if let Reject::InvalidToken(e) = &reject {
+                ctx.reason = Some(e.reason());
+            }
+            if matches!(reject, Reject::BadRequest(_)) {
+                // The request's framing or target is suspect: do not read another one from this connection.
+                session.set_keepalive(None);
+            }
+            respond::reject(session, ctx, &reject).await?;
+            return Ok(true);
+        }
+        let Some(route) = ctx.route.map(|i| &ctx.gateway.config.routes[i]) else {
+            return Ok(false);
+        };
+        if route.upstream.is_none() {
+            // Routes without an upstream belong to the embedded auth module,
+            // which is not part of this build yet.
+            respond::reject(session, ctx, &Reject::NotFound).await?;
+            return Ok(true);
+        }
+        self.rewrite(session, ctx)?;
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let index = ctx
+            .route
+            .and_then(|r| ctx.gateway.config.routes[r].upstream)
+            .ok_or_else(|| Error::new(ErrorType::InternalError))?;
+        let pool = &ctx.gateway.pools[index];
+        let addr = pool.pick();
+        ctx.upstream = Some((index, addr));
+        ctx.upstream_start = Some(Instant::now());
+        Ok(pool.peer(addr))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let Some((index, addr)) = ctx.upstream {
+            let pool = &ctx.gateway.pools[index];
+            if pool.len() > 1 {
+                // Another address may answer; nothing was sent yet, so a retry is safe.
+                pool.mark_down(addr);
+                e.set_retry(true);
+            }
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        // Pingora may add hop-by-hop fields back; identity headers must stay ours.
+        if ctx.identity.is_none() {
+            let names = &ctx.gateway.config.headers;
+            for name in [&names.user_id, &names.role, &names.workspace, &names.plan] {
+                upstream_request.remove_header(name);
+            }
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(start) = ctx.upstream_start.take() {
+            METRICS
+                .upstream_duration
+                .with_label_values(&[ctx.route_label()])
+                .observe(start.elapsed().as_secs_f64());
+        }
+        respond::common_headers(resp, ctx)
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let reject = match e.etype() {
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout => Some(Reject::GatewayTimeout),
+            ErrorType::ConnectTimedout
+            | ErrorType::ConnectRefused
+            | ErrorType::ConnectNoRoute
+            | ErrorType::ConnectError
+            | ErrorType::TLSHandshakeFailure => Some(Reject::BadGateway),
+            _ => match e.esource() {
+                ErrorSource::Upstream => Some(Reject::BadGateway),
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => None,
+                    _ => Some(Reject::BadRequest("malformed request".into())),
+                },
+                _ => Some(Reject::Internal),
+            },
+        };
+        log::warn!("request {} failed: {e}", ctx.request_id);
+        let code = match reject {
+            Some(reject) if session.response_written().is_none() => {
+                if ctx.decision == "none" {
+                    ctx.decision = reject.decision();
+                }
+                let status = reject.status();
+                if respond::reject(session, ctx, &reject).await.is_err() {
+                    0
+                } else {
+                    status
+                }
+            }
+            Some(reject) => reject.status(),
+            None => 0,
+        };
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(if e.is_some() { 502 } else { 0 });
+        let elapsed = ctx.start.elapsed();
+        let route = ctx.route_label();
+        let method = session.req_header().method.as_str();
+        let m = &*METRICS;
+        let mut status_buf = itoa::Buffer::new();
+        m.requests
+            .with_label_values(&[route, method, status_buf.format(status)])
+            .inc();
+        m.request_duration
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
+        if let Some(counter) = m.decisions.get(ctx.decision) {
+            counter.inc();
+        }
+        if ctx.gateway.config.access_log {
+            let path = if ctx.path.is_empty() { "-" } else { ctx.path.as_str() };
+            access_log::write(&access_log::Entry {
+                ts: access_log::timestamp(SystemTime::now()),
+                request_id: &ctx.request_id,
+                method,
+                path,
+                route,
+                status,
+                duration_ms: elapsed.as_secs_f64() * 1000.0,
+                user: ctx.identity.as_ref().map(|i| i.sub.as_str()),
+                decision: ctx.decision,
+                reason: ctx.reason,
+            });
+        }
+    }
+}

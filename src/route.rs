@@ -1,0 +1,1013 @@
+//! Request-path normalization and route matching, so that the path an upstream receives is
+//! exactly the path that was matched and authorized.
+//!
+//! Choices worth knowing:
+//! - [`normalize`] is strict: a path that some server behind the gateway could read differently
+//!   from us (encoded `/` or `\`, encoded dot segments, `;` parameters, `..` above the root, ...)
+//!   is refused with a [`PathError`] (answered with 400) rather than repaired.
+//! - Only escapes of unreserved characters (`A-Z a-z 0-9 - . _ ~`) are decoded, because RFC 3986
+//!   says decoding any other escape may change the meaning. Those stay escaped, with upper-case
+//!   hex. Raw characters that have no business in a path (non-ASCII, `{`, `"`, ...) are escaped,
+//!   so the output is ASCII and every path has exactly one spelling: normalizing twice changes
+//!   nothing.
+//! - Sub-delimiters, `:` and `@` are kept as they came: `/a!` and `/a%21` are different paths,
+//!   and a pattern literal `a!` matches only the raw form.
+//! - A trailing slash is kept (`/a/b/` stays `/a/b/`), and a trailing `.` or `..` leaves one
+//!   (`/a/b/..` becomes `/a/`), as RFC 3986 `remove_dot_segments` does, because many upstreams
+//!   treat `/a` and `/a/` differently. When matching, a trailing slash is one more, empty,
+//!   segment, which only a final `**` accepts; patterns themselves may not end with `/`.
+//! - Captured values are normalized segments, so they are still percent-encoded where the path
+//!   was (`/caf%C3%A9` captures `caf%C3%A9`).
+//! - Matching does not allocate: captures borrow from the path and share the pattern's names.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::Method;
+
+/// Why a path was refused; every variant is answered with 400. Display gives a short lower-case
+/// detail used in `Invalid request: <detail>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathError {
+    /// The path does not start with `/` (includes the empty path and `OPTIONS *`).
+    NotAbsolute,
+    /// `%2F`: would split into two segments at some upstream but not here.
+    EncodedSlash,
+    /// `%5C`: some servers treat `\` as a separator.
+    EncodedBackslash,
+    /// A raw `\`.
+    Backslash,
+    /// A segment that decodes to `.` or `..` but was spelled with escapes.
+    EncodedDotSegment,
+    /// A raw `;`, which some servers treat as the start of path parameters.
+    Parameters,
+    /// NUL, another ASCII or C1 control character, raw or escaped.
+    ControlCharacter,
+    /// Escapes in a segment that do not decode to valid UTF-8.
+    InvalidUtf8,
+    /// A `..` with nothing left to remove.
+    AboveRoot,
+    /// A raw `#`: fragments are never sent by clients, so this is an attack or a bug.
+    Fragment,
+    /// A raw `?`: the caller splits off the query, so one left here means confusion about where
+    /// the path ends.
+    Query,
+    /// A `%` not followed by two hex digits.
+    BadEscape,
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PathError::NotAbsolute => "path must start with '/'",
+            PathError::EncodedSlash => "encoded slash in path",
+            PathError::EncodedBackslash => "encoded backslash in path",
+            PathError::Backslash => "backslash in path",
+            PathError::EncodedDotSegment => "encoded dot segment in path",
+            PathError::Parameters => "';' parameters in path",
+            PathError::ControlCharacter => "control character in path",
+            PathError::InvalidUtf8 => "percent-escapes in path are not valid utf-8",
+            PathError::AboveRoot => "path goes above the root",
+            PathError::Fragment => "'#' in path",
+            PathError::Query => "'?' in path",
+            PathError::BadEscape => "malformed percent-escape in path",
+        })
+    }
+}
+
+impl std::error::Error for PathError {}
+
+/// Brings a request path into the canonical form that is matched and forwarded (see the module
+/// docs for the rules), or says why it cannot be done safely.
+///
+/// `raw` is the request-target's path only: the caller has already split off `?query`.
+/// The result always starts with `/`.
+pub fn normalize(raw: &str) -> Result<String, PathError> {
+    let rest = raw.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
+    let mut out = String::with_capacity(raw.len() + 1);
+    // Where each kept segment's leading '/' sits in `out`, so that `..` can drop it again.
+    let mut kept: Vec<usize> = Vec::new();
+    let mut decoded: Vec<u8> = Vec::new();
+    let mut trailing_slash = false;
+
+    for raw_segment in rest.split('/') {
+        let start = out.len();
+        out.push('/');
+        let had_escape = push_segment(raw_segment, &mut out, &mut decoded)?;
+        let segment = &out[start + 1..];
+        let (empty, dot, dot_dot) = (segment.is_empty(), segment == ".", segment == "..");
+        if (dot || dot_dot) && had_escape {
+            return Err(PathError::EncodedDotSegment);
+        }
+        trailing_slash = empty || dot || dot_dot;
+        if dot_dot {
+            let parent = kept.pop().ok_or(PathError::AboveRoot)?;
+            out.truncate(parent);
+        } else if trailing_slash {
+            out.truncate(start);
+        } else {
+            kept.push(start);
+        }
+    }
+    if trailing_slash || out.is_empty() {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+/// Appends one raw segment to `out` in canonical spelling and reports whether it used any escape.
+/// `decoded` is scratch space, reused across segments.
+fn push_segment(raw: &str, out: &mut String, decoded: &mut Vec<u8>) -> Result<bool, PathError> {
+    decoded.clear();
+    let bytes = raw.as_bytes();
+    let mut had_escape = false;
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            // Byte slicing, not str slicing: a `%` before a multi-byte character must not panic.
+            let byte = bytes
+                .get(i + 1..i + 3)
+                .and_then(decode_hex_pair)
+                .ok_or(PathError::BadEscape)?;
+            had_escape = true;
+            i += 3;
+            match byte {
+                b'/' => return Err(PathError::EncodedSlash),
+                b'\\' => return Err(PathError::EncodedBackslash),
+                _ if byte.is_ascii_control() => return Err(PathError::ControlCharacter),
+                _ if is_unreserved(byte) => out.push(char::from(byte)),
+                _ => push_escaped(out, byte),
+            }
+            decoded.push(byte);
+        } else {
+            i += 1;
+            match b {
+                b'\\' => return Err(PathError::Backslash),
+                b';' => return Err(PathError::Parameters),
+                b'#' => return Err(PathError::Fragment),
+                b'?' => return Err(PathError::Query),
+                _ if b.is_ascii_control() => return Err(PathError::ControlCharacter),
+                _ if is_unreserved(b) || is_kept_raw(b) => out.push(char::from(b)),
+                _ => push_escaped(out, b),
+            }
+            decoded.push(b);
+        }
+    }
+    // Checked per segment over raw and escaped bytes together, so an escape cannot complete or
+    // break a neighbouring character.
+    let text = std::str::from_utf8(decoded).map_err(|_| PathError::InvalidUtf8)?;
+    // C1 controls (U+0080..U+009F) cause the same log and header trouble as ASCII ones.
+    if text.chars().any(char::is_control) {
+        return Err(PathError::ControlCharacter);
+    }
+    Ok(had_escape)
+}
+
+fn decode_hex_pair(pair: &[u8]) -> Option<u8> {
+    let digit = |b: u8| char::from(b).to_digit(16);
+    match pair {
+        [hi, lo] => u8::try_from(digit(*hi)? * 16 + digit(*lo)?).ok(),
+        _ => None,
+    }
+}
+
+fn push_escaped(out: &mut String, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.push('%');
+    out.push(char::from(HEX[usize::from(b >> 4)]));
+    out.push(char::from(HEX[usize::from(b & 0x0F)]));
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Sub-delimiters (but `;`), `:` and `@`: allowed raw in a path segment and meaningful to some
+/// servers, so neither decoded nor escaped.
+fn is_kept_raw(b: u8) -> bool {
+    matches!(
+        b,
+        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b'=' | b':' | b'@'
+    )
+}
+
+/// Segments of a normalized path: `/` has none, `/a/` has `a` and an empty one.
+fn path_segments(path: &str) -> Option<std::str::Split<'_, char>> {
+    let rest = path.strip_prefix('/')?;
+    let mut parts = rest.split('/');
+    if rest.is_empty() {
+        // `"".split('/')` yields one empty item, but `/` is the path with no segments.
+        parts.next();
+    }
+    Some(parts)
+}
+
+/// Captures are kept in a fixed array so matching never allocates.
+const MAX_CAPTURES: usize = 8;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(Box<str>),
+    /// `{name}`; the names live in `Pattern::names`, in order.
+    Capture,
+    /// `*`
+    Any,
+    /// `**`, only ever last.
+    Rest,
+}
+
+/// A compiled route pattern, parsed once at config load and matched against normalized paths.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    text: String,
+    segments: Vec<Segment>,
+    // Shared with every `Captures` so a match only bumps a reference count.
+    names: Arc<[Box<str>]>,
+}
+
+impl Pattern {
+    /// Parses a pattern from config. Segments are literals (already in normalized form), `{name}`
+    /// (one segment, captured), `*` (one segment) or a final `**` (zero or more segments).
+    /// Errors are a human message for the config error report.
+    pub fn parse(s: &str) -> Result<Pattern, String> {
+        let rest = s
+            .strip_prefix('/')
+            .ok_or_else(|| "pattern must start with '/'".to_string())?;
+        let mut segments = Vec::new();
+        let mut names: Vec<Box<str>> = Vec::new();
+        if !rest.is_empty() {
+            let count = rest.split('/').count();
+            for (i, part) in rest.split('/').enumerate() {
+                if part.is_empty() {
+                    return Err(if i + 1 == count {
+                        "pattern must not end with '/'; end it with `/**` to also match a trailing slash".to_string()
+                    } else {
+                        "pattern has an empty segment (`//`)".to_string()
+                    });
+                }
+                if matches!(segments.last(), Some(Segment::Rest)) {
+                    return Err("`**` must be the last segment".to_string());
+                }
+                let segment = parse_segment(part)?;
+                if segment == Segment::Capture {
+                    let name = &part[1..part.len() - 1];
+                    if names.iter().any(|n| **n == *name) {
+                        return Err(format!("duplicate capture name \"{name}\""));
+                    }
+                    if names.len() == MAX_CAPTURES {
+                        return Err(format!(
+                            "a pattern may have at most {MAX_CAPTURES} captures"
+                        ));
+                    }
+                    names.push(name.into());
+                }
+                segments.push(segment);
+            }
+        }
+        Ok(Pattern {
+            text: s.to_string(),
+            segments,
+            names: names.into(),
+        })
+    }
+
+    /// The pattern text as written in config; used as the metrics `route` label and in messages.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Names of the `{name}` captures in pattern order, e.g. to check that config only refers to
+    /// captures that exist.
+    pub fn capture_names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(|n| &**n)
+    }
+
+    /// Matches a path that has been through [`normalize`] (others may simply not match);
+    /// on success the captures borrow from `path`.
+    pub fn matches<'p>(&self, path: &'p str) -> Option<Captures<'p>> {
+        let mut parts = path_segments(path)?;
+        let mut values = [""; MAX_CAPTURES];
+        let mut captured = 0;
+        for segment in &self.segments {
+            match segment {
+                Segment::Rest => return Some(self.captures(values)),
+                Segment::Literal(literal) => {
+                    if parts.next()? != &**literal {
+                        return None;
+                    }
+                }
+                Segment::Any => {
+                    if parts.next()?.is_empty() {
+                        return None;
+                    }
+                }
+                Segment::Capture => {
+                    let part = parts.next()?;
+                    if part.is_empty() {
+                        return None;
+                    }
+                    *values.get_mut(captured)? = part;
+                    captured += 1;
+                }
+            }
+        }
+        match parts.next() {
+            Some(_) => None,
+            None => Some(self.captures(values)),
+        }
+    }
+
+    fn captures<'p>(&self, values: [&'p str; MAX_CAPTURES]) -> Captures<'p> {
+        Captures {
+            names: Arc::clone(&self.names),
+            values,
+        }
+    }
+
+    /// True when every path `other` matches is also matched by `self`, so a route with `other`
+    /// placed after one with `self` can never be reached. Used to warn about shadowed routes.
+    pub fn covers(&self, other: &Pattern) -> bool {
+        let mut theirs = other.segments.iter();
+        for mine in &self.segments {
+            let Some(their) = theirs.next() else {
+                // `other` matches a path that ends here; only a `**` of ours accepts that.
+                return *mine == Segment::Rest;
+            };
+            let ok = match (mine, their) {
+                (Segment::Rest, _) => return true,
+                (_, Segment::Rest) => false,
+                (Segment::Literal(a), Segment::Literal(b)) => a == b,
+                (Segment::Literal(_), _) => false,
+                (Segment::Any | Segment::Capture, _) => true,
+            };
+            if !ok {
+                return false;
+            }
+        }
+        theirs.next().is_none()
+    }
+}
+
+fn parse_segment(part: &str) -> Result<Segment, String> {
+    match part {
+        "**" => return Ok(Segment::Rest),
+        "*" => return Ok(Segment::Any),
+        "." | ".." => {
+            return Err("dot segments (`.`, `..`) are not allowed in patterns".to_string())
+        }
+        _ => {}
+    }
+    if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+        if !is_capture_name(name) {
+            return Err("capture name must be [A-Za-z_][A-Za-z0-9_]*".to_string());
+        }
+        return Ok(Segment::Capture);
+    }
+    if part.contains(['{', '}', '*']) {
+        return Err(format!(
+            "segment \"{part}\" mixes text with `{{`, `}}` or `*`; a segment is a literal, `{{name}}`, `*` or `**`"
+        ));
+    }
+    // A literal that normalization would respell could never match a normalized path.
+    let written = format!("/{part}");
+    match normalize(&written) {
+        Ok(normalized) if normalized == written => Ok(Segment::Literal(part.into())),
+        Ok(normalized) => Err(format!(
+            "segment \"{part}\" is not in normalized form; write \"{}\"",
+            &normalized[1..]
+        )),
+        Err(e) => Err(format!("segment \"{part}\" can never match: {e}")),
+    }
+}
+
+fn is_capture_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The `{name}` values of one match, in pattern order, borrowing from the matched path. Values
+/// are normalized segments, so still percent-encoded where the path was.
+#[derive(Clone)]
+pub struct Captures<'p> {
+    names: Arc<[Box<str>]>,
+    // Only the first `names.len()` entries are meaningful.
+    values: [&'p str; MAX_CAPTURES],
+}
+
+impl<'p> Captures<'p> {
+    /// The value captured by `{name}`, if the pattern has such a capture.
+    pub fn get(&self, name: &str) -> Option<&'p str> {
+        let index = self.names.iter().position(|n| **n == *name)?;
+        self.values.get(index).copied()
+    }
+
+    /// `(name, value)` pairs in pattern order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &'p str)> {
+        self.names
+            .iter()
+            .map(|n| &**n)
+            .zip(self.values.iter().copied())
+    }
+}
+
+impl fmt::Debug for Captures<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// The methods a config route may list, in the order `names()` reports them.
+const STANDARD_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+const GET: u16 = 1 << 0;
+const HEAD: u16 = 1 << 1;
+/// Every method outside the standard list (extensions, TRACE, CONNECT); only `any()` has it.
+const OTHER: u16 = 1 << STANDARD_METHODS.len();
+const ALL: u16 = (OTHER << 1) - 1;
+
+/// The set of methods a route accepts: a bitset over the standard methods plus one bit for
+/// "anything else", which only [`MethodSet::any`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MethodSet(u16);
+
+impl MethodSet {
+    /// Every method, for a route without a `methods` key.
+    pub fn any() -> MethodSet {
+        MethodSet(ALL)
+    }
+
+    /// Parses a route's `methods` list: upper-case GET HEAD POST PUT PATCH DELETE OPTIONS.
+    /// TRACE and CONNECT are refused here because the gateway answers them with 405 before
+    /// routing. GET brings HEAD with it. An empty list is an error, since such a route could
+    /// never match (leave the key out to allow every method).
+    pub fn parse_list<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<MethodSet, String> {
+        let mut bits = 0;
+        for name in names {
+            let index = STANDARD_METHODS
+                .iter()
+                .position(|m| *m == name)
+                .ok_or_else(|| unknown_method(name))?;
+            bits |= 1 << index;
+        }
+        if bits == 0 {
+            return Err(
+                "`methods` must not be empty; leave it out to allow every method".to_string(),
+            );
+        }
+        // HEAD is GET without the body, so a GET route must answer it too.
+        if bits & GET != 0 {
+            bits |= HEAD;
+        }
+        Ok(MethodSet(bits))
+    }
+
+    /// Whether a request with method `m` may use the route. GET in the set also admits HEAD;
+    /// a method outside the standard list is admitted only by [`MethodSet::any`].
+    pub fn admits(&self, m: &Method) -> bool {
+        self.0 & method_bit(m) != 0
+    }
+
+    /// True when every method `other` admits is also admitted by `self`.
+    pub fn is_superset_of(&self, other: &MethodSet) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The method names for `explain` output: `["*"]` for [`MethodSet::any`], otherwise the
+    /// standard names in the set (including the HEAD that GET brings).
+    pub fn names(&self) -> Vec<&'static str> {
+        if *self == MethodSet::any() {
+            return vec!["*"];
+        }
+        STANDARD_METHODS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.0 & (1 << i) != 0)
+            .map(|(_, m)| *m)
+            .collect()
+    }
+}
+
+fn method_bit(m: &Method) -> u16 {
+    STANDARD_METHODS
+        .iter()
+        .position(|s| *s == m.as_str())
+        .map_or(OTHER, |i| 1 << i)
+}
+
+fn unknown_method(name: &str) -> String {
+    let allowed = STANDARD_METHODS.join(", ");
+    if name == "TRACE" || name == "CONNECT" {
+        format!(
+            "method {name} cannot be routed (it is always answered with 405); allowed: {allowed}"
+        )
+    } else if STANDARD_METHODS.contains(&name.to_ascii_uppercase().as_str()) {
+        format!("unknown method \"{name}\" (methods are upper-case); allowed: {allowed}")
+    } else {
+        format!("unknown method \"{name}\"; allowed: {allowed}")
+    }
+}
+
+/// The compiled route table, in config file order: the first route whose pattern and methods
+/// both match wins.
+#[derive(Debug, Clone)]
+pub struct RouteTable {
+    entries: Vec<(Pattern, MethodSet)>,
+}
+
+/// Which route answered a request, and what its pattern captured.
+#[derive(Debug, Clone)]
+pub struct RouteMatch<'p> {
+    /// Position of the route in the table (and config file).
+    pub index: usize,
+    /// The route pattern's `{name}` values, borrowing from the normalized path.
+    pub captures: Captures<'p>,
+}
+
+impl RouteTable {
+    /// Builds the table; `entries` are in config file order.
+    pub fn new(entries: Vec<(Pattern, MethodSet)>) -> RouteTable {
+        RouteTable { entries }
+    }
+
+    /// The routes in order, so a [`RouteMatch::index`] can be turned back into its pattern.
+    pub fn entries(&self) -> &[(Pattern, MethodSet)] {
+        &self.entries
+    }
+
+    /// The first route admitting `method` whose pattern matches the normalized `path`;
+    /// `None` means 404.
+    pub fn find<'p>(&self, method: &Method, path: &'p str) -> Option<RouteMatch<'p>> {
+        self.entries
+            .iter()
+            .enumerate()
+            .find_map(|(index, (pattern, methods))| {
+                if !methods.admits(method) {
+                    return None;
+                }
+                let captures = pattern.matches(path)?;
+                Some(RouteMatch { index, captures })
+            })
+    }
+
+    /// Routes that can never be chosen, as `(shadowed_index, earlier_index)`, naming the first
+    /// earlier route whose pattern covers it and whose methods are a superset. For config-load
+    /// warnings. A route hidden only by several earlier routes together is not reported.
+    pub fn shadowed(&self) -> Vec<(usize, usize)> {
+        let mut found = Vec::new();
+        for (later, (pattern, methods)) in self.entries.iter().enumerate() {
+            let earlier = self.entries[..later]
+                .iter()
+                .position(|(p, m)| p.covers(pattern) && m.is_superset_of(methods));
+            if let Some(earlier) = earlier {
+                found.push((later, earlier));
+            }
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Paths that normalize, with their canonical form.
+    const NORMALIZED: &[(&str, &str)] = &[
+        ("/", "/"),
+        ("/a/b", "/a/b"),
+        ("/a/b/", "/a/b/"),
+        ("//", "/"),
+        ("///", "/"),
+        ("//api///x", "/api/x"),
+        ("//api/admin/x", "/api/admin/x"),
+        ("/a//", "/a/"),
+        ("/api/admin/../admin/x", "/api/admin/x"),
+        ("/api/./admin", "/api/admin"),
+        ("/a/b/../../c", "/c"),
+        ("/a/b/..", "/a/"),
+        ("/a/b/../", "/a/"),
+        ("/a/b/.", "/a/b/"),
+        ("/a/..", "/"),
+        ("/a//..", "/"),
+        ("/.", "/"),
+        ("/./a", "/a"),
+        ("/...", "/..."),
+        ("/a..", "/a.."),
+        ("/.a", "/.a"),
+        ("/%2e%2e%2e", "/..."),
+        ("/a/%41", "/a/A"),
+        ("/a/%7e", "/a/~"),
+        ("/a/%2d%2E%5f", "/a/-._"),
+        ("/a%2A", "/a%2A"),
+        ("/caf%c3%a9", "/caf%C3%A9"),
+        ("/café", "/caf%C3%A9"),
+        ("/日本", "/%E6%97%A5%E6%9C%AC"),
+        ("/%F0%9F%98%80", "/%F0%9F%98%80"),
+        ("/a%3Bb", "/a%3Bb"),
+        ("/a%3bb", "/a%3Bb"),
+        ("/a%23b%3f", "/a%23b%3F"),
+        ("/a%20b", "/a%20b"),
+        ("/a b", "/a%20b"),
+        ("/a%252F", "/a%252F"),
+        ("/a{b}", "/a%7Bb%7D"),
+        ("/a\"<>^`|", "/a%22%3C%3E%5E%60%7C"),
+        ("/user@host:8080/$&'()*+,=!", "/user@host:8080/$&'()*+,=!"),
+        ("/API/Admin", "/API/Admin"),
+    ];
+
+    /// Paths that must be refused, with the reason.
+    const REFUSED: &[(&str, PathError)] = &[
+        ("", PathError::NotAbsolute),
+        ("*", PathError::NotAbsolute),
+        ("a/b", PathError::NotAbsolute),
+        ("http://host/a", PathError::NotAbsolute),
+        ("/api/admin%2Fx", PathError::EncodedSlash),
+        ("/a%2f", PathError::EncodedSlash),
+        ("/a%5Cb", PathError::EncodedBackslash),
+        ("/a%5c", PathError::EncodedBackslash),
+        ("/a\\b", PathError::Backslash),
+        ("/a/..\\b", PathError::Backslash),
+        ("/api/%2e%2e/admin", PathError::EncodedDotSegment),
+        ("/api/.%2E/admin", PathError::EncodedDotSegment),
+        ("/api/%2E./admin", PathError::EncodedDotSegment),
+        ("/api/%2e", PathError::EncodedDotSegment),
+        ("/a;b", PathError::Parameters),
+        ("/a/b;jsessionid=1", PathError::Parameters),
+        ("/..;/admin", PathError::Parameters),
+        ("/a%00", PathError::ControlCharacter),
+        ("/a\0", PathError::ControlCharacter),
+        ("/a%0Ab", PathError::ControlCharacter),
+        ("/a%0d%0aX-Injected:1", PathError::ControlCharacter),
+        ("/a\tb", PathError::ControlCharacter),
+        ("/a%7F", PathError::ControlCharacter),
+        ("/a%C2%85", PathError::ControlCharacter),
+        ("/a\u{85}", PathError::ControlCharacter),
+        ("/a%C0%AF", PathError::InvalidUtf8),
+        ("/a%FF", PathError::InvalidUtf8),
+        ("/a%E6%97", PathError::InvalidUtf8),
+        ("/a%C3a", PathError::InvalidUtf8),
+        ("/a%C3/%A9", PathError::InvalidUtf8),
+        ("/%ED%A0%80", PathError::InvalidUtf8),
+        ("/..", PathError::AboveRoot),
+        ("/../a", PathError::AboveRoot),
+        ("/a/../..", PathError::AboveRoot),
+        ("/a/../../b", PathError::AboveRoot),
+        ("/a#b", PathError::Fragment),
+        ("/a?b", PathError::Query),
+        ("/a%", PathError::BadEscape),
+        ("/a%2", PathError::BadEscape),
+        ("/a%zz", PathError::BadEscape),
+        ("/a%%41", PathError::BadEscape),
+        ("/a%é1", PathError::BadEscape),
+        ("/a%+1", PathError::BadEscape),
+    ];
+
+    #[test]
+    fn paths_normalize_to_their_canonical_form() {
+        for (raw, want) in NORMALIZED {
+            assert_eq!(normalize(raw).as_deref(), Ok(*want), "normalize({raw:?})");
+        }
+    }
+
+    #[test]
+    fn unsafe_paths_are_refused_with_their_reason() {
+        for (raw, want) in REFUSED {
+            assert_eq!(normalize(raw).as_ref(), Err(want), "normalize({raw:?})");
+        }
+    }
+
+    #[test]
+    fn normalizing_twice_changes_nothing() {
+        for (raw, _) in NORMALIZED {
+            if let Ok(once) = normalize(raw) {
+                assert_eq!(normalize(&once).as_ref(), Ok(&once), "normalize({raw:?})");
+            }
+        }
+    }
+
+    /// Every short path over an alphabet rich in troublemakers: no panic, and every success is
+    /// canonical, ASCII, free of dot and empty segments, and stable.
+    #[test]
+    fn every_short_path_normalizes_to_a_stable_canonical_form_or_is_refused() {
+        let alphabet = ['/', '.', '%', '2', 'e', 'F', 'c', 'a', 'é', ';'];
+        let everything = Pattern::parse("/**").unwrap();
+        let mut stack = vec![String::from("/")];
+        while let Some(raw) = stack.pop() {
+            if let Ok(out) = normalize(&raw) {
+                assert!(out.starts_with('/') && out.is_ascii(), "{raw:?} -> {out:?}");
+                assert_eq!(normalize(&out).as_ref(), Ok(&out), "{raw:?} is not stable");
+                let inner = out.strip_suffix('/').unwrap_or(&out);
+                for segment in inner.split('/').skip(1) {
+                    assert!(!matches!(segment, "" | "." | ".."), "{raw:?} -> {out:?}");
+                }
+                assert!(everything.matches(&out).is_some());
+            }
+            if raw.chars().count() < 6 {
+                for c in alphabet {
+                    stack.push(format!("{raw}{c}"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn path_errors_read_as_short_lower_case_details() {
+        assert_eq!(PathError::EncodedSlash.to_string(), "encoded slash in path");
+        for (_, e) in REFUSED {
+            let text = e.to_string();
+            assert_eq!(text, text.to_lowercase());
+        }
+    }
+
+    #[test]
+    fn bad_patterns_are_refused_with_a_message() {
+        let cases: &[(&str, &str)] = &[
+            ("", "must start with '/'"),
+            ("api", "must start with '/'"),
+            ("/a/**/b", "`**` must be the last segment"),
+            ("/**/**", "`**` must be the last segment"),
+            ("/{1d}", "capture name must be [A-Za-z_][A-Za-z0-9_]*"),
+            ("/{}", "capture name must be"),
+            ("/{a-b}", "capture name must be"),
+            ("/{id}/{id}", "duplicate capture name \"id\""),
+            ("/file.{ext}", "mixes text"),
+            ("/{a}{b}", "capture name must be"),
+            ("/a*", "mixes text"),
+            ("/***", "mixes text"),
+            ("/a/", "must not end with '/'"),
+            ("/a//b", "empty segment"),
+            ("//", "empty segment"),
+            ("/a/..", "dot segments"),
+            ("/./a", "dot segments"),
+            ("/%41", "write \"A\""),
+            ("/caf%c3%a9", "write \"caf%C3%A9\""),
+            ("/café", "write \"caf%C3%A9\""),
+            ("/a%2Fb", "can never match: encoded slash in path"),
+            ("/a;b", "can never match"),
+            ("/a?b", "can never match"),
+            ("/%2e%2e", "can never match: encoded dot segment"),
+            ("/{a}/{b}/{c}/{d}/{e}/{f}/{g}/{h}/{i}", "at most 8 captures"),
+        ];
+        for (pattern, want) in cases {
+            match Pattern::parse(pattern) {
+                Ok(_) => panic!("{pattern:?} was accepted"),
+                Err(e) => assert!(e.contains(want), "{pattern:?}: {e:?} lacks {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn good_patterns_keep_their_text_and_capture_names() {
+        let cases: &[(&str, &[&str])] = &[
+            ("/", &[]),
+            ("/**", &[]),
+            ("/api/{tenant}/items/{item_id}", &["tenant", "item_id"]),
+            ("/api/*/x/{_a1}/**", &["_a1"]),
+            ("/caf%C3%A9/v1.2/~me/a%20b/$x:y@z", &[]),
+        ];
+        for (text, names) in cases {
+            let pattern = Pattern::parse(text).unwrap();
+            assert_eq!(pattern.as_str(), *text);
+            assert_eq!(pattern.capture_names().collect::<Vec<_>>(), *names);
+        }
+    }
+
+    #[test]
+    fn patterns_match_normalized_paths_and_capture_segments() {
+        // (pattern, path, captures when it matches)
+        type Case = (
+            &'static str,
+            &'static str,
+            Option<&'static [(&'static str, &'static str)]>,
+        );
+        let cases: &[Case] = &[
+            ("/", "/", Some(&[])),
+            ("/", "/a", None),
+            ("/a/b", "/a/b", Some(&[])),
+            ("/a/b", "/a/b/", None),
+            ("/a/b", "/a", None),
+            ("/a/b", "/a/b/c", None),
+            ("/a/b", "/A/b", None),
+            ("/api/{id}", "/api/42", Some(&[("id", "42")])),
+            ("/api/{id}", "/api/", None),
+            ("/api/{id}", "/api", None),
+            ("/api/{id}", "/api/42/x", None),
+            ("/api/{id}", "/api/caf%C3%A9", Some(&[("id", "caf%C3%A9")])),
+            (
+                "/t/{tenant}/i/{item}",
+                "/t/acme/i/7",
+                Some(&[("tenant", "acme"), ("item", "7")]),
+            ),
+            ("/api/*", "/api/x", Some(&[])),
+            ("/api/*", "/api/", None),
+            ("/api/*/{x}", "/api/a/b", Some(&[("x", "b")])),
+            ("/{a}/**", "/x/y/z", Some(&[("a", "x")])),
+            ("/{a}/**", "/", None),
+        ];
+        for (text, path, want) in cases {
+            let pattern = Pattern::parse(text).unwrap();
+            let got = pattern.matches(path);
+            let got: Option<Vec<(&str, &str)>> = got.as_ref().map(|c| c.iter().collect());
+            assert_eq!(got.as_deref(), *want, "{text:?} against {path:?}");
+        }
+    }
+
+    #[test]
+    fn double_star_matches_zero_or_more_trailing_segments() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("/api/admin/**", "/api/admin", true),
+            ("/api/admin/**", "/api/admin/", true),
+            ("/api/admin/**", "/api/admin/x", true),
+            ("/api/admin/**", "/api/admin/x/y/", true),
+            ("/api/admin/**", "/api/administrator", false),
+            ("/api/admin/**", "/api", false),
+            ("/api/admin/**", "/api/Admin/x", false),
+            ("/**", "/", true),
+            ("/**", "/anything/at/all", true),
+            ("/**", "", false),
+        ];
+        for (text, path, want) in cases {
+            let got = Pattern::parse(text).unwrap().matches(path).is_some();
+            assert_eq!(got, *want, "{text:?} against {path:?}");
+        }
+    }
+
+    #[test]
+    fn captures_answer_by_name() {
+        let pattern = Pattern::parse("/t/{tenant}/i/{item}").unwrap();
+        let captures = pattern.matches("/t/acme/i/7").unwrap();
+        assert_eq!(captures.get("tenant"), Some("acme"));
+        assert_eq!(captures.get("item"), Some("7"));
+        assert_eq!(captures.get("other"), None);
+        assert_eq!(
+            format!("{captures:?}"),
+            r#"{"tenant": "acme", "item": "7"}"#
+        );
+    }
+
+    #[test]
+    fn covers_holds_only_when_every_path_of_the_other_pattern_matches() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("/api/**", "/api/admin/**", true),
+            ("/api/**", "/api/{id}", true),
+            ("/api/**", "/api", true),
+            ("/api/**", "/api/**", true),
+            ("/api/*", "/api/{id}", true),
+            ("/api/{id}", "/api/*", true),
+            ("/api/{id}", "/api/x", true),
+            ("/a/b", "/a/b", true),
+            ("/**", "/", true),
+            ("/**", "/{a}/b/**", true),
+            ("/a/b", "/a/c", false),
+            ("/a/b", "/a/b/c", false),
+            ("/a/b", "/a", false),
+            ("/a/b", "/a/{x}", false),
+            ("/a/b", "/a/**", false),
+            ("/api/admin/**", "/api/**", false),
+            ("/api/{id}", "/api/**", false),
+            ("/api/{id}", "/api", false),
+            ("/", "/**", false),
+            ("/api/*/x", "/api/{id}/y", false),
+        ];
+        for (a, b, want) in cases {
+            let (pa, pb) = (Pattern::parse(a).unwrap(), Pattern::parse(b).unwrap());
+            assert_eq!(pa.covers(&pb), *want, "{a:?} covers {b:?}");
+        }
+    }
+
+    fn methods(names: &[&str]) -> MethodSet {
+        MethodSet::parse_list(names.iter().copied()).unwrap()
+    }
+
+    #[test]
+    fn method_sets_admit_their_methods_and_get_brings_head() {
+        let extension = Method::from_bytes(b"PURGE").unwrap();
+        let cases: &[(MethodSet, &Method, bool)] = &[
+            (methods(&["GET"]), &Method::GET, true),
+            (methods(&["GET"]), &Method::HEAD, true),
+            (methods(&["GET"]), &Method::POST, false),
+            (methods(&["HEAD"]), &Method::GET, false),
+            (methods(&["POST"]), &Method::GET, false),
+            (methods(&["POST"]), &Method::HEAD, false),
+            (methods(&["POST", "DELETE"]), &Method::DELETE, true),
+            (methods(&["OPTIONS"]), &Method::OPTIONS, true),
+            (
+                methods(&["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
+                &extension,
+                false,
+            ),
+            (MethodSet::any(), &Method::GET, true),
+            (MethodSet::any(), &Method::PATCH, true),
+            (MethodSet::any(), &Method::TRACE, true),
+            (MethodSet::any(), &extension, true),
+        ];
+        for (set, method, want) in cases {
+            assert_eq!(
+                set.admits(method),
+                *want,
+                "{:?} admits {method}",
+                set.names()
+            );
+        }
+    }
+
+    #[test]
+    fn bad_method_lists_are_refused_with_the_allowed_values() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["TRACE"], "always answered with 405"),
+            (&["GET", "CONNECT"], "always answered with 405"),
+            (&["get"], "methods are upper-case"),
+            (&["FETCH"], "unknown method \"FETCH\""),
+            (&[], "must not be empty"),
+        ];
+        for (names, want) in cases {
+            let e = MethodSet::parse_list(names.iter().copied()).unwrap_err();
+            assert!(e.contains(want), "{names:?}: {e:?} lacks {want:?}");
+            if !names.is_empty() {
+                assert!(
+                    e.contains("allowed: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+                    "{e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn method_sets_compare_and_name_themselves() {
+        assert!(MethodSet::any().is_superset_of(&methods(&["POST"])));
+        assert!(
+            !methods(&["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+                .is_superset_of(&MethodSet::any())
+        );
+        assert!(methods(&["GET"]).is_superset_of(&methods(&["HEAD"])));
+        assert!(!methods(&["HEAD"]).is_superset_of(&methods(&["GET"])));
+        assert!(methods(&["GET", "POST"]).is_superset_of(&methods(&["POST"])));
+        assert!(!methods(&["POST"]).is_superset_of(&methods(&["GET", "POST"])));
+        assert_eq!(methods(&["GET"]), methods(&["HEAD", "GET"]));
+        assert_eq!(MethodSet::any().names(), vec!["*"]);
+        assert_eq!(
+            methods(&["POST", "GET"]).names(),
+            vec!["GET", "HEAD", "POST"]
+        );
+    }
+
+    fn table(routes: &[(&str, Option<&[&str]>)]) -> RouteTable {
+        RouteTable::new(
+            routes
+                .iter()
+                .map(|(p, m)| {
+                    (
+                        Pattern::parse(p).unwrap(),
+                        m.map_or(MethodSet::any(), methods),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn first_matching_route_in_file_order_wins() {
+        let routes = table(&[
+            ("/api/admin/**", Some(&["POST"])),
+            ("/api/{id}", None),
+            ("/api/**", Some(&["GET"])),
+            ("/api/fixed", None),
+        ]);
+        // (method, path, winning index, captured id)
+        let cases: &[(Method, &str, Option<usize>, Option<&str>)] = &[
+            (Method::POST, "/api/admin/x", Some(0), None),
+            (Method::GET, "/api/admin/x", Some(2), None),
+            (Method::HEAD, "/api/admin/x", Some(2), None),
+            (Method::DELETE, "/api/admin/x", None, None),
+            (Method::GET, "/api/fixed", Some(1), Some("fixed")),
+            (Method::GET, "/api/admin", Some(1), Some("admin")),
+            (Method::POST, "/api/admin", Some(0), None),
+            (Method::GET, "/other", None, None),
+            (Method::GET, "/", None, None),
+        ];
+        for (method, path, index, id) in cases {
+            let found = routes.find(method, path);
+            assert_eq!(found.as_ref().map(|m| m.index), *index, "{method} {path}");
+            assert_eq!(
+                found.and_then(|m| m.captures.get("id")),
+                *id,
+                "{method} {path}"
+            );
+        }
+        assert_eq!(routes.entries()[2].0.as_str(), "/api/**");
+    }
+
+    #[test]
+    fn shadowed_routes_name_the_first_earlier_route_that_hides_them() {
+        let routes = table(&[
+            ("/api/**", Some(&["GET"])),
+            ("/api/{id}", Some(&["GET"])),
+            ("/api/{id}", Some(&["POST"])),
+            ("/api/x", Some(&["HEAD"])),
+            ("/**", None),
+            ("/health", None),
+            ("/api/y", Some(&["POST"])),
+        ]);
+        assert_eq!(routes.shadowed(), vec![(1, 0), (3, 0), (5, 4), (6, 2)]);
+        assert!(table(&[("/a", None), ("/b", None)]).shadowed().is_empty());
+    }
+}

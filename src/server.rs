@@ -1,0 +1,189 @@
+//! `portcullis run`: builds the pingora server (public listener, optional TLS
+//! listener, admin listener, background tasks) and owns the process signals:
+//! SIGHUP reloads the config, SIGTERM drains and exits 0, SIGINT exits now.
+
+use crate::admin::Admin;
+use crate::config::{self, Config};
+use crate::environment::Environment;
+use crate::gateway::Gateway;
+use crate::metrics::METRICS;
+use crate::proxy::Proxy;
+use crate::upstream::HealthCheck;
+use crate::access_log;
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::proxy::http_proxy_service_with_name;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Loads and validates the config the way `run`, `check` and reload all do:
+/// every problem at once, one per line.
+pub fn load_config(path: &Path, env: &Environment) -> Result<config::Loaded, String> {
+    config::load(path, &|k| env.get(k)).map_err(|errors| {
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
+/// Builds the gateway from the file at `path`, with secrets from the environment.
+pub fn build_gateway(path: &Path) -> Result<Gateway, String> {
+    let env = Environment::load(path);
+    let loaded = load_config(path, &env)?;
+    for warning in &loaded.warnings {
+        log::warn!("{warning}");
+    }
+    Gateway::build(loaded.config, env.get("JWT_SECRET").as_deref())
+}
+
+/// Starts the gateway and blocks until it is told to stop.
+pub fn run(path: &Path) -> Result<(), String> {
+    let gateway = build_gateway(path)?;
+    let cfg: &Config = &gateway.config;
+    let listen = cfg.listen.to_string();
+    let admin_listen = cfg.admin_listen.to_string();
+    let tls = cfg.tls.clone();
+    let grace = cfg.shutdown_grace;
+    let access_log_on = cfg.access_log;
+    let state = Arc::new(ArcSwap::from_pointee(gateway));
+    let inflight = Arc::new(AtomicUsize::new(0));
+    let ready = Arc::new(AtomicBool::new(true));
+
+    let conf = ServerConf {
+        // Under `taskset` this is the number of CPUs we may use, not the machine's.
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        // Pingora sleeps this long after SIGTERM; our drain watcher exits
+        // sooner once the last request is done.
+        grace_period_seconds: Some(grace.as_secs().max(1)),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let proxy = Proxy {
+        state: state.clone(),
+        inflight: inflight.clone(),
+    };
+    let mut public = http_proxy_service_with_name(&server.configuration, proxy, "portcullis");
+    public.add_tcp(&listen);
+    if let Some(tls) = &tls {
+        let (cert, key) = (tls.cert.to_string_lossy(), tls.key.to_string_lossy());
+        public
+            .add_tls(&tls.listen.to_string(), cert.as_ref(), key.as_ref())
+            .map_err(|e| format!("tls: cannot use {cert} / {key}: {e}"))?;
+    }
+    let mut admin = Service::new("admin".to_owned(), Admin { ready });
+    admin.add_tcp(&admin_listen);
+    let pools_state = state.clone();
+    let health = HealthCheck {
+        pools: Arc::new(move || pools_state.load().pools.clone()),
+    };
+    server.add_service(public);
+    server.add_service(admin);
+    server.add_service(background_service("upstream health", health));
+
+    if access_log_on {
+        access_log::start();
+    }
+    log::info!("portcullis listening on {listen} (admin {admin_listen})");
+    let signals = Signals {
+        path: path.to_path_buf(),
+        state,
+        inflight,
+        grace,
+    };
+    server.run(RunArgs {
+        shutdown_signal: Box::new(signals),
+    });
+    Ok(())
+}
+
+/// Waits for process signals on pingora's main loop.
+struct Signals {
+    path: PathBuf,
+    state: Arc<ArcSwap<Gateway>>,
+    inflight: Arc<AtomicUsize>,
+    grace: Duration,
+}
+
+impl Signals {
+    /// Swaps in a new config if it loads; otherwise the old one stays in force.
+    fn reload(&self) {
+        match build_gateway(&self.path) {
+            Ok(next) => {
+                let current = self.state.load();
+                if next.config.listen != current.config.listen
+                    || next.config.admin_listen != current.config.admin_listen
+                {
+                    log::warn!("reload: listen addresses changed; they take effect on restart");
+                }
+                self.state.store(Arc::new(next));
+                METRICS.config_reloads.with_label_values(&["success"]).inc();
+                log::info!("reload: {} loaded", self.path.display());
+            }
+            Err(e) => {
+                METRICS.config_reloads.with_label_values(&["failure"]).inc();
+                log::error!("reload refused, old config stays in force: {}", e.replace('\n', "; "));
+            }
+        }
+    }
+
+    /// After SIGTERM pingora stops accepting and then sleeps the whole grace
+    /// period; this exits as soon as the requests in flight are done instead.
+    fn drain_then_exit(&self) {
+        let inflight = self.inflight.clone();
+        let deadline = Instant::now() + self.grace;
+        let spawned = std::thread::Builder::new()
+            .name("drain".into())
+            .spawn(move || {
+                // Let the listeners close and any request mid-read get its context.
+                std::thread::sleep(Duration::from_millis(100));
+                while inflight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                access_log::flush();
+                std::process::exit(0);
+            });
+        if let Err(e) = spawned {
+            log::error!("cannot start the drain watcher ({e}); waiting the full grace period");
+        }
+    }
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::hangup()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            log::error!("cannot install signal handlers; shutting down");
+            return ShutdownSignal::FastShutdown;
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => self.reload(),
+                _ = term.recv() => {
+                    log::info!("SIGTERM: draining (at most {:?})", self.grace);
+                    self.drain_then_exit();
+                    return ShutdownSignal::GracefulTerminate;
+                }
+                _ = int.recv() => {
+                    access_log::flush();
+                    return ShutdownSignal::FastShutdown;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! Strict JSON readers for the JOSE header and the claims set of an access token.
+//!
+//! serde's derived readers ignore repeated unknown members and accept several
+//! shapes for a claim; a token is attacker-controlled text, so these readers
+//! visit every member once, refuse any name seen twice, and insist on one JSON
+//! type per claim (RFC 7519 §4: a parser that keeps the last duplicate lets two
+//! components disagree about what a token says).
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use std::borrow::Cow;
+use std::fmt;
+
+/// The members of a JOSE header that verification looks at.
+#[derive(Debug, Default)]
+pub struct Header<'a> {
+    pub alg: Option<Cow<'a, str>>,
+    pub typ: Option<Cow<'a, str>>,
+    pub kid: Option<Cow<'a, str>>,
+    /// `crit` names extensions the verifier must understand; we understand none.
+    pub crit: bool,
+}
+
+/// The claims an access token carries, as found in the payload.
+#[derive(Debug, Default)]
+pub struct RawClaims<'a> {
+    pub iss: Option<Cow<'a, str>>,
+    pub aud: Option<Audience<'a>>,
+    pub sub: Option<Cow<'a, str>>,
+    pub iat: Option<u64>,
+    pub nbf: Option<u64>,
+    pub exp: Option<u64>,
+    pub jti: Option<Cow<'a, str>>,
+    pub sid: Option<Cow<'a, str>>,
+    pub role: Option<Cow<'a, str>>,
+    pub ws: Option<Cow<'a, str>>,
+    pub plan: Option<Cow<'a, str>>,
+}
+
+/// `aud` may be one string or an array of strings (RFC 7519 §4.1.3).
+#[derive(Debug)]
+pub enum Audience<'a> {
+    One(Cow<'a, str>),
+    Many(Vec<Cow<'a, str>>),
+}
+
+impl Audience<'_> {
+    pub fn contains(&self, wanted: &str) -> bool {
+        match self {
+            Audience::One(a) => a == wanted,
+            Audience::Many(list) => list.iter().any(|a| a == wanted),
+        }
+    }
+}
+
+/// Member names seen so far in one object; a repeat is an error.
+struct Seen<'n> {
+    names: Vec<Cow<'n, str>>,
+}
+
+impl<'n> Seen<'n> {
+    fn new() -> Self {
+        Seen {
+            names: Vec::with_capacity(12),
+        }
+    }
+
+    fn first_time<E: de::Error>(&mut self, name: &Cow<'n, str>) -> Result<(), E> {
+        if self.names.iter().any(|n| n == name) {
+            return Err(E::custom(format_args!("duplicate member {name:?}")));
+        }
+        self.names.push(name.clone());
+        Ok(())
+    }
+}
+
+/// A string borrowed from the input when it has no escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> de::Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Audience<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Audience<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Audience::One(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Audience::One(Cow::Owned(v.to_owned())))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut all = Vec::new();
+                while let Some(Text(t)) = seq.next_element()? {
+                    all.push(t);
+                }
+                Ok(Audience::Many(all))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Header<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Header<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JOSE header object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut seen = Seen::new();
+                let mut h = Header::default();
+                while let Some(Text(name)) = map.next_key()? {
+                    seen.first_time(&name)?;
+                    match name.as_ref() {
+                        "alg" => h.alg = Some(map.next_value::<Text>()?.0),
+                        "typ" => h.typ = Some(map.next_value::<Text>()?.0),
+                        "kid" => h.kid = Some(map.next_value::<Text>()?.0),
+                        "crit" => {
+                            map.next_value::<IgnoredAny>()?;
+                            h.crit = true;
+                        }
+                        // `jku`, `x5u`, `jwk`, `x5c` and the rest are never acted on:
+                        // keys come from configuration, not from the token.
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(h)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl<'de> de::Deserialize<'de> for RawClaims<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawClaims<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JWT claims object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut seen = Seen::new();
+                let mut c = RawClaims::default();
+                while let Some(Text(name)) = map.next_key()? {
+                    seen.first_time(&name)?;
+                    match name.as_ref() {
+                        "iss" => c.iss = Some(map.next_value::<Text>()?.0),
+                        "aud" => c.aud = Some(map.next_value()?),
+                        "sub" => c.sub = Some(map.next_value::<Text>()?.0),
+                        // u64 refuses strings, floats and negatives: a NumericDate
+                        // in any other shape is a malformed token, not a rounding job.
+                        "iat" => c.iat = Some(map.next_value()?),
+                        "nbf" => c.nbf = Some(map.next_value()?),
+                        "exp" => c.exp = Some(map.next_value()?),
+                        "jti" => c.jti = Some(map.next_value::<Text>()?.0),
+                        "sid" => c.sid = Some(map.next_value::<Text>()?.0),
+                        "role" => c.role = Some(map.next_value::<Text>()?.0),
+                        "ws" => c.ws = Some(map.next_value::<Text>()?.0),
+                        "plan" => c.plan = Some(map.next_value::<Text>()?.0),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(c)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Reads a header object; any JSON error, trailing data or repeated member refuses it.
+pub fn header(bytes: &[u8]) -> Result<Header<'_>, serde_json::Error> {
+    serde_json::from_slice(bytes)
+}
+
+/// Reads a claims object with the same strictness as [`header`].
+pub fn claims(bytes: &[u8]) -> Result<RawClaims<'_>, serde_json::Error> {
+    serde_json::from_slice(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_header_member_is_refused() {
+        assert!(header(br#"{"alg":"HS256","alg":"none"}"#).is_err());
+        assert!(header(br#"{"alg":"HS256","x":1,"x":2}"#).is_err());
+    }
+
+    #[test]
+    fn a_repeated_claim_is_refused_even_when_unknown() {
+        assert!(claims(br#"{"sub":"a","sub":"b"}"#).is_err());
+        assert!(claims(br#"{"foo":1,"foo":1}"#).is_err());
+        // An escaped spelling of the same name is the same member.
+        assert!(claims(br#"{"sub":"a","s\u0075b":"b"}"#).is_err());
+    }
+
+    #[test]
+    fn numeric_dates_must_be_non_negative_integers() {
+        assert!(claims(br#"{"exp":"1700000000"}"#).is_err());
+        assert!(claims(br#"{"exp":1700000000.5}"#).is_err());
+        assert!(claims(br#"{"exp":-1}"#).is_err());
+        assert_eq!(claims(br#"{"exp":1700000000}"#).unwrap().exp, Some(1_700_000_000));
+    }
+
+    #[test]
+    fn string_claims_refuse_other_types() {
+        assert!(claims(br#"{"sub":42}"#).is_err());
+        assert!(claims(br#"{"role":["admin"]}"#).is_err());
+        assert!(header(br#"{"kid":null}"#).is_err());
+    }
+
+    #[test]
+    fn audience_is_a_string_or_a_list_of_strings() {
+        let one = claims(br#"{"aud":"api"}"#).unwrap().aud.unwrap();
+        assert!(one.contains("api") && !one.contains("web"));
+        let many = claims(br#"{"aud":["web","api"]}"#).unwrap().aud.unwrap();
+        assert!(many.contains("api"));
+        assert!(claims(br#"{"aud":[1]}"#).is_err());
+    }
+
+    #[test]
+    fn crit_is_noticed_and_trailing_data_refused() {
+        assert!(header(br#"{"alg":"HS256","crit":["exp"]}"#).unwrap().crit);
+        assert!(header(br#"{"alg":"HS256"} x"#).is_err());
+        assert!(header(br#"[]"#).is_err());
+    }
+}

@@ -1,0 +1,106 @@
+//! Talking to upstreams through the real binary: failures, timeouts, request
+//! ids, forwarding headers, response headers and WebSocket upgrades.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+fn start() -> (Echo, Gateway) {
+    let echo = Echo::start();
+    let gw = Gateway::start(BASE_CONFIG, echo.addr, &[]);
+    (echo, gw)
+}
+
+#[test]
+fn an_unreachable_upstream_is_502_without_detail() {
+    let (_echo, gw) = start();
+    let r = get(gw.addr, "/dead/x", &[]);
+    assert_eq!(r.status, 502);
+    assert_eq!(r.json(), serde_json::json!({"error": "Bad gateway"}));
+}
+
+#[test]
+fn an_upstream_that_closes_without_answering_is_502() {
+    let (_echo, gw) = start();
+    let r = get(gw.addr, "/__close", &[]);
+    assert_eq!(r.status, 502);
+    assert_eq!(r.json(), serde_json::json!({"error": "Bad gateway"}));
+}
+
+#[test]
+fn a_slow_upstream_is_504_and_the_gateway_recovers() {
+    let (_echo, gw) = start();
+    let started = Instant::now();
+    let r = get(gw.addr, "/__sleep/4000", &[]);
+    assert_eq!(r.status, 504);
+    assert_eq!(r.json(), serde_json::json!({"error": "Gateway timeout"}));
+    assert!(started.elapsed() < Duration::from_millis(3900), "read_timeout 2s was not applied");
+    assert_eq!(get(gw.addr, "/health", &[]).status, 200);
+}
+
+#[test]
+fn request_ids_are_kept_or_generated_and_returned() {
+    let (_echo, gw) = start();
+    let kept = get(gw.addr, "/health", &[("X-Request-Id", "abc-123")]);
+    assert_eq!(kept.header("x-request-id"), Some("abc-123"));
+    assert_eq!(echoed_header_values(&kept.json(), "x-request-id"), vec!["abc-123"]);
+    let made = get(gw.addr, "/health", &[]);
+    let id = made.header("x-request-id").expect("a generated request id").to_owned();
+    assert!(id.len() >= 16);
+    assert_eq!(echoed_header_values(&made.json(), "x-request-id"), vec![id]);
+    // Refusals carry it too.
+    let refused = get(gw.addr, "/nowhere", &[("X-Request-Id", "r-1")]);
+    assert_eq!(refused.header("x-request-id"), Some("r-1"));
+}
+
+#[test]
+fn forwarding_headers_are_set_and_a_client_copy_is_not_trusted() {
+    let (_echo, gw) = start();
+    let r = get(gw.addr, "/health", &[("X-Forwarded-For", "6.6.6.6")]);
+    let seen = r.json();
+    assert_eq!(echoed_header_values(&seen, "x-forwarded-for"), vec!["127.0.0.1"]);
+    assert_eq!(echoed_header_values(&seen, "x-forwarded-proto"), vec!["http"]);
+}
+
+#[test]
+fn no_response_names_a_server_version() {
+    let (_echo, gw) = start();
+    for path in ["/health", "/nowhere", "/dead/x"] {
+        let r = get(gw.addr, path, &[]);
+        assert!(r.header("server").is_none(), "{path}: {:?}", r.header("server"));
+    }
+}
+
+#[test]
+fn websocket_upgrades_pass_after_the_same_checks() {
+    let (_echo, gw) = start();
+    let upgrade = |auth: &str| {
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: a\r\n{auth}Connection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+    };
+    let refused = raw(gw.addr, upgrade("").as_bytes(), Duration::from_secs(2));
+    assert_eq!(parse_responses(&refused)[0].status, 401);
+
+    let t = token("u1", "viewer", "");
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(upgrade(&format!("Authorization: Bearer {t}\r\n")).as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).unwrap(), 1, "connection closed during the handshake");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+    s.write_all(b"ping-bytes").unwrap();
+    let mut back = [0u8; 10];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"ping-bytes");
+}
