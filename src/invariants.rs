@@ -1,0 +1,156 @@
+//! Properties the security-critical stages must hold for ANY input, shared by
+//! the `cargo fuzz` targets in `fuzz/` and by the regression test that replays
+//! their seed corpora in `cargo test` (`tests/invariants.rs`). Each function
+//! panics when its property is violated; that panic is what a fuzzer reports.
+
+use crate::authn::Identity;
+use crate::config::IdentityHeaders;
+use crate::identity_headers;
+use crate::route::{normalize, MethodSet, Pattern, RouteTable};
+use crate::token::Keys;
+use http::{HeaderName, Method};
+use pingora::http::RequestHeader;
+use std::path::Path;
+use std::time::Duration;
+
+/// The secret the token target verifies with; seeds may be signed with it.
+pub const FUZZ_SECRET: &[u8] = b"fuzz-secret-fuzz-secret-fuzz-secret!";
+
+/// Verification never panics, and whatever it accepts carries the claims
+/// verification promises.
+pub fn token_verification(input: &[u8]) {
+    let keys = Keys::hs256(
+        FUZZ_SECRET,
+        "hs256",
+        "https://gw.test",
+        "api",
+        Duration::from_secs(5),
+    );
+    let Ok(text) = std::str::from_utf8(input) else {
+        return;
+    };
+    if let Ok(id) = keys.verify(text, 1_800_000_000) {
+        assert!(
+            !id.sub.is_empty() && !id.jti.is_empty(),
+            "accepted a token without sub/jti"
+        );
+        assert!(id.exp + 5 > 1_800_000_000, "accepted an expired token");
+    }
+}
+
+fn table() -> RouteTable {
+    let routes = [
+        ("/api/admin/**", MethodSet::any()),
+        ("/api/users/{user}/**", MethodSet::any()),
+        ("/api/*/public", MethodSet::any()),
+        (
+            "/api/items/{id}",
+            MethodSet::parse_list(["GET"]).unwrap_or(MethodSet::any()),
+        ),
+        ("/", MethodSet::any()),
+    ];
+    RouteTable::new(
+        routes
+            .iter()
+            .filter_map(|(p, m)| Some((Pattern::parse(p).ok()?, *m)))
+            .collect(),
+    )
+}
+
+/// Normalizing twice changes nothing; a normalized path is plain ASCII with
+/// no dot or empty segments; and the routing decision for a path equals the
+/// decision for its normalized form.
+pub fn path_normalization(input: &[u8]) {
+    let Ok(raw) = std::str::from_utf8(input) else {
+        return;
+    };
+    let Ok(once) = normalize(raw) else { return };
+    assert_eq!(
+        normalize(&once).as_deref(),
+        Ok(once.as_str()),
+        "not idempotent for {raw:?}"
+    );
+    assert!(once.is_ascii() && once.starts_with('/'), "{once:?}");
+    assert!(
+        !once.split('/').any(|s| s == "." || s == ".."),
+        "dot segment survived: {once:?}"
+    );
+    assert!(!once.contains("//"), "empty segment survived: {once:?}");
+    let t = table();
+    let decide = |p: &str| t.find(&Method::GET, p).map(|m| m.index);
+    assert_eq!(decide(&once), decide(&normalize(&once).unwrap_or_default()));
+}
+
+/// After sanitizing, no identity or rewrite header the client sent survives,
+/// whatever the names, values and `Connection` tokens were. Input: lines of
+/// `name: value`.
+pub fn header_sanitizing(input: &[u8]) {
+    let names = IdentityHeaders {
+        user_id: HeaderName::from_static("x-user-id"),
+        role: HeaderName::from_static("x-user-role"),
+        workspace: HeaderName::from_static("x-workspace-id"),
+        plan: HeaderName::from_static("x-user-plan"),
+    };
+    let Ok(mut req) = RequestHeader::build("GET", b"/", None) else {
+        return;
+    };
+    for line in input.split(|&b| b == b'\n') {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name),
+            http::HeaderValue::from_bytes(value),
+        ) else {
+            continue;
+        };
+        let _ = req.append_header(name, value);
+    }
+    identity_headers::sanitize(&mut req, &names);
+    for name in req.headers.keys() {
+        let folded = name.as_str().replace('_', "-");
+        assert!(
+            ![
+                "x-user-id",
+                "x-user-role",
+                "x-workspace-id",
+                "x-user-plan",
+                "x-http-method-override",
+                "forwarded"
+            ]
+            .contains(&folded.as_str()),
+            "{name} survived sanitizing"
+        );
+    }
+    let id = Identity {
+        sub: "u".into(),
+        role: Some("r".into()),
+        workspace: None,
+        plan: None,
+        jti: "j".into(),
+        sid: None,
+        iat: 0,
+        exp: 0,
+    };
+    for (name, value) in identity_headers::injected(&names, &id) {
+        let _ = req.insert_header(name.clone(), value);
+    }
+    let ids: Vec<_> = req.headers.get_all("x-user-id").iter().collect();
+    assert_eq!(ids.len(), 1, "exactly one X-User-Id after injection");
+}
+
+/// Loading any text as gateway.yaml returns a config or errors, never panics,
+/// and every error names the file.
+pub fn config_loading(input: &[u8]) {
+    let Ok(text) = std::str::from_utf8(input) else {
+        return;
+    };
+    let path = Path::new("/fuzz/gateway.yaml");
+    if let Err(errors) = crate::config::parse(path, text, &|_| None) {
+        assert!(!errors.is_empty());
+        for e in errors {
+            assert!(e.to_string().starts_with("/fuzz/gateway.yaml"), "{e}");
+        }
+    }
+}
