@@ -16,6 +16,7 @@ pub mod identity_headers;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
+pub mod rate_limit;
 pub mod route;
 pub mod server;
 pub mod token;
