@@ -10,7 +10,7 @@
 use crate::config::Rate;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hash};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -58,7 +58,9 @@ impl Limiter {
         let hash = self.hash(key);
         let now = self.nanos(now);
         let count = u64::from(rate.count.max(1));
-        let per = u64::try_from(rate.per.as_nanos()).unwrap_or(u64::MAX).max(1);
+        let per = u64::try_from(rate.per.as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let interval = (per / count).max(1);
         // A full bucket admits `count` at once: the TAT may run this far ahead of now.
         let tolerance = per.saturating_sub(interval);
@@ -101,9 +103,7 @@ impl Limiter {
     }
 
     fn hash(&self, key: impl Hash) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        h.finish()
+        self.hasher.hash_one(key)
     }
 
     fn shard(&self, hash: u64) -> MutexGuard<'_, HashMap<u64, u64>> {
@@ -158,8 +158,13 @@ mod tests {
         // Other keys are independent.
         assert_eq!(limiter.check("other", &r, t0), Ok(()));
         // One slot frees after per/count.
-        assert_eq!(limiter.check("ip", &r, t0 + Duration::from_secs(20)), Ok(()));
-        assert!(limiter.check("ip", &r, t0 + Duration::from_secs(20)).is_err());
+        assert_eq!(
+            limiter.check("ip", &r, t0 + Duration::from_secs(20)),
+            Ok(())
+        );
+        assert!(limiter
+            .check("ip", &r, t0 + Duration::from_secs(20))
+            .is_err());
         // After a whole period the bucket is full again.
         let later = t0 + Duration::from_secs(80);
         for _ in 0..3 {

@@ -99,7 +99,14 @@ async fn route(
             let password = required(&body, "password")?;
             let workspace = optional(&body, "workspace")?;
             let pair = service
-                .login(gw, req.client_ip, email, password.to_owned(), workspace, now)
+                .login(
+                    gw,
+                    req.client_ip,
+                    email,
+                    password.to_owned(),
+                    workspace,
+                    now,
+                )
                 .await?;
             Ok(tokens_answer(gw, &pair, now))
         }
@@ -326,8 +333,14 @@ mod tests {
     #[test]
     fn the_refresh_cookie_is_found_among_others() {
         let mut headers = HeaderMap::new();
-        headers.append(COOKIE, "a=1; __Secure-refresh_token=tok; b=2".parse().unwrap());
-        assert_eq!(cookie_value(&headers, "__Secure-refresh_token"), Some("tok"));
+        headers.append(
+            COOKIE,
+            "a=1; __Secure-refresh_token=tok; b=2".parse().unwrap(),
+        );
+        assert_eq!(
+            cookie_value(&headers, "__Secure-refresh_token"),
+            Some("tok")
+        );
         assert_eq!(cookie_value(&headers, "missing"), None);
     }
 
@@ -339,7 +352,9 @@ mod tests {
         let map = object(br#"{"email": 5, "password": "x"}"#).unwrap();
         assert_eq!(
             required(&map, "email"),
-            Err(Reject::BadRequest("field \"email\" must be a string".into()))
+            Err(Reject::BadRequest(
+                "field \"email\" must be a string".into()
+            ))
         );
         assert_eq!(
             required(&map, "workspace"),

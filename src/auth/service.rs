@@ -136,7 +136,12 @@ impl Service {
 
     /// Authenticates a proxied request or a Bearer-authenticated endpoint: the token
     /// checks of SPEC §3, then the in-memory revocation set. No I/O.
-    pub fn authenticate(&self, headers: &HeaderMap, keys: &Keys, now: u64) -> Result<Identity, Reject> {
+    pub fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        keys: &Keys,
+        now: u64,
+    ) -> Result<Identity, Reject> {
         let identity = authn::authenticate(headers, keys, now)?;
         self.check_revoked(&identity)?;
         Ok(identity)
@@ -177,7 +182,11 @@ impl Service {
             Reject::Internal
         })?;
         let role = &auth.signup.default_role;
-        match self.store.create_user(&email, &hash, role, signed(now)).await {
+        match self
+            .store
+            .create_user(&email, &hash, role, signed(now))
+            .await
+        {
             Ok(user) => Ok(user),
             Err(StoreError::Conflict) => Err(Reject::EmailTaken),
             Err(e) => Err(self.unavailable("signup", e)),
@@ -197,8 +206,13 @@ impl Service {
     ) -> Result<TokenPair, Reject> {
         let auth = &gw.config.auth;
         let email = email.trim().to_lowercase();
-        let limited = limit(&self.limits.login_ip, ip, &auth.rate_limits.login)
-            .and_then(|()| limit(&self.limits.login_email, &email, &auth.rate_limits.login_per_email));
+        let limited = limit(&self.limits.login_ip, ip, &auth.rate_limits.login).and_then(|()| {
+            limit(
+                &self.limits.login_email,
+                &email,
+                &auth.rate_limits.login_per_email,
+            )
+        });
         if let Err(reject) = limited {
             METRICS.logins.with_label_values(&["rate_limited"]).inc();
             return Err(reject);
@@ -294,7 +308,9 @@ impl Service {
             },
         };
         METRICS.refreshes.with_label_values(&[result]).inc();
-        Ok(issue(&gw.keys, gw, &user.id, &scope, &family, successor, now))
+        Ok(issue(
+            &gw.keys, gw, &user.id, &scope, &family, successor, now,
+        ))
     }
 
     /// `POST /logout`: revokes the session of the presented refresh token and of the
@@ -426,10 +442,10 @@ impl Service {
                 log::info!("store answers again");
             }
             self.ready.store(ok, Ordering::Release);
-            if ticks % 20 == 0 {
+            if ticks.is_multiple_of(20) {
                 self.sweep();
             }
-            if ok && ticks % 1200 == 0 {
+            if ok && ticks.is_multiple_of(1200) {
                 let now = signed(crate::clock::now());
                 match self.store.purge_expired(now, MAX_ACCESS_TTL).await {
                     Ok(purged) => log::debug!("purged {purged:?}"),
@@ -443,7 +459,13 @@ impl Service {
         let now = Instant::now();
         self.revocations.sweep(crate::clock::now());
         let l = &self.limits;
-        for limiter in [&l.login_ip, &l.login_email, &l.refresh_ip, &l.signup_ip, &l.routes] {
+        for limiter in [
+            &l.login_ip,
+            &l.login_email,
+            &l.refresh_ip,
+            &l.signup_ip,
+            &l.routes,
+        ] {
             limiter.sweep(now);
         }
     }
@@ -556,9 +578,9 @@ fn refresh_refused(result: &str) -> Reject {
 fn valid_email(email: &str) -> Result<String, Reject> {
     let email = email.trim().to_lowercase();
     let shaped = email.len() <= 254
-        && email
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty() && !domain.contains('@'))
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+        })
         && !email.chars().any(|c| c.is_whitespace() || c.is_control());
     if shaped {
         Ok(email)
@@ -590,8 +612,18 @@ mod tests {
 
     #[test]
     fn emails_are_trimmed_lower_cased_and_roughly_shaped() {
-        assert_eq!(valid_email("  Alice@Example.COM ").ok().as_deref(), Some("alice@example.com"));
-        for bad in ["", "alice", "@example.com", "alice@", "a b@example.com", "a@b@c"] {
+        assert_eq!(
+            valid_email("  Alice@Example.COM ").ok().as_deref(),
+            Some("alice@example.com")
+        );
+        for bad in [
+            "",
+            "alice",
+            "@example.com",
+            "alice@",
+            "a b@example.com",
+            "a@b@c",
+        ] {
             assert!(valid_email(bad).is_err(), "{bad:?}");
         }
     }

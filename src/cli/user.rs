@@ -91,7 +91,10 @@ async fn execute(cfg: &Config, store: &Store, command: UserCommand) -> Result<()
             let password = read_password()?;
             password::acceptable(&password).map_err(|why| fail(why.to_owned()))?;
             let hasher = Hasher::new(1).map_err(|e| fail(e.to_string()))?;
-            let hash = hasher.hash(password).await.map_err(|e| fail(e.to_string()))?;
+            let hash = hasher
+                .hash(password)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
             for m in &memberships {
                 match &m.plan {
                     Some(plan) => store.put_workspace(&m.workspace, plan, now).await,
@@ -110,7 +113,10 @@ async fn execute(cfg: &Config, store: &Store, command: UserCommand) -> Result<()
             }
             let user = match store.create_user(&email, &hash, &role, now).await {
                 Err(StoreError::Conflict) => {
-                    return Err(fail(format!("{} is already registered", email.trim().to_lowercase())))
+                    return Err(fail(format!(
+                        "{} is already registered",
+                        email.trim().to_lowercase()
+                    )))
                 }
                 other => other.map_err(store_failure)?,
             };
@@ -120,21 +126,33 @@ async fn execute(cfg: &Config, store: &Store, command: UserCommand) -> Result<()
                     .await
                     .map_err(store_failure)?;
             }
-            println!("created {} ({}) with role {}", user.email, user.id, user.role);
+            println!(
+                "created {} ({}) with role {}",
+                user.email, user.id, user.role
+            );
         }
         UserCommand::List => {
             let users = store.list_users().await.map_err(store_failure)?;
             println!("{:<32}  {:<32}  {:<12}  status", "id", "email", "role");
             for user in users {
                 let status = if user.disabled { "disabled" } else { "active" };
-                println!("{:<32}  {:<32}  {:<12}  {status}", user.id, user.email, user.role);
+                println!(
+                    "{:<32}  {:<32}  {:<12}  {status}",
+                    user.id, user.email, user.role
+                );
             }
         }
         UserCommand::SetRole { email, role } => {
             known_role(cfg, &role)?;
             let user = find(store, &email).await?;
-            store.set_role(&user.id, &role, now).await.map_err(store_failure)?;
-            println!("{} now has role {role}; their sessions were ended", user.email);
+            store
+                .set_role(&user.id, &role, now)
+                .await
+                .map_err(store_failure)?;
+            println!(
+                "{} now has role {role}; their sessions were ended",
+                user.email
+            );
         }
         UserCommand::Disable { email } => {
             let user = find(store, &email).await?;
@@ -161,7 +179,12 @@ async fn find(store: &Store, email: &str) -> Result<User, Failure> {
         .user_by_email(email)
         .await
         .map_err(store_failure)?
-        .ok_or_else(|| fail(format!("no user with email {}", email.trim().to_lowercase())))
+        .ok_or_else(|| {
+            fail(format!(
+                "no user with email {}",
+                email.trim().to_lowercase()
+            ))
+        })
 }
 
 fn known_role(cfg: &Config, role: &str) -> Result<(), Failure> {
@@ -177,11 +200,15 @@ fn known_role(cfg: &Config, role: &str) -> Result<(), Failure> {
 fn parse_membership(cfg: &Config, arg: &str) -> Result<Membership, Failure> {
     let mut parts = arg.splitn(3, ':');
     let (Some(workspace), Some(role)) = (parts.next(), parts.next()) else {
-        return Err(fail(format!("--workspace {arg:?}: expected W:ROLE or W:ROLE:PLAN")));
+        return Err(fail(format!(
+            "--workspace {arg:?}: expected W:ROLE or W:ROLE:PLAN"
+        )));
     };
     let plan = parts.next().map(str::to_owned);
     if workspace.is_empty() || role.is_empty() || plan.as_deref() == Some("") {
-        return Err(fail(format!("--workspace {arg:?}: expected W:ROLE or W:ROLE:PLAN")));
+        return Err(fail(format!(
+            "--workspace {arg:?}: expected W:ROLE or W:ROLE:PLAN"
+        )));
     }
     known_role(cfg, role)?;
     if let (Some(plan), Some(plans)) = (&plan, &cfg.plans) {

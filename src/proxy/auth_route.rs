@@ -57,7 +57,14 @@ impl Proxy {
             ctx.identity = outcome.identity;
         }
         let answer = outcome.answer;
-        respond::send(session, ctx, answer.status, &answer.headers, Bytes::from(answer.body)).await
+        respond::send(
+            session,
+            ctx,
+            answer.status,
+            &answer.headers,
+            Bytes::from(answer.body),
+        )
+        .await
     }
 }
 
