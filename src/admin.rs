@@ -36,8 +36,16 @@ impl ServeHttp for Admin {
             "/readyz" if self.ready.load(Ordering::Acquire) => {
                 text(200, "application/json", br#"{"status":"ready"}"#.to_vec())
             }
-            "/readyz" => text(503, "application/json", br#"{"status":"not ready"}"#.to_vec()),
-            _ => text(404, "application/json", br#"{"error":"Not found"}"#.to_vec()),
+            "/readyz" => text(
+                503,
+                "application/json",
+                br#"{"status":"not ready"}"#.to_vec(),
+            ),
+            _ => text(
+                404,
+                "application/json",
+                br#"{"error":"Not found"}"#.to_vec(),
+            ),
         }
     }
 }

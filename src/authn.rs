@@ -29,7 +29,9 @@ pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Reject> {
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(Reject::BadRequest("more than one Authorization header".into()));
+        return Err(Reject::BadRequest(
+            "more than one Authorization header".into(),
+        ));
     }
     // Scheme (7) + space + the longest token we accept.
     if value.len() > MAX_TOKEN_LEN + 16 {
@@ -71,11 +73,23 @@ mod tests {
     const NOW: u64 = 1_800_000_000;
 
     fn keys() -> Keys {
-        Keys::hs256(b"0123456789abcdef0123456789abcdef", "hs256", "iss", "aud", Duration::ZERO)
+        Keys::hs256(
+            b"0123456789abcdef0123456789abcdef",
+            "hs256",
+            "iss",
+            "aud",
+            Duration::ZERO,
+        )
     }
 
     fn token(k: &Keys) -> String {
-        let grant = Grant { sub: "u1", role: "viewer", workspace: None, plan: None, sid: None };
+        let grant = Grant {
+            sub: "u1",
+            role: "viewer",
+            workspace: None,
+            plan: None,
+            sid: None,
+        };
         k.issue(grant, NOW, Duration::from_secs(60)).token
     }
 
@@ -100,9 +114,18 @@ mod tests {
     #[test]
     fn no_header_or_another_scheme_is_a_missing_token() {
         let k = keys();
-        assert_eq!(authenticate(&headers(&[]), &k, NOW), Err(Reject::MissingToken));
-        assert_eq!(authenticate(&headers(&["Basic dTpw"]), &k, NOW), Err(Reject::MissingToken));
-        assert_eq!(authenticate(&headers(&["Bearer "]), &k, NOW), Err(Reject::MissingToken));
+        assert_eq!(
+            authenticate(&headers(&[]), &k, NOW),
+            Err(Reject::MissingToken)
+        );
+        assert_eq!(
+            authenticate(&headers(&["Basic dTpw"]), &k, NOW),
+            Err(Reject::MissingToken)
+        );
+        assert_eq!(
+            authenticate(&headers(&["Bearer "]), &k, NOW),
+            Err(Reject::MissingToken)
+        );
     }
 
     #[test]

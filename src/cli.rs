@@ -12,10 +12,19 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
-#[command(name = "portcullis", version, about = "An edge gateway: no request reaches your service unauthenticated or unauthorized")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "An edge gateway: no request reaches your service unauthenticated or unauthorized"
+)]
 pub struct Cli {
     /// The gateway config file; relative paths inside it are relative to its directory.
-    #[arg(short = 'c', long = "config", global = true, default_value = "gateway.yaml")]
+    #[arg(
+        short = 'c',
+        long = "config",
+        global = true,
+        default_value = "gateway.yaml"
+    )]
     pub config: PathBuf,
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -71,10 +80,24 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => server::run(path).map_err(|message| Failure { message, code: 1 }),
         Command::Check => check(path),
-        Command::Explain { method, path: target } => explain(path, &method, &target),
-        Command::Token { sub, role, workspace, plan, ttl } => {
-            token(path, &sub, &role, workspace.as_deref(), plan.as_deref(), ttl.as_deref())
-        }
+        Command::Explain {
+            method,
+            path: target,
+        } => explain(path, &method, &target),
+        Command::Token {
+            sub,
+            role,
+            workspace,
+            plan,
+            ttl,
+        } => token(
+            path,
+            &sub,
+            &role,
+            workspace.as_deref(),
+            plan.as_deref(),
+            ttl.as_deref(),
+        ),
         Command::User(command) => user::run(path, command),
     }
 }
@@ -91,8 +114,16 @@ fn check(path: &Path) -> Result<(), Failure> {
     }
     let cfg = &loaded.config;
     println!("{}: ok", path.display());
-    println!("listen {}  admin {}  store {}", cfg.listen, cfg.admin_listen, redact_store(&cfg.store));
-    println!("{:<4} {:<36} {:<18} {:<12} requires", "#", "path", "methods", "upstream");
+    println!(
+        "listen {}  admin {}  store {}",
+        cfg.listen,
+        cfg.admin_listen,
+        redact_store(&cfg.store)
+    );
+    println!(
+        "{:<4} {:<36} {:<18} {:<12} requires",
+        "#", "path", "methods", "upstream"
+    );
     for (i, route) in cfg.routes.iter().enumerate() {
         println!(
             "{:<4} {:<36} {:<18} {:<12} {}",
@@ -126,13 +157,21 @@ fn explain(path: &Path, method: &str, target: &str) -> Result<(), Failure> {
         return Ok(());
     }
     let table = crate::route::RouteTable::new(
-        cfg.routes.iter().map(|r| (r.pattern.clone(), r.methods)).collect(),
+        cfg.routes
+            .iter()
+            .map(|r| (r.pattern.clone(), r.methods))
+            .collect(),
     );
     match table.find(&method, &normalized) {
         None => println!("route:      none (404 Not found)"),
         Some(found) => {
             let route = &cfg.routes[found.index];
-            println!("route:      #{} {} (line {})", found.index, route.pattern.as_str(), route.line);
+            println!(
+                "route:      #{} {} (line {})",
+                found.index,
+                route.pattern.as_str(),
+                route.line
+            );
             for (name, value) in found.captures.iter() {
                 println!("capture:    {name} = {value}");
             }
@@ -166,7 +205,13 @@ fn token(
     };
     let env = Environment::load(path);
     let keys = signing_keys(cfg, env.get("JWT_SECRET").as_deref()).map_err(Failure::usage)?;
-    let grant = Grant { sub, role, workspace, plan, sid: None };
+    let grant = Grant {
+        sub,
+        role,
+        workspace,
+        plan,
+        sid: None,
+    };
     println!("{}", keys.issue(grant, crate::clock::now(), ttl).token);
     Ok(())
 }

@@ -25,11 +25,15 @@ pub enum Reject {
     WrongMethod { allow: &'static str },
     EmailTaken,
     PayloadTooLarge,
-    TooManyRequests { retry_after: u64 },
+    TooManyRequests {
+        retry_after: u64,
+    },
     BadGateway,
     GatewayTimeout,
     /// The store does not answer; auth endpoints only.
-    Unavailable { retry_after: u64 },
+    Unavailable {
+        retry_after: u64,
+    },
     Internal,
 }
 
@@ -135,9 +139,17 @@ mod tests {
     #[test]
     fn every_refusal_has_the_spec_status_and_json_body() {
         let cases = [
-            (Reject::BadRequest("encoded slash in path".into()), 400, "Invalid request: encoded slash in path"),
+            (
+                Reject::BadRequest("encoded slash in path".into()),
+                400,
+                "Invalid request: encoded slash in path",
+            ),
             (Reject::MissingToken, 401, "Missing token"),
-            (Reject::InvalidToken(TokenError::Expired), 401, "Invalid or expired token"),
+            (
+                Reject::InvalidToken(TokenError::Expired),
+                401,
+                "Invalid or expired token",
+            ),
             (Reject::Revoked, 401, "Invalid or expired token"),
             (Reject::InvalidCredentials, 401, "Invalid credentials"),
             (Reject::InvalidRefreshToken, 401, "Invalid or reused token"),
@@ -148,9 +160,17 @@ mod tests {
             (Reject::MethodNotAllowed, 405, "Method not allowed"),
             (Reject::EmailTaken, 409, "Email already registered"),
             (Reject::PayloadTooLarge, 413, "Payload too large"),
-            (Reject::TooManyRequests { retry_after: 7 }, 429, "Too many requests"),
+            (
+                Reject::TooManyRequests { retry_after: 7 },
+                429,
+                "Too many requests",
+            ),
             (Reject::BadGateway, 502, "Bad gateway"),
-            (Reject::Unavailable { retry_after: 1 }, 503, "Service unavailable"),
+            (
+                Reject::Unavailable { retry_after: 1 },
+                503,
+                "Service unavailable",
+            ),
             (Reject::GatewayTimeout, 504, "Gateway timeout"),
         ];
         for (reject, status, message) in cases {
@@ -167,11 +187,14 @@ mod tests {
     #[test]
     fn token_refusals_carry_the_bearer_challenge() {
         let missing = Reject::MissingToken.answer();
-        assert!(missing.headers.contains(&("www-authenticate", "Bearer".to_owned())));
-        let invalid = Reject::InvalidToken(TokenError::Signature).answer();
-        assert!(invalid
+        assert!(missing
             .headers
-            .contains(&("www-authenticate", r#"Bearer error="invalid_token""#.to_owned())));
+            .contains(&("www-authenticate", "Bearer".to_owned())));
+        let invalid = Reject::InvalidToken(TokenError::Signature).answer();
+        assert!(invalid.headers.contains(&(
+            "www-authenticate",
+            r#"Bearer error="invalid_token""#.to_owned()
+        )));
     }
 
     #[test]

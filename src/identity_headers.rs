@@ -58,7 +58,10 @@ pub fn sanitize(req: &mut RequestHeader, names: &IdentityHeaders) {
     for value in headers.get_all(http::header::CONNECTION) {
         let Ok(value) = value.to_str() else { continue };
         for token in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            match CONNECTION_OPTIONS.iter().find(|o| o.eq_ignore_ascii_case(token)) {
+            match CONNECTION_OPTIONS
+                .iter()
+                .find(|o| o.eq_ignore_ascii_case(token))
+            {
                 Some(option) => {
                     if !kept_options.contains(option) {
                         kept_options.push(option);
@@ -85,7 +88,10 @@ pub fn sanitize(req: &mut RequestHeader, names: &IdentityHeaders) {
 /// The identity headers to add after [`sanitize`], as (name, value) pairs.
 /// A claim that is absent produces no header; a claim that is not a valid
 /// header value (it came from a verified token, but still) is left out.
-pub fn injected<'a>(names: &'a IdentityHeaders, id: &Identity) -> Vec<(&'a HeaderName, HeaderValue)> {
+pub fn injected<'a>(
+    names: &'a IdentityHeaders,
+    id: &Identity,
+) -> Vec<(&'a HeaderName, HeaderValue)> {
     let claims = [
         (&names.user_id, Some(id.sub.as_str())),
         (&names.role, id.role.as_deref()),
@@ -165,7 +171,10 @@ mod tests {
             .collect();
         assert_eq!(
             added,
-            vec![("x-user-id".to_owned(), "u1".to_owned()), ("x-user-role".to_owned(), "viewer".to_owned())]
+            vec![
+                ("x-user-id".to_owned(), "u1".to_owned()),
+                ("x-user-role".to_owned(), "viewer".to_owned())
+            ]
         );
     }
 

@@ -12,7 +12,12 @@ struct Stderr {
 impl Log for Stderr {
     fn enabled(&self, meta: &Metadata) -> bool {
         let ours = meta.target().starts_with("portcullis");
-        meta.level() <= if ours { self.level } else { self.level.min(Level::Warn) }
+        meta.level()
+            <= if ours {
+                self.level
+            } else {
+                self.level.min(Level::Warn)
+            }
     }
 
     fn log(&self, record: &Record) {

@@ -91,8 +91,18 @@ impl Metrics {
             rate_limited: d("rate_limited"),
         };
         let logins = counter_vec(r, "logins_total", "Login attempts by result", &["result"]);
-        let refreshes = counter_vec(r, "refreshes_total", "Refresh attempts by result", &["result"]);
-        let config_reloads = counter_vec(r, "config_reloads_total", "Config reloads by result", &["result"]);
+        let refreshes = counter_vec(
+            r,
+            "refreshes_total",
+            "Refresh attempts by result",
+            &["result"],
+        );
+        let config_reloads = counter_vec(
+            r,
+            "config_reloads_total",
+            "Config reloads by result",
+            &["result"],
+        );
         // Export the zero series too, so dashboards and alerts see them from the start.
         for result in ["success", "failure", "rate_limited"] {
             logins.with_label_values(&[result]);

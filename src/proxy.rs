@@ -81,10 +81,12 @@ impl Ctx {
 impl Proxy {
     /// Everything that decides whether the request may go on: the stages of
     /// the module doc up to authorization, as one pure-ish sequence.
-    fn admit(&self, req: &RequestHeader, ctx: &mut Ctx) -> Result<(), Reject> {
-        framing::check(req)?;
+    fn admit(&self, session: &Session, ctx: &mut Ctx) -> Result<(), Reject> {
+        let req = session.req_header();
+        framing::check(req, || session.as_downstream().to_h1_raw())?;
         let (raw_path, _) = framing::target(req)?;
-        ctx.path = route::normalize(raw_path).map_err(|e| Reject::BadRequest(e.to_string().into()))?;
+        ctx.path =
+            route::normalize(raw_path).map_err(|e| Reject::BadRequest(e.to_string().into()))?;
         let gw = ctx.gateway.clone();
         let found = gw
             .routes
@@ -127,7 +129,8 @@ impl Proxy {
                 req.insert_header(name.clone(), value)?;
             }
         }
-        let (raw_path, query) = framing::target(req).map_err(|_| Error::new(ErrorType::InternalError))?;
+        let (raw_path, query) =
+            framing::target(req).map_err(|_| Error::new(ErrorType::InternalError))?;
         if raw_path != ctx.path {
             let target = match query {
                 Some(q) => format!("{}?{q}", ctx.path),
@@ -180,7 +183,8 @@ fn request_id(req: &RequestHeader) -> String {
         .filter(|v| {
             !v.is_empty()
                 && v.len() <= 128
-                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         })
         .map(str::to_owned)
         .unwrap_or_else(crate::token::random_id)
@@ -213,11 +217,9 @@ impl ProxyHttp for Proxy {
     /// (`Ok(true)`) or let the request go on to the upstream.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         ctx.request_id = request_id(session.req_header());
-        ctx.tls = session
-            .digest()
-            .is_some_and(|d| d.ssl_digest.is_some());
+        ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         ctx.client_ip = client_ip(session, ctx.gateway.config.trust_forwarded_for);
-        if let Err(reject) = self.admit(session.req_header(), ctx) {
+        if let Err(reject) = self.admit(session, ctx) {
             ctx.decision = reject.decision();
             if let Reject::InvalidToken(e) = &reject {
                 ctx.reason = Some(e.reason());
@@ -313,7 +315,9 @@ impl ProxyHttp for Proxy {
             _ => match e.esource() {
                 ErrorSource::Upstream => Some(Reject::BadGateway),
                 ErrorSource::Downstream => match e.etype() {
-                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => None,
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
+                        None
+                    }
                     _ => Some(Reject::BadRequest("malformed request".into())),
                 },
                 _ => Some(Reject::Internal),
@@ -361,7 +365,11 @@ impl ProxyHttp for Proxy {
             counter.inc();
         }
         if ctx.gateway.config.access_log {
-            let path = if ctx.path.is_empty() { "-" } else { ctx.path.as_str() };
+            let path = if ctx.path.is_empty() {
+                "-"
+            } else {
+                ctx.path.as_str()
+            };
             access_log::write(&access_log::Entry {
                 ts: access_log::timestamp(SystemTime::now()),
                 request_id: &ctx.request_id,

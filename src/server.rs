@@ -2,6 +2,7 @@
 //! listener, admin listener, background tasks) and owns the process signals:
 //! SIGHUP reloads the config, SIGTERM drains and exits 0, SIGINT exits now.
 
+use crate::access_log;
 use crate::admin::Admin;
 use crate::auth::store::Store;
 use crate::auth;
@@ -11,7 +12,6 @@ use crate::gateway::Gateway;
 use crate::metrics::METRICS;
 use crate::proxy::Proxy;
 use crate::upstream::HealthCheck;
-use crate::access_log;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::proxy::http_proxy_service_with_name;
@@ -162,7 +162,10 @@ impl Signals {
             }
             Err(e) => {
                 METRICS.config_reloads.with_label_values(&["failure"]).inc();
-                log::error!("reload refused, old config stays in force: {}", e.replace('\n', "; "));
+                log::error!(
+                    "reload refused, old config stays in force: {}",
+                    e.replace('\n', "; ")
+                );
             }
         }
     }

@@ -49,7 +49,10 @@ impl Pool {
                 healthy: AtomicBool::new(true),
             }));
             if targets.len() == before {
-                return Err(format!("upstream {}: {addr} resolves to no address", upstream.name));
+                return Err(format!(
+                    "upstream {}: {addr} resolves to no address",
+                    upstream.name
+                ));
             }
         }
         Ok(Pool {
@@ -114,7 +117,11 @@ impl Pool {
                     "upstream {} {}: {}",
                     self.name,
                     t.addr,
-                    if ok { "healthy again" } else { "unhealthy, out of rotation" }
+                    if ok {
+                        "healthy again"
+                    } else {
+                        "unhealthy, out of rotation"
+                    }
                 );
             }
         }

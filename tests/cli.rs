@@ -35,7 +35,11 @@ fn check_reports_every_problem_with_file_line_and_column() {
     assert_eq!(code, 2, "{err}");
     let file = path.to_str().unwrap();
     assert!(err.contains(&format!("{file}:4:")), "{err}");
-    assert!(err.contains(r#"unknown role "admn" (known: viewer, admin)"#) || err.contains(r#"unknown role "admn" (known: admin, viewer)"#), "{err}");
+    assert!(
+        err.contains(r#"unknown role "admn" (known: viewer, admin)"#)
+            || err.contains(r#"unknown role "admn" (known: admin, viewer)"#),
+        "{err}"
+    );
     assert!(err.contains(&format!("{file}:5:")), "{err}");
     assert!(err.contains("upstreem"), "{err}");
 }
@@ -53,7 +57,16 @@ fn check_warns_about_a_shadowed_route_but_passes() {
 
 #[test]
 fn explain_shows_the_normalized_path_route_and_requirements() {
-    let (code, out, err) = portcullis(&["explain", "-c", &example(), "DELETE", "/api//content/./42?x=1"], &[]);
+    let (code, out, err) = portcullis(
+        &[
+            "explain",
+            "-c",
+            &example(),
+            "DELETE",
+            "/api//content/./42?x=1",
+        ],
+        &[],
+    );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("/api/content/42"), "{out}");
     assert!(out.contains("/api/content/{id}"), "{out}");
@@ -61,7 +74,8 @@ fn explain_shows_the_normalized_path_route_and_requirements() {
     assert!(out.contains("role in [admin]"), "{out}");
     let (_, none, _) = portcullis(&["explain", "-c", &example(), "GET", "/nowhere"], &[]);
     assert!(none.contains("none (404"), "{none}");
-    let (_, unsafe_path, _) = portcullis(&["explain", "-c", &example(), "GET", "/api/admin%2Fx"], &[]);
+    let (_, unsafe_path, _) =
+        portcullis(&["explain", "-c", &example(), "GET", "/api/admin%2Fx"], &[]);
     assert!(unsafe_path.contains("400"), "{unsafe_path}");
 }
 
@@ -71,14 +85,31 @@ fn a_cli_minted_token_is_accepted_by_the_gateway() {
     let gw = Gateway::start(BASE_CONFIG, echo.addr, &[]);
     let config = gw.dir.join("gateway.yaml");
     let (code, out, err) = portcullis(
-        &["token", "-c", config.to_str().unwrap(), "--sub", "user-42", "--role", "admin", "--ttl", "5m"],
+        &[
+            "token",
+            "-c",
+            config.to_str().unwrap(),
+            "--sub",
+            "user-42",
+            "--role",
+            "admin",
+            "--ttl",
+            "5m",
+        ],
         &[("JWT_SECRET", TEST_SECRET)],
     );
     assert_eq!(code, 0, "{err}");
     let t = out.trim();
-    let r = get(gw.addr, "/api/admin/x", &[("Authorization", &format!("Bearer {t}"))]);
+    let r = get(
+        gw.addr,
+        "/api/admin/x",
+        &[("Authorization", &format!("Bearer {t}"))],
+    );
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(echoed_header_values(&r.json(), "x-user-id"), vec!["user-42"]);
+    assert_eq!(
+        echoed_header_values(&r.json(), "x-user-id"),
+        vec!["user-42"]
+    );
 }
 
 #[test]

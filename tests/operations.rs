@@ -25,16 +25,39 @@ fn health_and_readiness_answer_on_the_admin_listener() {
 fn metrics_count_requests_by_route_pattern_and_decisions() {
     let (_echo, gw) = start();
     let t = token("u1", "viewer", "");
-    get(gw.addr, "/api/users/u1/profile", &[("Authorization", &format!("Bearer {t}"))]);
-    get(gw.addr, "/api/admin/x", &[("Authorization", &format!("Bearer {t}"))]);
+    get(
+        gw.addr,
+        "/api/users/u1/profile",
+        &[("Authorization", &format!("Bearer {t}"))],
+    );
+    get(
+        gw.addr,
+        "/api/admin/x",
+        &[("Authorization", &format!("Bearer {t}"))],
+    );
     get(gw.addr, "/api/protected", &[]);
+    // Counters move in the logging phase, just after the response is written.
+    let settled = eventually(Duration::from_secs(3), || {
+        get(gw.admin_addr, "/metrics", &[])
+            .text()
+            .contains(r#"decision="missing_token"} 1"#)
+    });
+    assert!(settled);
     let metrics = get(gw.admin_addr, "/metrics", &[]).text();
     assert!(
-        metrics.contains(r#"portcullis_requests_total{method="GET",route="/api/users/{user}/**",status="200"} 1"#),
+        metrics.contains(
+            r#"portcullis_requests_total{method="GET",route="/api/users/{user}/**",status="200"} 1"#
+        ),
         "{metrics}"
     );
-    assert!(!metrics.contains("/api/users/u1"), "raw paths must not become labels");
-    assert!(metrics.contains(r#"portcullis_auth_decisions_total{decision="allow"} 1"#), "{metrics}");
+    assert!(
+        !metrics.contains("/api/users/u1"),
+        "raw paths must not become labels"
+    );
+    assert!(
+        metrics.contains(r#"portcullis_auth_decisions_total{decision="allow"} 1"#),
+        "{metrics}"
+    );
     assert!(metrics.contains(r#"portcullis_auth_decisions_total{decision="forbidden"} 1"#));
     assert!(metrics.contains(r#"portcullis_auth_decisions_total{decision="missing_token"} 1"#));
     assert!(metrics.contains("portcullis_request_duration_seconds_bucket"));
@@ -46,15 +69,32 @@ fn metrics_count_requests_by_route_pattern_and_decisions() {
 fn the_access_log_has_one_json_line_per_request_and_never_the_token() {
     let (_echo, gw) = start();
     let t = token("user-7", "viewer", "");
-    get(gw.addr, "/api/protected?access_token=secret-in-query", &[("Authorization", &format!("Bearer {t}")), ("X-Request-Id", "log-1")]);
-    get(gw.addr, "/api/protected", &[("Authorization", "Bearer not.a.jwt"), ("X-Request-Id", "log-2")]);
+    get(
+        gw.addr,
+        "/api/protected?access_token=secret-in-query",
+        &[
+            ("Authorization", &format!("Bearer {t}")),
+            ("X-Request-Id", "log-1"),
+        ],
+    );
+    get(
+        gw.addr,
+        "/api/protected",
+        &[
+            ("Authorization", "Bearer not.a.jwt"),
+            ("X-Request-Id", "log-2"),
+        ],
+    );
     let found = eventually(Duration::from_secs(3), || gw.stdout_lines().len() >= 2);
     assert!(found, "no access log lines: {:?}", gw.stdout_lines());
     let lines = gw.stdout_lines();
     let all = lines.join("\n");
     assert!(!all.contains(&t), "token in the log");
     assert!(!all.contains("secret-in-query"), "query in the log");
-    let entries: Vec<serde_json::Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let entries: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let ok = entries.iter().find(|e| e["request_id"] == "log-1").unwrap();
     assert_eq!(ok["method"], "GET");
     assert_eq!(ok["path"], "/api/protected");
@@ -76,9 +116,15 @@ fn sigterm_exits_zero_within_a_few_seconds() {
     let (_echo, mut gw) = start();
     let started = std::time::Instant::now();
     gw.signal("TERM");
-    let status = gw.wait_exit(Duration::from_secs(8)).expect("still running 8 s after SIGTERM");
+    let status = gw
+        .wait_exit(Duration::from_secs(8))
+        .expect("still running 8 s after SIGTERM");
     assert!(status.success(), "{status:?}");
-    assert!(started.elapsed() < Duration::from_secs(6), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -90,14 +136,20 @@ fn sigterm_lets_a_request_in_flight_finish() {
     gw.signal("TERM");
     let r = slow.join().unwrap();
     assert_eq!(r.status, 200);
-    assert!(gw.wait_exit(Duration::from_secs(8)).expect("exited").success());
+    assert!(gw
+        .wait_exit(Duration::from_secs(8))
+        .expect("exited")
+        .success());
 }
 
 #[test]
 fn sighup_reloads_the_rules_and_refuses_a_broken_file() {
     let (_echo, gw) = start();
     let t = format!("Bearer {}", token("u1", "viewer", ""));
-    assert_eq!(get(gw.addr, "/api/protected", &[("Authorization", &t)]).status, 200);
+    assert_eq!(
+        get(gw.addr, "/api/protected", &[("Authorization", &t)]).status,
+        200
+    );
     let path = gw.dir.join("gateway.yaml");
     let original = std::fs::read_to_string(&path).unwrap();
 
@@ -115,11 +167,20 @@ fn sighup_reloads_the_rules_and_refuses_a_broken_file() {
     std::fs::write(&path, "routes: [ { path: /x, rolez: [admin] } ]").unwrap();
     gw.signal("HUP");
     assert!(eventually(Duration::from_secs(5), || {
-        get(gw.admin_addr, "/metrics", &[]).text().contains(r#"portcullis_config_reloads_total{result="failure"} 1"#)
+        get(gw.admin_addr, "/metrics", &[])
+            .text()
+            .contains(r#"portcullis_config_reloads_total{result="failure"} 1"#)
     }));
-    assert_eq!(get(gw.addr, "/api/protected", &[("Authorization", &t)]).status, 403, "old config stays");
+    assert_eq!(
+        get(gw.addr, "/api/protected", &[("Authorization", &t)]).status,
+        403,
+        "old config stays"
+    );
     let metrics = get(gw.admin_addr, "/metrics", &[]).text();
-    assert!(metrics.contains(r#"portcullis_config_reloads_total{result="success"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"portcullis_config_reloads_total{result="success"} 1"#),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -132,8 +193,14 @@ fn startup_refuses_a_short_secret_with_one_clear_line() {
         .replace("{UPSTREAM}", "127.0.0.1:1");
     let path = dir.join("gateway.yaml");
     std::fs::write(&path, config).unwrap();
-    let (code, _out, err) = portcullis(&["run", "-c", path.to_str().unwrap()], &[("JWT_SECRET", "too-short")]);
+    let (code, _out, err) = portcullis(
+        &["run", "-c", path.to_str().unwrap()],
+        &[("JWT_SECRET", "too-short")],
+    );
     assert_eq!(code, 1);
-    assert!(err.contains("JWT_SECRET is 9 bytes; HS256 needs at least 32"), "{err}");
+    assert!(
+        err.contains("JWT_SECRET is 9 bytes; HS256 needs at least 32"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -19,7 +19,13 @@ fn bearer(token: &str) -> String {
 fn an_authorized_request_reaches_the_upstream_with_the_verified_identity() {
     let (_echo, gw) = start();
     let t = token("user-42", "creator", "");
-    let r = request(gw.addr, "POST", "/api/upload?x=1", &[("Authorization", &bearer(&t))], Some(b"hi"));
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/upload?x=1",
+        &[("Authorization", &bearer(&t))],
+        Some(b"hi"),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     let seen = r.json();
     assert_eq!(seen["method"], "POST");
@@ -44,11 +50,25 @@ fn a_request_without_a_token_is_401_with_a_bearer_challenge() {
 #[test]
 fn a_token_signed_with_another_secret_is_401_invalid_token() {
     let (echo, gw) = start();
-    let forged = mint_hs256(b"another-secret-another-secret-another", HEADER, &claims("user-42", "admin", ""));
-    let r = get(gw.addr, "/api/protected", &[("Authorization", &bearer(&forged))]);
+    let forged = mint_hs256(
+        b"another-secret-another-secret-another",
+        HEADER,
+        &claims("user-42", "admin", ""),
+    );
+    let r = get(
+        gw.addr,
+        "/api/protected",
+        &[("Authorization", &bearer(&forged))],
+    );
     assert_eq!(r.status, 401);
-    assert_eq!(r.json(), serde_json::json!({"error": "Invalid or expired token"}));
-    assert_eq!(r.header("www-authenticate"), Some(r#"Bearer error="invalid_token""#));
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"error": "Invalid or expired token"})
+    );
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(r#"Bearer error="invalid_token""#)
+    );
     assert_eq!(echo.seen_count(), 0);
 }
 
@@ -77,9 +97,18 @@ fn expired_and_alg_none_tokens_are_refused() {
 fn a_wrong_role_is_403_and_never_reaches_the_upstream() {
     let (echo, gw) = start();
     let t = token("user-1", "viewer", "");
-    let r = request(gw.addr, "POST", "/api/upload", &[("Authorization", &bearer(&t))], Some(b"x"));
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/upload",
+        &[("Authorization", &bearer(&t))],
+        Some(b"x"),
+    );
     assert_eq!(r.status, 403);
-    assert_eq!(r.json(), serde_json::json!({"error": "Insufficient permissions"}));
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"error": "Insufficient permissions"})
+    );
     assert_eq!(echo.seen_count(), 0);
 }
 
@@ -139,7 +168,11 @@ fn spoofed_identity_headers_are_replaced_in_every_spelling() {
 #[test]
 fn public_routes_strip_identity_headers_too() {
     let (_echo, gw) = start();
-    let r = get(gw.addr, "/health", &[("X-User-Id", "admin"), ("X-User-Role", "admin")]);
+    let r = get(
+        gw.addr,
+        "/health",
+        &[("X-User-Id", "admin"), ("X-User-Role", "admin")],
+    );
     assert_eq!(r.status, 200);
     let seen = r.json();
     assert!(echoed_header_values(&seen, "x-user-id").is_empty());
@@ -153,7 +186,11 @@ fn connection_cannot_remove_the_injected_identity() {
     let r = get(
         gw.addr,
         "/api/protected",
-        &[("Authorization", &bearer(&t)), ("Connection", "close, X-User-Id, X-Extra"), ("X-Extra", "1")],
+        &[
+            ("Authorization", &bearer(&t)),
+            ("Connection", "close, X-User-Id, X-Extra"),
+            ("X-Extra", "1"),
+        ],
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let seen = r.json();
@@ -184,7 +221,13 @@ fn path_tricks_cannot_bypass_a_role_rule() {
         let r = get(gw.addr, path, &[("Authorization", &viewer)]);
         assert_eq!(r.status, want, "{path}: {}", r.text());
         if want == 400 {
-            assert!(r.json()["error"].as_str().unwrap().starts_with("Invalid request: "), "{path}");
+            assert!(
+                r.json()["error"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("Invalid request: "),
+                "{path}"
+            );
         }
     }
     assert_eq!(echo.seen_count(), 0, "nothing reached the upstream");
@@ -194,7 +237,11 @@ fn path_tricks_cannot_bypass_a_role_rule() {
 fn the_upstream_receives_the_path_that_was_matched() {
     let (_echo, gw) = start();
     let admin = bearer(&token("u9", "admin", ""));
-    let r = get(gw.addr, "/api/admin/../admin//x/./y?q=a%2Fb", &[("Authorization", &admin)]);
+    let r = get(
+        gw.addr,
+        "/api/admin/../admin//x/./y?q=a%2Fb",
+        &[("Authorization", &admin)],
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["path"], "/api/admin/x/y?q=a%2Fb");
 }
@@ -204,12 +251,30 @@ fn methods_limit_a_route_and_get_covers_head() {
     let (_echo, gw) = start();
     let admin = bearer(&token("u9", "admin", ""));
     // /api/upload is POST-only, and no later route matches a GET on it.
-    assert_eq!(get(gw.addr, "/api/upload", &[("Authorization", &admin)]).status, 404);
-    let head = request(gw.addr, "HEAD", "/api/browse/x", &[("Authorization", &admin)], None);
+    assert_eq!(
+        get(gw.addr, "/api/upload", &[("Authorization", &admin)]).status,
+        404
+    );
+    let head = request(
+        gw.addr,
+        "HEAD",
+        "/api/browse/x",
+        &[("Authorization", &admin)],
+        None,
+    );
     assert_eq!(head.status, 200);
-    let trace = request(gw.addr, "TRACE", "/api/browse/x", &[("Authorization", &admin)], None);
+    let trace = request(
+        gw.addr,
+        "TRACE",
+        "/api/browse/x",
+        &[("Authorization", &admin)],
+        None,
+    );
     assert_eq!(trace.status, 405);
-    assert_eq!(trace.json(), serde_json::json!({"error": "Method not allowed"}));
+    assert_eq!(
+        trace.json(),
+        serde_json::json!({"error": "Method not allowed"})
+    );
 }
 
 #[test]
@@ -225,7 +290,11 @@ fn an_unmatched_path_is_404() {
 fn two_authorization_headers_are_a_bad_request() {
     let (echo, gw) = start();
     let t = bearer(&token("u1", "admin", ""));
-    let r = get(gw.addr, "/api/protected", &[("Authorization", &t), ("Authorization", &t)]);
+    let r = get(
+        gw.addr,
+        "/api/protected",
+        &[("Authorization", &t), ("Authorization", &t)],
+    );
     assert_eq!(r.status, 400);
     assert_eq!(echo.seen_count(), 0);
 }
@@ -250,11 +319,19 @@ fn smuggling_shapes_are_refused_and_the_upstream_sees_nothing() {
         format!("POST /api/browse/x HTTP/1.0\r\nHost: a\r\nAuthorization: Bearer {t}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
     ];
     for attack in &attacks {
-        let bytes = raw(gw.addr, attack.as_bytes(), std::time::Duration::from_secs(3));
+        let bytes = raw(
+            gw.addr,
+            attack.as_bytes(),
+            std::time::Duration::from_secs(3),
+        );
         let responses = parse_responses(&bytes);
         assert!(!responses.is_empty(), "no answer to {attack:?}");
         assert_eq!(responses[0].status, 400, "{attack:?}");
-        assert_eq!(responses.len(), 1, "a second request was answered: {attack:?}");
+        assert_eq!(
+            responses.len(),
+            1,
+            "a second request was answered: {attack:?}"
+        );
     }
     assert_eq!(echo.seen_count(), 0);
 }

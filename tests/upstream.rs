@@ -37,7 +37,10 @@ fn a_slow_upstream_is_504_and_the_gateway_recovers() {
     let r = get(gw.addr, "/__sleep/4000", &[]);
     assert_eq!(r.status, 504);
     assert_eq!(r.json(), serde_json::json!({"error": "Gateway timeout"}));
-    assert!(started.elapsed() < Duration::from_millis(3900), "read_timeout 2s was not applied");
+    assert!(
+        started.elapsed() < Duration::from_millis(3900),
+        "read_timeout 2s was not applied"
+    );
     assert_eq!(get(gw.addr, "/health", &[]).status, 200);
 }
 
@@ -46,9 +49,15 @@ fn request_ids_are_kept_or_generated_and_returned() {
     let (_echo, gw) = start();
     let kept = get(gw.addr, "/health", &[("X-Request-Id", "abc-123")]);
     assert_eq!(kept.header("x-request-id"), Some("abc-123"));
-    assert_eq!(echoed_header_values(&kept.json(), "x-request-id"), vec!["abc-123"]);
+    assert_eq!(
+        echoed_header_values(&kept.json(), "x-request-id"),
+        vec!["abc-123"]
+    );
     let made = get(gw.addr, "/health", &[]);
-    let id = made.header("x-request-id").expect("a generated request id").to_owned();
+    let id = made
+        .header("x-request-id")
+        .expect("a generated request id")
+        .to_owned();
     assert!(id.len() >= 16);
     assert_eq!(echoed_header_values(&made.json(), "x-request-id"), vec![id]);
     // Refusals carry it too.
@@ -61,8 +70,14 @@ fn forwarding_headers_are_set_and_a_client_copy_is_not_trusted() {
     let (_echo, gw) = start();
     let r = get(gw.addr, "/health", &[("X-Forwarded-For", "6.6.6.6")]);
     let seen = r.json();
-    assert_eq!(echoed_header_values(&seen, "x-forwarded-for"), vec!["127.0.0.1"]);
-    assert_eq!(echoed_header_values(&seen, "x-forwarded-proto"), vec!["http"]);
+    assert_eq!(
+        echoed_header_values(&seen, "x-forwarded-for"),
+        vec!["127.0.0.1"]
+    );
+    assert_eq!(
+        echoed_header_values(&seen, "x-forwarded-proto"),
+        vec!["http"]
+    );
 }
 
 #[test]
@@ -70,7 +85,11 @@ fn no_response_names_a_server_version() {
     let (_echo, gw) = start();
     for path in ["/health", "/nowhere", "/dead/x"] {
         let r = get(gw.addr, path, &[]);
-        assert!(r.header("server").is_none(), "{path}: {:?}", r.header("server"));
+        assert!(
+            r.header("server").is_none(),
+            "{path}: {:?}",
+            r.header("server")
+        );
     }
 }
 
@@ -89,11 +108,16 @@ fn websocket_upgrades_pass_after_the_same_checks() {
     let t = token("u1", "viewer", "");
     let mut s = TcpStream::connect(gw.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(upgrade(&format!("Authorization: Bearer {t}\r\n")).as_bytes()).unwrap();
+    s.write_all(upgrade(&format!("Authorization: Bearer {t}\r\n")).as_bytes())
+        .unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut byte).unwrap(), 1, "connection closed during the handshake");
+        assert_eq!(
+            s.read(&mut byte).unwrap(),
+            1,
+            "connection closed during the handshake"
+        );
         head.push(byte[0]);
     }
     let head = String::from_utf8_lossy(&head);

@@ -8,15 +8,17 @@ use pingora::http::RequestHeader;
 
 /// Refuses TRACE/CONNECT and ambiguous framing (SPEC §4). A framing refusal
 /// must also close the connection: its bytes cannot be trusted to end where
-/// we think they do.
-pub fn check(req: &RequestHeader) -> Result<(), Reject> {
+/// we think they do. `raw_head` gives the header block as received: pingora
+/// drops `Content-Length` when `Transfer-Encoding` is present, so the parsed
+/// headers alone cannot show that both were sent.
+pub fn check(req: &RequestHeader, raw_head: impl FnOnce() -> bytes::Bytes) -> Result<(), Reject> {
     if req.method == Method::TRACE || req.method == Method::CONNECT {
         return Err(Reject::MethodNotAllowed);
     }
     let mut te = req.headers.get_all(TRANSFER_ENCODING).iter().peekable();
     let mut cl = req.headers.get_all(CONTENT_LENGTH).iter();
     if te.peek().is_some() {
-        if cl.next().is_some() {
+        if cl.next().is_some() || names_content_length(&raw_head()) {
             return Err(bad("both Content-Length and Transfer-Encoding"));
         }
         if req.version < Version::HTTP_11 {
@@ -34,9 +36,8 @@ pub fn check(req: &RequestHeader) -> Result<(), Reject> {
         return Ok(());
     }
     if let Some(first) = cl.next() {
-        let valid = |v: &http::HeaderValue| {
-            !v.is_empty() && v.as_bytes().iter().all(u8::is_ascii_digit)
-        };
+        let valid =
+            |v: &http::HeaderValue| !v.is_empty() && v.as_bytes().iter().all(u8::is_ascii_digit);
         if !valid(first) {
             return Err(bad("invalid Content-Length"));
         }
@@ -47,6 +48,13 @@ pub fn check(req: &RequestHeader) -> Result<(), Reject> {
         }
     }
     Ok(())
+}
+
+/// Whether a raw header block has a `Content-Length` field (any letter case).
+fn names_content_length(head: &[u8]) -> bool {
+    head.split(|&b| b == b'\n')
+        .skip(1)
+        .any(|line| line.len() > 15 && line[..15].eq_ignore_ascii_case(b"content-length:"))
 }
 
 /// Splits the request-target into path and query. Only origin-form targets are
@@ -87,12 +95,18 @@ mod tests {
             &[("Content-Length", "5, 5")],
             &[("Transfer-Encoding", "gzip, chunked")],
             &[("Transfer-Encoding", "chunked, identity")],
-            &[("Transfer-Encoding", "chunked"), ("Transfer-Encoding", "chunked")],
+            &[
+                ("Transfer-Encoding", "chunked"),
+                ("Transfer-Encoding", "chunked"),
+            ],
             &[("Transfer-Encoding", "identity")],
         ];
         for headers in refused {
             assert!(
-                matches!(check(&req("POST", headers)), Err(Reject::BadRequest(_))),
+                matches!(
+                    check(&req("POST", headers), bytes::Bytes::new),
+                    Err(Reject::BadRequest(_))
+                ),
                 "{headers:?}"
             );
         }
@@ -107,12 +121,28 @@ mod tests {
             &[("Transfer-Encoding", "Chunked")],
         ];
         for headers in allowed {
-            assert_eq!(check(&req("POST", headers)), Ok(()), "{headers:?}");
+            assert_eq!(
+                check(&req("POST", headers), bytes::Bytes::new),
+                Ok(()),
+                "{headers:?}"
+            );
         }
     }
 
     #[test]
     fn trace_and_connect_are_not_allowed() {
-        assert_eq!(check(&req("TRACE", &[])), Err(Reject::MethodNotAllowed));
+        assert_eq!(
+            check(&req("TRACE", &[]), bytes::Bytes::new),
+            Err(Reject::MethodNotAllowed)
+        );
+    }
+
+    #[test]
+    fn content_length_dropped_by_the_parser_is_still_seen_in_the_raw_head() {
+        let r = req("POST", &[("Transfer-Encoding", "chunked")]);
+        let raw = || {
+            bytes::Bytes::from_static(b"POST /x HTTP/1.1\r\nHost: a\r\ncontent-LENGTH: 4\r\nTransfer-Encoding: chunked\r\n\r\n")
+        };
+        assert!(matches!(check(&r, raw), Err(Reject::BadRequest(_))));
     }
 }

@@ -24,7 +24,14 @@ pub fn common_headers(resp: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
 /// Answers with the SPEC §5 JSON for `reject`.
 pub async fn reject(session: &mut Session, ctx: &Ctx, reject: &Reject) -> Result<()> {
     let answer = reject.answer();
-    send(session, ctx, answer.status, &answer.headers, Bytes::from(answer.body)).await
+    send(
+        session,
+        ctx,
+        answer.status,
+        &answer.headers,
+        Bytes::from(answer.body),
+    )
+    .await
 }
 
 /// Answers with a complete response the gateway produced itself.

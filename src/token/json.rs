@@ -64,12 +64,13 @@ impl<'n> Seen<'n> {
         }
     }
 
-    fn first_time<E: de::Error>(&mut self, name: &Cow<'n, str>) -> Result<(), E> {
-        if self.names.iter().any(|n| n == name) {
+    /// Records `name`, handing it back for matching; a second sighting is an error.
+    fn first_time<E: de::Error>(&mut self, name: Cow<'n, str>) -> Result<Cow<'n, str>, E> {
+        if self.names.contains(&name) {
             return Err(E::custom(format_args!("duplicate member {name:?}")));
         }
         self.names.push(name.clone());
-        Ok(())
+        Ok(name)
     }
 }
 
@@ -133,7 +134,7 @@ impl<'de> de::Deserialize<'de> for Header<'de> {
                 let mut seen = Seen::new();
                 let mut h = Header::default();
                 while let Some(Text(name)) = map.next_key()? {
-                    seen.first_time(&name)?;
+                    let name = seen.first_time(name)?;
                     match name.as_ref() {
                         "alg" => h.alg = Some(map.next_value::<Text>()?.0),
                         "typ" => h.typ = Some(map.next_value::<Text>()?.0),
@@ -168,7 +169,7 @@ impl<'de> de::Deserialize<'de> for RawClaims<'de> {
                 let mut seen = Seen::new();
                 let mut c = RawClaims::default();
                 while let Some(Text(name)) = map.next_key()? {
-                    seen.first_time(&name)?;
+                    let name = seen.first_time(name)?;
                     match name.as_ref() {
                         "iss" => c.iss = Some(map.next_value::<Text>()?.0),
                         "aud" => c.aud = Some(map.next_value()?),
@@ -228,7 +229,10 @@ mod tests {
         assert!(claims(br#"{"exp":"1700000000"}"#).is_err());
         assert!(claims(br#"{"exp":1700000000.5}"#).is_err());
         assert!(claims(br#"{"exp":-1}"#).is_err());
-        assert_eq!(claims(br#"{"exp":1700000000}"#).unwrap().exp, Some(1_700_000_000));
+        assert_eq!(
+            claims(br#"{"exp":1700000000}"#).unwrap().exp,
+            Some(1_700_000_000)
+        );
     }
 
     #[test]

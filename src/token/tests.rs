@@ -6,7 +6,13 @@ const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 const NOW: u64 = 1_800_000_000;
 
 fn keys() -> Keys {
-    Keys::hs256(SECRET, "hs256", "https://gw.test", "api", Duration::from_secs(5))
+    Keys::hs256(
+        SECRET,
+        "hs256",
+        "https://gw.test",
+        "api",
+        Duration::from_secs(5),
+    )
 }
 
 fn b64(s: &str) -> String {
@@ -76,7 +82,10 @@ fn issued_tokens_carry_no_personal_data_and_unique_ids() {
     let payload = a.token.split('.').nth(1).unwrap();
     let text = String::from_utf8(URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
     assert!(!text.contains("email"), "{text}");
-    assert!(!text.contains("\"ws\""), "unscoped tokens have no ws: {text}");
+    assert!(
+        !text.contains("\"ws\""),
+        "unscoped tokens have no ws: {text}"
+    );
 }
 
 #[test]
@@ -85,35 +94,209 @@ fn crafted_tokens_are_refused_for_the_right_reason() {
     let h = GOOD_HEADER;
     let ok = claims_with("");
     let cases: Vec<(&str, String, TokenError)> = vec![
-        ("wrong secret", craft(b"another-secret-another-secret-xx", h, &ok), TokenError::Signature),
-        ("alg none", format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT","kid":"hs256"}"#), b64(&ok)), TokenError::Algorithm),
-        ("alg None", craft(SECRET, r#"{"alg":"None","typ":"JWT","kid":"hs256"}"#, &ok), TokenError::Algorithm),
-        ("alg hs256 lower", craft(SECRET, r#"{"alg":"hs256","typ":"JWT","kid":"hs256"}"#, &ok), TokenError::Algorithm),
-        ("alg HS512", craft(SECRET, r#"{"alg":"HS512","typ":"JWT","kid":"hs256"}"#, &ok), TokenError::Algorithm),
-        ("alg missing", craft(SECRET, r#"{"typ":"JWT","kid":"hs256"}"#, &ok), TokenError::Algorithm),
-        ("unknown kid", craft(SECRET, r#"{"alg":"HS256","typ":"JWT","kid":"other"}"#, &ok), TokenError::UnknownKey),
-        ("kid traversal", craft(SECRET, r#"{"alg":"HS256","typ":"JWT","kid":"../../dev/null"}"#, &ok), TokenError::UnknownKey),
-        ("no kid", craft(SECRET, r#"{"alg":"HS256","typ":"JWT"}"#, &ok), TokenError::UnknownKey),
-        ("crit", craft(SECRET, r#"{"alg":"HS256","typ":"JWT","kid":"hs256","crit":["exp"]}"#, &ok), TokenError::CriticalHeader),
-        ("typ other", craft(SECRET, r#"{"alg":"HS256","typ":"JOSE+JSON","kid":"hs256"}"#, &ok), TokenError::Type),
-        ("typ missing", craft(SECRET, r#"{"alg":"HS256","kid":"hs256"}"#, &ok), TokenError::Type),
-        ("duplicate alg", craft(SECRET, r#"{"alg":"HS256","alg":"HS256","typ":"JWT","kid":"hs256"}"#, &ok), TokenError::Malformed),
-        ("duplicate sub", craft(SECRET, h, &claims_with(r#""sub":"admin""#)), TokenError::Malformed),
-        ("string exp", craft(SECRET, h, &claims_with("").replace(&format!("\"exp\":{}", NOW + 600), &format!("\"exp\":\"{}\"", NOW + 600))), TokenError::Malformed),
-        ("float exp", craft(SECRET, h, &claims_with("").replace(&format!("\"exp\":{}", NOW + 600), &format!("\"exp\":{}.5", NOW + 600))), TokenError::Malformed),
-        ("expired", craft(SECRET, h, &claims_with("").replace(&format!("\"exp\":{}", NOW + 600), &format!("\"exp\":{}", NOW - 6))), TokenError::Expired),
-        ("nbf future", craft(SECRET, h, &claims_with("").replace(&format!("\"nbf\":{NOW}"), &format!("\"nbf\":{}", NOW + 60))), TokenError::NotYetValid),
-        ("iat future", craft(SECRET, h, &claims_with("").replace(&format!("\"iat\":{NOW}"), &format!("\"iat\":{}", NOW + 60))), TokenError::IssuedInFuture),
-        ("wrong issuer", craft(SECRET, h, &claims_with("").replace("https://gw.test", "https://evil.test")), TokenError::Issuer),
-        ("wrong audience", craft(SECRET, h, &claims_with("").replace("\"aud\":\"api\"", "\"aud\":\"web\"")), TokenError::Audience),
-        ("missing exp", craft(SECRET, h, &claims_with("").replace(&format!(",\"exp\":{}", NOW + 600), "")), TokenError::MissingClaim("exp")),
-        ("missing jti", craft(SECRET, h, &claims_with("").replace(",\"jti\":\"j1\"", "")), TokenError::MissingClaim("jti")),
-        ("two parts", format!("{}.{}", b64(h), b64(&ok)), TokenError::Malformed),
-        ("four parts", format!("{}.x", craft(SECRET, h, &ok)), TokenError::Malformed),
+        (
+            "wrong secret",
+            craft(b"another-secret-another-secret-xx", h, &ok),
+            TokenError::Signature,
+        ),
+        (
+            "alg none",
+            format!(
+                "{}.{}.",
+                b64(r#"{"alg":"none","typ":"JWT","kid":"hs256"}"#),
+                b64(&ok)
+            ),
+            TokenError::Algorithm,
+        ),
+        (
+            "alg None",
+            craft(SECRET, r#"{"alg":"None","typ":"JWT","kid":"hs256"}"#, &ok),
+            TokenError::Algorithm,
+        ),
+        (
+            "alg hs256 lower",
+            craft(SECRET, r#"{"alg":"hs256","typ":"JWT","kid":"hs256"}"#, &ok),
+            TokenError::Algorithm,
+        ),
+        (
+            "alg HS512",
+            craft(SECRET, r#"{"alg":"HS512","typ":"JWT","kid":"hs256"}"#, &ok),
+            TokenError::Algorithm,
+        ),
+        (
+            "alg missing",
+            craft(SECRET, r#"{"typ":"JWT","kid":"hs256"}"#, &ok),
+            TokenError::Algorithm,
+        ),
+        (
+            "unknown kid",
+            craft(SECRET, r#"{"alg":"HS256","typ":"JWT","kid":"other"}"#, &ok),
+            TokenError::UnknownKey,
+        ),
+        (
+            "kid traversal",
+            craft(
+                SECRET,
+                r#"{"alg":"HS256","typ":"JWT","kid":"../../dev/null"}"#,
+                &ok,
+            ),
+            TokenError::UnknownKey,
+        ),
+        (
+            "no kid",
+            craft(SECRET, r#"{"alg":"HS256","typ":"JWT"}"#, &ok),
+            TokenError::UnknownKey,
+        ),
+        (
+            "crit",
+            craft(
+                SECRET,
+                r#"{"alg":"HS256","typ":"JWT","kid":"hs256","crit":["exp"]}"#,
+                &ok,
+            ),
+            TokenError::CriticalHeader,
+        ),
+        (
+            "typ other",
+            craft(
+                SECRET,
+                r#"{"alg":"HS256","typ":"JOSE+JSON","kid":"hs256"}"#,
+                &ok,
+            ),
+            TokenError::Type,
+        ),
+        (
+            "typ missing",
+            craft(SECRET, r#"{"alg":"HS256","kid":"hs256"}"#, &ok),
+            TokenError::Type,
+        ),
+        (
+            "duplicate alg",
+            craft(
+                SECRET,
+                r#"{"alg":"HS256","alg":"HS256","typ":"JWT","kid":"hs256"}"#,
+                &ok,
+            ),
+            TokenError::Malformed,
+        ),
+        (
+            "duplicate sub",
+            craft(SECRET, h, &claims_with(r#""sub":"admin""#)),
+            TokenError::Malformed,
+        ),
+        (
+            "string exp",
+            craft(
+                SECRET,
+                h,
+                &claims_with("").replace(
+                    &format!("\"exp\":{}", NOW + 600),
+                    &format!("\"exp\":\"{}\"", NOW + 600),
+                ),
+            ),
+            TokenError::Malformed,
+        ),
+        (
+            "float exp",
+            craft(
+                SECRET,
+                h,
+                &claims_with("").replace(
+                    &format!("\"exp\":{}", NOW + 600),
+                    &format!("\"exp\":{}.5", NOW + 600),
+                ),
+            ),
+            TokenError::Malformed,
+        ),
+        (
+            "expired",
+            craft(
+                SECRET,
+                h,
+                &claims_with("").replace(
+                    &format!("\"exp\":{}", NOW + 600),
+                    &format!("\"exp\":{}", NOW - 6),
+                ),
+            ),
+            TokenError::Expired,
+        ),
+        (
+            "nbf future",
+            craft(
+                SECRET,
+                h,
+                &claims_with("")
+                    .replace(&format!("\"nbf\":{NOW}"), &format!("\"nbf\":{}", NOW + 60)),
+            ),
+            TokenError::NotYetValid,
+        ),
+        (
+            "iat future",
+            craft(
+                SECRET,
+                h,
+                &claims_with("")
+                    .replace(&format!("\"iat\":{NOW}"), &format!("\"iat\":{}", NOW + 60)),
+            ),
+            TokenError::IssuedInFuture,
+        ),
+        (
+            "wrong issuer",
+            craft(
+                SECRET,
+                h,
+                &claims_with("").replace("https://gw.test", "https://evil.test"),
+            ),
+            TokenError::Issuer,
+        ),
+        (
+            "wrong audience",
+            craft(
+                SECRET,
+                h,
+                &claims_with("").replace("\"aud\":\"api\"", "\"aud\":\"web\""),
+            ),
+            TokenError::Audience,
+        ),
+        (
+            "missing exp",
+            craft(
+                SECRET,
+                h,
+                &claims_with("").replace(&format!(",\"exp\":{}", NOW + 600), ""),
+            ),
+            TokenError::MissingClaim("exp"),
+        ),
+        (
+            "missing jti",
+            craft(SECRET, h, &claims_with("").replace(",\"jti\":\"j1\"", "")),
+            TokenError::MissingClaim("jti"),
+        ),
+        (
+            "two parts",
+            format!("{}.{}", b64(h), b64(&ok)),
+            TokenError::Malformed,
+        ),
+        (
+            "four parts",
+            format!("{}.x", craft(SECRET, h, &ok)),
+            TokenError::Malformed,
+        ),
         ("garbage", "not.a.jwt".to_owned(), TokenError::Malformed),
         ("many dots", ".".repeat(100_000), TokenError::Malformed),
-        ("padded", { let t = craft(SECRET, h, &ok); format!("{t}=") }, TokenError::Malformed),
-        ("standard alphabet", craft(SECRET, h, &ok).replace('-', "+").replace('_', "/") + "+", TokenError::Malformed),
+        (
+            "padded",
+            {
+                let t = craft(SECRET, h, &ok);
+                format!("{t}=")
+            },
+            TokenError::Malformed,
+        ),
+        (
+            "standard alphabet",
+            craft(SECRET, h, &ok).replace('-', "+").replace('_', "/") + "+",
+            TokenError::Malformed,
+        ),
     ];
     for (name, token, want) in cases {
         assert_eq!(k.verify(&token, NOW), Err(want), "case {name}: {token}");
@@ -127,9 +310,14 @@ fn leeway_is_applied_to_exp_and_nbf() {
         &format!("\"exp\":{}", NOW + 600),
         &format!("\"exp\":{}", NOW - 3),
     );
-    assert!(k.verify(&craft(SECRET, GOOD_HEADER, &expired_3s_ago), NOW).is_ok());
-    let nbf_in_4s = claims_with("").replace(&format!("\"nbf\":{NOW}"), &format!("\"nbf\":{}", NOW + 4));
-    assert!(k.verify(&craft(SECRET, GOOD_HEADER, &nbf_in_4s), NOW).is_ok());
+    assert!(k
+        .verify(&craft(SECRET, GOOD_HEADER, &expired_3s_ago), NOW)
+        .is_ok());
+    let nbf_in_4s =
+        claims_with("").replace(&format!("\"nbf\":{NOW}"), &format!("\"nbf\":{}", NOW + 4));
+    assert!(k
+        .verify(&craft(SECRET, GOOD_HEADER, &nbf_in_4s), NOW)
+        .is_ok());
 }
 
 #[test]

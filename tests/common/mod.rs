@@ -44,8 +44,14 @@ fn capture(pipe: impl Read + Send + 'static, first_line: Option<mpsc::Sender<Str
         let mut first_line = first_line;
         let mut raw = Vec::new();
         // read_until rather than lines(): a non-UTF-8 line must not end the capture.
-        while reader.read_until(b'\n', &mut raw).map(|n| n > 0).unwrap_or(false) {
-            let line = String::from_utf8_lossy(&raw).trim_end_matches(['\r', '\n']).to_string();
+        while reader
+            .read_until(b'\n', &mut raw)
+            .map(|n| n > 0)
+            .unwrap_or(false)
+        {
+            let line = String::from_utf8_lossy(&raw)
+                .trim_end_matches(['\r', '\n'])
+                .to_string();
             raw.clear();
             match first_line.take() {
                 Some(tx) => drop(tx.send(line)),
@@ -75,10 +81,12 @@ impl Echo {
             .expect("spawn the echo binary");
         let (tx, rx) = mpsc::channel();
         let lines = capture(child.stdout.take().expect("echo stdout is piped"), Some(tx));
-        let first = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("echo did not print its `listening on` line within 10 s");
-        });
+        let first = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!("echo did not print its `listening on` line within 10 s");
+            });
         let addr = first
             .strip_prefix("listening on ")
             .and_then(|a| a.parse().ok())
@@ -91,7 +99,10 @@ impl Echo {
     /// `wait_seen` or `eventually` rather than asserting on `seen` directly.
     pub fn seen(&self) -> Vec<Value> {
         let lines = self.lines.lock().expect("echo lines lock poisoned");
-        lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        lines
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     pub fn seen_count(&self) -> usize {
@@ -102,7 +113,11 @@ impl Echo {
     pub fn wait_seen(&self, n: usize) -> Vec<Value> {
         eventually(Duration::from_secs(5), || self.seen_count() >= n);
         let seen = self.seen();
-        assert!(seen.len() >= n, "echo saw {} requests, expected at least {n}: {seen:#?}", seen.len());
+        assert!(
+            seen.len() >= n,
+            "echo saw {} requests, expected at least {n}: {seen:#?}",
+            seen.len()
+        );
         seen
     }
 }
@@ -118,21 +133,31 @@ fn portcullis_bin() -> &'static str {
     // option_env! so crates without the gateway binary (the echo's own scratch crate) still compile.
     match option_env!("CARGO_BIN_EXE_portcullis") {
         Some(path) => path,
-        None => panic!("the `portcullis` binary is not part of this crate: Gateway and portcullis() need it"),
+        None => panic!(
+            "the `portcullis` binary is not part of this crate: Gateway and portcullis() need it"
+        ),
     }
 }
 
 /// A free loopback port: bind :0, read the port, release it. Racy in principle, fine on a test box.
 fn free_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr of a bound listener")
+    listener
+        .local_addr()
+        .expect("local addr of a bound listener")
 }
 
 fn fresh_temp_dir() -> PathBuf {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    std::env::temp_dir().join(format!("portcullis-test-{}-{n}-{nanos}", std::process::id()))
+    std::env::temp_dir().join(format!(
+        "portcullis-test-{}-{n}-{nanos}",
+        std::process::id()
+    ))
 }
 
 /// Adds `JWT_SECRET=TEST_SECRET` unless the test set it itself.
@@ -169,11 +194,21 @@ impl Gateway {
 
     /// Like `start`, in a caller-chosen directory (e.g. to restart on the same data dir),
     /// which is then left in place on drop.
-    pub fn start_in(dir: PathBuf, yaml: &str, upstream: SocketAddr, env: &[(&str, &str)]) -> Gateway {
+    pub fn start_in(
+        dir: PathBuf,
+        yaml: &str,
+        upstream: SocketAddr,
+        env: &[(&str, &str)],
+    ) -> Gateway {
         std::fs::create_dir_all(&dir).expect("create the gateway test dir");
         // Both listeners are held at once so the two ports differ.
-        let (listen, admin) = (TcpListener::bind("127.0.0.1:0"), TcpListener::bind("127.0.0.1:0"));
-        let addr = listen.and_then(|l| l.local_addr()).expect("free listen port");
+        let (listen, admin) = (
+            TcpListener::bind("127.0.0.1:0"),
+            TcpListener::bind("127.0.0.1:0"),
+        );
+        let addr = listen
+            .and_then(|l| l.local_addr())
+            .expect("free listen port");
         let admin_addr = admin.and_then(|l| l.local_addr()).expect("free admin port");
         let config = yaml
             .replace("{LISTEN}", &addr.to_string())
@@ -194,7 +229,16 @@ impl Gateway {
             .expect("spawn the portcullis binary");
         let stdout = capture(child.stdout.take().expect("gateway stdout is piped"), None);
         let stderr = capture(child.stderr.take().expect("gateway stderr is piped"), None);
-        let mut gateway = Gateway { addr, admin_addr, dir, child, stdout, stderr, remove_dir: false, exited: None };
+        let mut gateway = Gateway {
+            addr,
+            admin_addr,
+            dir,
+            child,
+            stdout,
+            stderr,
+            remove_dir: false,
+            exited: None,
+        };
         gateway.wait_healthy(Duration::from_secs(30));
         gateway
     }
@@ -205,13 +249,20 @@ impl Gateway {
             if let Ok(Some(status)) = self.child.try_wait() {
                 self.exited = Some(status);
                 std::thread::sleep(Duration::from_millis(100)); // let the capture threads catch up
-                panic!("gateway exited during startup ({status}); stderr:\n{}", self.stderr_text());
+                panic!(
+                    "gateway exited during startup ({status}); stderr:\n{}",
+                    self.stderr_text()
+                );
             }
-            if healthz_ok(self.admin_addr) {
+            // The admin and public listeners start on separate runtimes: wait for both.
+            if healthz_ok(self.admin_addr) && TcpStream::connect(self.addr).is_ok() {
                 return;
             }
             if Instant::now() >= deadline {
-                panic!("gateway /healthz not 200 within {timeout:?}; stderr:\n{}", self.stderr_text());
+                panic!(
+                    "gateway /healthz not 200 within {timeout:?}; stderr:\n{}",
+                    self.stderr_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -236,7 +287,11 @@ impl Gateway {
             .args(["-s", sig, &self.child.id().to_string()])
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -s {sig} {} failed: {status}", self.child.id());
+        assert!(
+            status.success(),
+            "kill -s {sig} {} failed: {status}",
+            self.child.id()
+        );
     }
 
     /// Waits up to `timeout` for the gateway to exit; `None` if it is still running.
@@ -262,7 +317,10 @@ impl Drop for Gateway {
         }
         // A failing test shows the gateway's own account of what happened.
         if std::thread::panicking() {
-            eprintln!("--- gateway stderr ---\n{}\n--- end gateway stderr ---", self.stderr_text());
+            eprintln!(
+                "--- gateway stderr ---\n{}\n--- end gateway stderr ---",
+                self.stderr_text()
+            );
         }
         if self.remove_dir {
             let _ = std::fs::remove_dir_all(&self.dir);
@@ -271,9 +329,13 @@ impl Drop for Gateway {
 }
 
 fn healthz_ok(admin: SocketAddr) -> bool {
-    let Ok(stream) = TcpStream::connect_timeout(&admin, Duration::from_millis(500)) else { return false };
+    let Ok(stream) = TcpStream::connect_timeout(&admin, Duration::from_millis(500)) else {
+        return false;
+    };
     let mut conn = Conn::from_stream(stream);
-    conn.send(format!("GET /healthz HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n").as_bytes());
+    conn.send(
+        format!("GET /healthz HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
     matches!(conn.try_read_response(false, Duration::from_secs(2)), Some(r) if r.status == 200)
 }
 
@@ -288,7 +350,11 @@ pub fn portcullis(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) 
         .output()
         .expect("run the portcullis binary");
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
 }
 
 /// Writes `contents` to `dir/name` and returns the path (for configs passed to `portcullis check`).
@@ -313,11 +379,18 @@ pub struct Response {
 impl Response {
     /// The first header with this name, case-insensitively.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     pub fn text(&self) -> String {
@@ -325,8 +398,13 @@ impl Response {
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("response body is not JSON ({e}): status {} body {:?}", self.status, self.text()))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "response body is not JSON ({e}): status {} body {:?}",
+                self.status,
+                self.text()
+            )
+        })
     }
 }
 
@@ -347,7 +425,11 @@ impl Conn {
 
     fn from_stream(stream: TcpStream) -> Conn {
         let _ = stream.set_nodelay(true);
-        Conn { stream, buf: Vec::new(), eof: false }
+        Conn {
+            stream,
+            buf: Vec::new(),
+            eof: false,
+        }
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
@@ -360,12 +442,21 @@ impl Conn {
         if self.eof || left.is_zero() {
             return false;
         }
-        self.stream.set_read_timeout(Some(left)).expect("set read timeout");
+        self.stream
+            .set_read_timeout(Some(left))
+            .expect("set read timeout");
         let mut chunk = [0u8; 16 * 1024];
         match self.stream.read(&mut chunk) {
             Ok(0) => self.eof = true,
             Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return false,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false
+            }
             Err(_) => self.eof = true, // a reset counts as a close
         }
         !self.eof
@@ -384,7 +475,10 @@ impl Conn {
                     }
                     return Some(response);
                 }
-                Parsed::Invalid => panic!("not an HTTP/1.1 response: {:?}", String::from_utf8_lossy(&self.buf)),
+                Parsed::Invalid => panic!(
+                    "not an HTTP/1.1 response: {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                ),
                 Parsed::Incomplete if self.eof => return None,
                 Parsed::Incomplete => {
                     if !self.fill(deadline) && !self.eof {
@@ -397,9 +491,13 @@ impl Conn {
 
     /// The next response, within 10 s; panics (showing what arrived) otherwise.
     pub fn read_response(&mut self) -> Response {
-        self.try_read_response(false, RESPONSE_TIMEOUT).unwrap_or_else(|| {
-            panic!("no complete response within 10 s; received {:?}", String::from_utf8_lossy(&self.buf))
-        })
+        self.try_read_response(false, RESPONSE_TIMEOUT)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no complete response within 10 s; received {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                )
+            })
     }
 
     /// Exactly `n` raw bytes (e.g. tunnelled WebSocket data); panics on close or timeout.
@@ -407,7 +505,10 @@ impl Conn {
         let deadline = Instant::now() + timeout;
         while self.buf.len() < n {
             if !self.fill(deadline) {
-                panic!("wanted {n} bytes, got {:?} before close/timeout", String::from_utf8_lossy(&self.buf));
+                panic!(
+                    "wanted {n} bytes, got {:?} before close/timeout",
+                    String::from_utf8_lossy(&self.buf)
+                );
             }
         }
         self.buf.drain(..n).collect()
@@ -421,7 +522,13 @@ impl Conn {
     }
 }
 
-fn build_request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Vec<u8> {
+fn build_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Vec<u8> {
     let has = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
     let mut head = format!("{method} {path} HTTP/1.1\r\n");
     if !has("host") {
@@ -443,13 +550,25 @@ fn build_request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &
 
 /// Sends one request on a fresh connection and reads one response (10 s timeout).
 /// Adds `Host` and `Content-Length` unless given; `headers` go out verbatim, in order.
-pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Response {
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Response {
     let mut conn = Conn::open(addr);
     // A write error is not fatal: the server may answer (say 431) and close before reading it all.
-    let _ = conn.stream.write_all(&build_request(addr, method, path, headers, body));
-    conn.try_read_response(method == "HEAD", RESPONSE_TIMEOUT).unwrap_or_else(|| {
-        panic!("{method} {path} to {addr}: no complete response within 10 s; received {:?}", String::from_utf8_lossy(&conn.buf))
-    })
+    let _ = conn
+        .stream
+        .write_all(&build_request(addr, method, path, headers, body));
+    conn.try_read_response(method == "HEAD", RESPONSE_TIMEOUT)
+        .unwrap_or_else(|| {
+            panic!(
+                "{method} {path} to {addr}: no complete response within 10 s; received {:?}",
+                String::from_utf8_lossy(&conn.buf)
+            )
+        })
 }
 
 pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
@@ -496,7 +615,11 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 fn parse_one(bytes: &[u8], head_request: bool, eof: bool) -> Parsed {
     let Some(head_end) = find(bytes, b"\r\n\r\n") else {
         let looks_like_response = bytes.len() < 5 || bytes.starts_with(b"HTTP/");
-        return if looks_like_response { Parsed::Incomplete } else { Parsed::Invalid };
+        return if looks_like_response {
+            Parsed::Incomplete
+        } else {
+            Parsed::Invalid
+        };
     };
     let head = String::from_utf8_lossy(&bytes[..head_end]);
     let mut lines = head.split("\r\n");
@@ -505,29 +628,48 @@ fn parse_one(bytes: &[u8], head_request: bool, eof: bool) -> Parsed {
         [version, code, ..] if version.starts_with("HTTP/1.") => code.parse::<u16>().ok(),
         _ => None,
     };
-    let Some(status) = status else { return Parsed::Invalid };
+    let Some(status) = status else {
+        return Parsed::Invalid;
+    };
     let mut headers = Vec::new();
     for line in lines {
-        let Some((name, value)) = line.split_once(':') else { return Parsed::Invalid };
+        let Some((name, value)) = line.split_once(':') else {
+            return Parsed::Invalid;
+        };
         headers.push((name.to_string(), value.trim().to_string()));
     }
-    let response = Response { status, headers, body: Vec::new() };
+    let response = Response {
+        status,
+        headers,
+        body: Vec::new(),
+    };
     let start = head_end + 4;
     let body_range = if head_request || status < 200 || status == 204 || status == 304 {
         Some((start, start, start))
-    } else if response.header("transfer-encoding").is_some_and(|te| te.to_ascii_lowercase().contains("chunked")) {
+    } else if response
+        .header("transfer-encoding")
+        .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"))
+    {
         return match dechunk(&bytes[start..]) {
             Some((body, used)) => Parsed::Done(Response { body, ..response }, start + used),
             None => Parsed::Incomplete,
         };
     } else if let Some(length) = response.header("content-length") {
-        let Ok(length) = length.parse::<usize>() else { return Parsed::Invalid };
+        let Ok(length) = length.parse::<usize>() else {
+            return Parsed::Invalid;
+        };
         (bytes.len() >= start + length).then_some((start, start + length, start + length))
     } else {
         eof.then_some((start, bytes.len(), bytes.len()))
     };
     match body_range {
-        Some((from, to, used)) => Parsed::Done(Response { body: bytes[from..to].to_vec(), ..response }, used),
+        Some((from, to, used)) => Parsed::Done(
+            Response {
+                body: bytes[from..to].to_vec(),
+                ..response
+            },
+            used,
+        ),
         None => Parsed::Incomplete,
     }
 }
@@ -564,10 +706,17 @@ fn dechunk(bytes: &[u8]) -> Option<(Vec<u8>, usize)> {
 /// The values the upstream received for header `name` (case-insensitive), read from an echo
 /// response body (`{"headers": [["Name", "value"], ...]}`), in order.
 pub fn echoed_header_values(echo_body: &Value, name: &str) -> Vec<String> {
-    let pairs = echo_body["headers"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let pairs = echo_body["headers"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     pairs
         .iter()
-        .filter(|pair| pair[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+        .filter(|pair| {
+            pair[0]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        })
         .filter_map(|pair| pair[1].as_str().map(str::to_string))
         .collect()
 }
@@ -590,13 +739,20 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 /// Unix time in seconds.
 pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
 }
 
 /// A compact JWS over the raw `header_json` and `claims_json` strings, signed HMAC-SHA256.
 /// Raw strings let tests craft duplicate keys, `alg: none` headers and other hostile shapes.
 pub fn mint_hs256(secret: &[u8], header_json: &str, claims_json: &str) -> String {
-    let signing_input = format!("{}.{}", b64url(header_json.as_bytes()), b64url(claims_json.as_bytes()));
+    let signing_input = format!(
+        "{}.{}",
+        b64url(header_json.as_bytes()),
+        b64url(claims_json.as_bytes())
+    );
     let signature = hmac_sha256(secret, signing_input.as_bytes());
     format!("{signing_input}.{}", b64url(&signature))
 }
@@ -606,7 +762,10 @@ pub fn b64url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
         for i in 0..=chunk.len() {
             out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
         }
@@ -656,16 +815,21 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
 /// SHA-256 (FIPS 180-4).
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     const K: [u32; 64] = [
-        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-        0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-        0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-        0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-        0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-        0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-        0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+        0xc67178f2,
     ];
-    let mut h: [u32; 8] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+    let mut h: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x5be0cd19,
+    ];
     let mut msg = data.to_vec();
     msg.push(0x80);
     while msg.len() % 64 != 56 {
@@ -680,13 +844,20 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
         for i in 16..64 {
             let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
             let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
-            w[i] = w[i - 16].wrapping_add(s0).wrapping_add(w[i - 7]).wrapping_add(s1);
+            w[i] = w[i - 16]
+                .wrapping_add(s0)
+                .wrapping_add(w[i - 7])
+                .wrapping_add(s1);
         }
         let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = h;
         for (k, wi) in K.iter().zip(w) {
             let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
             let ch = (e & f) ^ (!e & g);
-            let t1 = hh.wrapping_add(s1).wrapping_add(ch).wrapping_add(*k).wrapping_add(wi);
+            let t1 = hh
+                .wrapping_add(s1)
+                .wrapping_add(ch)
+                .wrapping_add(*k)
+                .wrapping_add(wi);
             let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
             let maj = (a & b) ^ (a & c) ^ (b & c);
             let t2 = s0.wrapping_add(maj);

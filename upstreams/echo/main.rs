@@ -43,7 +43,10 @@ async fn run(addr: &str) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     // Printed before anything else so a harness that bound port 0 can learn the real port.
     log_line(&format!("listening on {}", listener.local_addr()?));
-    let (mut term, mut int) = (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?);
+    let (mut term, mut int) = (
+        signal(SignalKind::terminate())?,
+        signal(SignalKind::interrupt())?,
+    );
     loop {
         tokio::select! {
             _ = term.recv() => return Ok(()),
@@ -172,7 +175,9 @@ impl Conn {
             if size.is_empty() || size.len() > 8 || !size.iter().all(u8::is_ascii_hexdigit) {
                 return Err(Fail::Bad("bad chunk size"));
             }
-            let size = size.iter().fold(0usize, |n, d| n * 16 + (*d as char).to_digit(16).unwrap_or(0) as usize);
+            let size = size.iter().fold(0usize, |n, d| {
+                n * 16 + (*d as char).to_digit(16).unwrap_or(0) as usize
+            });
             if size == 0 {
                 // Trailer fields are read and dropped.
                 while !self.read_line().await?.is_empty() {}
@@ -194,7 +199,9 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 fn is_token(s: &[u8]) -> bool {
-    !s.is_empty() && s.iter().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b))
+    !s.is_empty()
+        && s.iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b))
 }
 
 fn parse_head(head: &[u8]) -> Result<Request, &'static str> {
@@ -213,7 +220,9 @@ fn parse_head(head: &[u8]) -> Result<Request, &'static str> {
     let mut lines = lines.into_iter();
     let request_line = lines.next().unwrap_or(&[]);
     let parts: Vec<&[u8]> = request_line.split(|b| *b == b' ').collect();
-    let [method, target, version] = parts[..] else { return Err("bad request line") };
+    let [method, target, version] = parts[..] else {
+        return Err("bad request line");
+    };
     if !is_token(method) || target.is_empty() || !target.iter().all(|b| b.is_ascii_graphic()) {
         return Err("bad request line");
     }
@@ -227,7 +236,10 @@ fn parse_head(head: &[u8]) -> Result<Request, &'static str> {
         if line.starts_with(b" ") || line.starts_with(b"\t") {
             return Err("obsolete header line folding");
         }
-        let colon = line.iter().position(|b| *b == b':').ok_or("header without colon")?;
+        let colon = line
+            .iter()
+            .position(|b| *b == b':')
+            .ok_or("header without colon")?;
         // A space before the colon is a smuggling vector (RFC 9112 §5.1), so the name must be a bare token.
         if !is_token(&line[..colon]) {
             return Err("bad header name");
@@ -237,13 +249,21 @@ fn parse_head(head: &[u8]) -> Result<Request, &'static str> {
         headers.push((name, value.trim_matches([' ', '\t']).to_string()));
     }
     let method = String::from_utf8_lossy(method).into_owned();
-    Ok(Request { method, target: String::from_utf8_lossy(target).into_owned(), http10, headers })
+    Ok(Request {
+        method,
+        target: String::from_utf8_lossy(target).into_owned(),
+        http10,
+        headers,
+    })
 }
 
 async fn serve(stream: TcpStream) {
     // Responses are single small writes; without NODELAY, Nagle + delayed ACK add ~40 ms each.
     let _ = stream.set_nodelay(true);
-    let mut conn = Conn { stream, buf: Vec::new() };
+    let mut conn = Conn {
+        stream,
+        buf: Vec::new(),
+    };
     loop {
         match handle_one(&mut conn).await {
             Ok(Next::KeepAlive) => continue,
@@ -251,7 +271,10 @@ async fn serve(stream: TcpStream) {
             Ok(Next::Close) => return linger_close(conn).await,
             Err(Fail::Bad(why)) => {
                 let body = Value::from(why).to_string();
-                let _ = conn.stream.write_all(&response(400, &body, false, false)).await;
+                let _ = conn
+                    .stream
+                    .write_all(&response(400, &body, false, false))
+                    .await;
                 return linger_close(conn).await;
             }
         }
@@ -262,15 +285,27 @@ async fn serve(stream: TcpStream) {
 /// which can destroy the response we just wrote before the client reads it.
 async fn linger_close(mut conn: Conn) {
     let _ = conn.stream.shutdown().await;
-    let drain = async { while conn.fill().await.is_ok() { conn.buf.clear() } };
+    let drain = async {
+        while conn.fill().await.is_ok() {
+            conn.buf.clear()
+        }
+    };
     let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
 async fn handle_one(conn: &mut Conn) -> Result<Next, Fail> {
     let head = conn.read_head().await?;
     let req = parse_head(&head).map_err(Fail::Bad)?;
-    let lengths: Vec<&str> = req.values("content-length").flat_map(|v| v.split(',')).map(str::trim).collect();
-    let codings: Vec<String> = req.values("transfer-encoding").flat_map(|v| v.split(',')).map(|t| t.trim().to_ascii_lowercase()).collect();
+    let lengths: Vec<&str> = req
+        .values("content-length")
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let codings: Vec<String> = req
+        .values("transfer-encoding")
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
     let chunked = !codings.is_empty();
     if chunked && !lengths.is_empty() {
         return Err(Fail::Bad("both Transfer-Encoding and Content-Length"));
@@ -280,8 +315,12 @@ async fn handle_one(conn: &mut Conn) -> Result<Next, Fail> {
     }
     let length = match lengths.first() {
         None => 0,
-        Some(first) if lengths.iter().all(|l| l == first) && first.bytes().all(|b| b.is_ascii_digit()) => {
-            first.parse::<usize>().map_err(|_| Fail::Bad("bad Content-Length"))?
+        Some(first)
+            if lengths.iter().all(|l| l == first) && first.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            first
+                .parse::<usize>()
+                .map_err(|_| Fail::Bad("bad Content-Length"))?
         }
         Some(_) => return Err(Fail::Bad("bad Content-Length")),
     };
@@ -290,11 +329,20 @@ async fn handle_one(conn: &mut Conn) -> Result<Next, Fail> {
     }
     // Clients such as curl pause a second for this before sending a body.
     if (chunked || length > 0) && req.has_token("expect", "100-continue") && conn.buf.is_empty() {
-        conn.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+        conn.stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await?;
     }
-    let body = if chunked { conn.read_chunked().await? } else { conn.read_exact(length).await? };
+    let body = if chunked {
+        conn.read_chunked().await?
+    } else {
+        conn.read_exact(length).await?
+    };
 
-    let headers = req.headers.iter().map(|(n, v)| Value::from(vec![n.as_str(), v.as_str()]));
+    let headers = req
+        .headers
+        .iter()
+        .map(|(n, v)| Value::from(vec![n.as_str(), v.as_str()]));
     // Built by hand so the keys stay in a readable order (serde_json's map sorts them).
     let json = format!(
         "{{\"method\":{},\"path\":{},\"headers\":{},\"body\":{}}}",
@@ -314,15 +362,27 @@ async fn handle_one(conn: &mut Conn) -> Result<Next, Fail> {
     }
     let mut status = 200;
     if let Some(rest) = req.target.strip_prefix("/__status/") {
-        status = leading_number(rest).filter(|s| (200..=599).contains(s)).ok_or(Fail::Bad("bad /__status code"))? as u16;
+        status = leading_number(rest)
+            .filter(|s| (200..=599).contains(s))
+            .ok_or(Fail::Bad("bad /__status code"))? as u16;
     }
     if let Some(rest) = req.target.strip_prefix("/__sleep/") {
         let ms = leading_number(rest).ok_or(Fail::Bad("bad /__sleep duration"))?;
         tokio::time::sleep(Duration::from_millis(ms.min(600_000))).await;
     }
-    let keep_alive = if req.http10 { req.has_token("connection", "keep-alive") } else { !req.has_token("connection", "close") };
-    conn.stream.write_all(&response(status, &json, keep_alive, req.method == "HEAD")).await?;
-    Ok(if keep_alive { Next::KeepAlive } else { Next::Close })
+    let keep_alive = if req.http10 {
+        req.has_token("connection", "keep-alive")
+    } else {
+        !req.has_token("connection", "close")
+    };
+    conn.stream
+        .write_all(&response(status, &json, keep_alive, req.method == "HEAD"))
+        .await?;
+    Ok(if keep_alive {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    })
 }
 
 fn leading_number(s: &str) -> Option<u64> {
@@ -346,7 +406,10 @@ fn response(status: u16, body: &str, keep_alive: bool, head_request: bool) -> Ve
     // 204 and 304 must not carry a body (RFC 9110 §6.4.1).
     let bodyless = status == 204 || status == 304;
     if !bodyless {
-        out.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+        out.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
     }
     if !keep_alive {
         out.push_str("Connection: close\r\n");
@@ -359,7 +422,10 @@ fn response(status: u16, body: &str, keep_alive: bool, head_request: bool) -> Ve
 }
 
 async fn websocket(conn: &mut Conn, req: &Request) -> Result<(), Fail> {
-    let key = req.values("sec-websocket-key").next().ok_or(Fail::Bad("missing Sec-WebSocket-Key"))?;
+    let key = req
+        .values("sec-websocket-key")
+        .next()
+        .ok_or(Fail::Bad("missing Sec-WebSocket-Key"))?;
     let accept = base64(&sha1(format!("{key}{WS_GUID}").as_bytes()));
     let head = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
@@ -398,7 +464,12 @@ fn sha1(data: &[u8]) -> [u8; 20] {
                 40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1BBCDC),
                 _ => (b ^ c ^ d, 0xCA62C1D6),
             };
-            let t = a.rotate_left(5).wrapping_add(f).wrapping_add(e).wrapping_add(k).wrapping_add(*wi);
+            let t = a
+                .rotate_left(5)
+                .wrapping_add(f)
+                .wrapping_add(e)
+                .wrapping_add(k)
+                .wrapping_add(*wi);
             (e, d, c, b, a) = (d, c, b.rotate_left(30), a, t);
         }
         for (hv, v) in h.iter_mut().zip([a, b, c, d, e]) {
@@ -417,10 +488,17 @@ fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
         for i in 0..4 {
             let sextet = (n >> (18 - 6 * i)) & 63;
-            out.push(if i <= chunk.len() { ALPHABET[sextet as usize] as char } else { '=' });
+            out.push(if i <= chunk.len() {
+                ALPHABET[sextet as usize] as char
+            } else {
+                '='
+            });
         }
     }
     out

@@ -1,0 +1,121 @@
+//! Micro-benchmarks of the per-request stages: path normalization, route
+//! matching, token verification and the identity-header rewrite. Run with
+//! `cargo bench`; CI only builds them (`cargo bench --no-run`). Throughput is
+//! judged by ../shared/bench, not here: these are for finding regressions.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use http::{HeaderName, Method};
+use pingora::http::RequestHeader;
+use portcullis::authn::Identity;
+use portcullis::config::IdentityHeaders;
+use portcullis::identity_headers;
+use portcullis::route::{normalize, MethodSet, Pattern, RouteTable};
+use portcullis::token::{Grant, Keys};
+use std::hint::black_box;
+use std::time::Duration;
+
+fn table() -> RouteTable {
+    let routes = [
+        ("/api/auth/**", MethodSet::any()),
+        ("/health", MethodSet::any()),
+        ("/api/protected", MethodSet::any()),
+        ("/api/admin/**", MethodSet::any()),
+        ("/api/browse/**", MethodSet::any()),
+        ("/api/users/{user}/**", MethodSet::any()),
+        ("/api/workspaces/{ws}/**", MethodSet::any()),
+        ("/api/reports/**", MethodSet::any()),
+        ("/api/upload/**", MethodSet::any()),
+    ];
+    RouteTable::new(
+        routes
+            .iter()
+            .map(|(p, m)| (Pattern::parse(p).expect("valid pattern"), *m))
+            .collect(),
+    )
+}
+
+fn stages(c: &mut Criterion) {
+    c.bench_function("normalize/plain", |b| {
+        b.iter(|| normalize(black_box("/api/upload")))
+    });
+    c.bench_function("normalize/tricky", |b| {
+        b.iter(|| normalize(black_box("/api//admin/./x/../users/%7Ebob/files")))
+    });
+
+    let t = table();
+    c.bench_function("match/last_of_nine", |b| {
+        b.iter(|| {
+            t.find(black_box(&Method::GET), black_box("/api/upload"))
+                .map(|m| m.index)
+        })
+    });
+    c.bench_function("match/capture", |b| {
+        b.iter(|| {
+            t.find(
+                black_box(&Method::GET),
+                black_box("/api/users/u-42/files/1"),
+            )
+            .map(|m| m.index)
+        })
+    });
+
+    let keys = Keys::hs256(
+        b"0123456789abcdef0123456789abcdef",
+        "hs256",
+        "iss",
+        "api",
+        Duration::from_secs(5),
+    );
+    let grant = Grant {
+        sub: "user-42",
+        role: "creator",
+        workspace: None,
+        plan: None,
+        sid: None,
+    };
+    let now = portcullis::clock::now();
+    let token = keys.issue(grant, now, Duration::from_secs(900)).token;
+    c.bench_function("verify/hs256", |b| {
+        b.iter(|| keys.verify(black_box(&token), now).is_ok())
+    });
+    let mut forged = token.clone();
+    forged.pop();
+    forged.push(if token.ends_with('A') { 'B' } else { 'A' });
+    c.bench_function("verify/hs256_bad_signature", |b| {
+        b.iter(|| keys.verify(black_box(&forged), now).is_err())
+    });
+
+    let names = IdentityHeaders {
+        user_id: HeaderName::from_static("x-user-id"),
+        role: HeaderName::from_static("x-user-role"),
+        workspace: HeaderName::from_static("x-workspace-id"),
+        plan: HeaderName::from_static("x-user-plan"),
+    };
+    let id = Identity {
+        sub: "user-42".into(),
+        role: Some("creator".into()),
+        workspace: None,
+        plan: None,
+        jti: "j".into(),
+        sid: None,
+        iat: now,
+        exp: now + 900,
+    };
+    c.bench_function("identity_headers/rewrite", |b| {
+        b.iter(|| {
+            let mut req =
+                RequestHeader::build("GET", b"/api/upload", Some(8)).expect("valid request");
+            let _ = req.append_header("host", "127.0.0.1");
+            let _ = req.append_header("authorization", "Bearer x");
+            let _ = req.append_header("x-user-id", "spoofed");
+            identity_headers::sanitize(&mut req, &names);
+            for (name, value) in identity_headers::injected(&names, &id) {
+                let _ = req.insert_header(name.clone(), value);
+            }
+            req
+        })
+    });
+}
+
+criterion_group!(benches, stages);
+criterion_main!(benches);

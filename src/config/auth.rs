@@ -1,0 +1,312 @@
+//! Reads the `auth` section: token settings, the embedded auth module's options, and the
+//! `JWT_EXPIRES_IN` / `JWT_REFRESH_EXPIRES_IN` overrides that Express-style deployments set.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::sections::{env_value, parse_host_port, resolve, Env};
+use super::yaml::{Field, Fields, Problems, Spot};
+use super::{human, parse_duration, Algorithm, Auth, AuthRateLimits, Rate, Signup};
+
+const AUTH_KEYS: &[&str] = &[
+    "issuer",
+    "audience",
+    "algorithm",
+    "key_id",
+    "access_ttl",
+    "refresh_ttl",
+    "leeway",
+    "prefix",
+    "signup",
+    "refresh_grace",
+    "allowed_origins",
+    "cookie_name",
+    "refresh_in_body",
+    "rate_limits",
+    "keys_dir",
+    "key_rotation",
+];
+const SIGNUP_KEYS: &[&str] = &["enabled", "default_role"];
+const RATE_KEYS: &[&str] = &["login", "login_per_email", "refresh", "signup"];
+
+/// Longest access token lifetime: access tokens cannot be revoked, so they must expire soon.
+const MAX_ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
+const MAX_LEEWAY: Duration = Duration::from_secs(30);
+const MAX_REFRESH_GRACE: Duration = Duration::from_secs(60);
+
+/// Reads `auth` (required). The flag says whether `prefix` is valid, so routes are only
+/// checked against a prefix the operator actually meant.
+pub(super) fn read(
+    top: &Fields,
+    roles: Option<&[String]>,
+    dir: &Path,
+    env: Env,
+    p: &mut Problems,
+) -> (Auth, bool) {
+    let a = match top.require(p, "auth") {
+        Some(f) => f.fields(p, AUTH_KEYS),
+        None => Fields::absent("auth"),
+    };
+    let text = |key: &str, default: &str, p: &mut Problems| {
+        let value = match default.is_empty() {
+            true => a.require(p, key).and_then(|f| f.str(p)),
+            false => a.get(key).and_then(|f| f.str(p)),
+        };
+        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            p.error(&a.spot_of(key), "must not be empty");
+        }
+        value.unwrap_or_else(|| default.to_string())
+    };
+    // An empty default marks the key as required.
+    let issuer = text("issuer", "", p);
+    let audience = text("audience", "", p);
+    let key_id = text("key_id", "hs256", p);
+    let algorithm = a.or(p, "algorithm", Algorithm::HS256, |f, p| {
+        f.parsed(p, parse_algorithm)
+    });
+
+    let (access_ttl, access_spot) = ttl(
+        &a,
+        "access_ttl",
+        "JWT_EXPIRES_IN",
+        Duration::from_secs(15 * 60),
+        env,
+        p,
+    );
+    let (refresh_ttl, refresh_spot) = ttl(
+        &a,
+        "refresh_ttl",
+        "JWT_REFRESH_EXPIRES_IN",
+        Duration::from_secs(7 * 86_400),
+        env,
+        p,
+    );
+    if access_ttl.is_zero() {
+        p.error(&access_spot, "must be longer than 0");
+    } else if access_ttl > MAX_ACCESS_TTL {
+        p.error(
+            &access_spot,
+            format!(
+                "must be at most {} (got {})",
+                human(MAX_ACCESS_TTL),
+                human(access_ttl)
+            ),
+        );
+    }
+    if refresh_ttl <= access_ttl {
+        let message = format!(
+            "must be longer than access_ttl ({}), got {}",
+            human(access_ttl),
+            human(refresh_ttl)
+        );
+        p.error(&refresh_spot, message);
+    }
+    let leeway = bounded(&a, "leeway", Duration::from_secs(5), MAX_LEEWAY, p);
+    let refresh_grace = bounded(
+        &a,
+        "refresh_grace",
+        Duration::from_secs(10),
+        MAX_REFRESH_GRACE,
+        p,
+    );
+    let key_rotation = a
+        .get("key_rotation")
+        .and_then(|f| f.parsed(p, parse_duration));
+    if key_rotation.is_some_and(|d| d.is_zero()) {
+        p.error(&a.spot_of("key_rotation"), "must be longer than 0");
+    }
+
+    let prefix = a.or(p, "prefix", "/api/auth".to_string(), |f, p| f.str(p));
+    let prefix_problem = check_prefix(&prefix);
+    if let Some(problem) = prefix_problem {
+        p.error(&a.spot_of("prefix"), problem);
+    }
+
+    let cookie_name = a.or(
+        p,
+        "cookie_name",
+        "__Secure-refresh_token".to_string(),
+        |f, p| f.str(p),
+    );
+    if !is_cookie_name(&cookie_name) {
+        p.error(
+            &a.spot_of("cookie_name"),
+            format!("invalid cookie name \"{cookie_name}\""),
+        );
+    }
+    let allowed_origins = a
+        .get("allowed_origins")
+        .and_then(|f| f.strings(p))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(item, origin)| parse_origin(&origin).map_err(|e| item.fail(p, e)).ok())
+        .collect();
+
+    let auth = Auth {
+        issuer,
+        audience,
+        algorithm,
+        key_id,
+        access_ttl,
+        refresh_ttl,
+        leeway,
+        prefix,
+        signup: read_signup(&a, roles, p),
+        refresh_grace,
+        allowed_origins,
+        cookie_name,
+        refresh_in_body: a.or(p, "refresh_in_body", false, |f, p| f.bool(p)),
+        rate_limits: read_rate_limits(&a, p),
+        keys_dir: resolve(
+            dir,
+            &a.or(p, "keys_dir", "data/keys".to_string(), |f, p| f.str(p)),
+        ),
+        key_rotation,
+    };
+    (auth, prefix_problem.is_none())
+}
+
+fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
+    Algorithm::ALL
+        .into_iter()
+        .find(|a| a.as_str() == s)
+        .ok_or_else(|| {
+            let names: Vec<&str> = Algorithm::ALL.iter().map(Algorithm::as_str).collect();
+            format!("unknown algorithm \"{s}\" (allowed: {})", names.join(", "))
+        })
+}
+
+/// A token lifetime from the file, replaced by `var` when set; also says where it came from.
+fn ttl(
+    a: &Fields,
+    key: &str,
+    var: &'static str,
+    default: Duration,
+    env: Env,
+    p: &mut Problems,
+) -> (Duration, Spot) {
+    let from_file = a.or(p, key, default, |f, p| f.parsed(p, parse_duration));
+    let Some(value) = env_value(env, var) else {
+        return (from_file, a.spot_of(key));
+    };
+    let spot = Spot::Env(var);
+    // Express apps pass plain seconds (`900`), so both spellings are accepted.
+    let parsed = match value.trim().parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => parse_duration(&value),
+    };
+    match parsed {
+        Ok(d) => (d, spot),
+        Err(_) => {
+            let message = format!(
+                "invalid duration \"{value}\": expected seconds (900) or a duration like 15m"
+            );
+            p.error(&spot, message);
+            (from_file, spot)
+        }
+    }
+}
+
+fn bounded(a: &Fields, key: &str, default: Duration, max: Duration, p: &mut Problems) -> Duration {
+    let d = a.or(p, key, default, |f, p| f.parsed(p, parse_duration));
+    if d > max {
+        p.error(
+            &a.spot_of(key),
+            format!("must be at most {} (got {})", human(max), human(d)),
+        );
+    }
+    d
+}
+
+fn check_prefix(prefix: &str) -> Option<&'static str> {
+    if !prefix.starts_with('/') {
+        Some("must start with '/'")
+    } else if prefix.ends_with('/') {
+        Some("must not end with '/'")
+    } else if prefix.contains(|c: char| c.is_whitespace() || "*{}?#".contains(c)) {
+        Some("must be a plain path (no *, {, }, ?, # or spaces)")
+    } else {
+        None
+    }
+}
+
+/// RFC 6265 cookie-name: an HTTP token.
+fn is_cookie_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+}
+
+/// `scheme://host[:port]`, lower-cased because browsers send `Origin` that way.
+fn parse_origin(s: &str) -> Result<String, String> {
+    let lower = s.to_ascii_lowercase();
+    let (scheme, rest) = lower
+        .split_once("://")
+        .ok_or_else(|| format!("invalid origin \"{s}\": expected scheme://host[:port]"))?;
+    if scheme != "http" && scheme != "https" {
+        return Err(format!(
+            "invalid origin \"{s}\": the scheme must be http or https"
+        ));
+    }
+    if rest.contains(['/', '?', '#']) {
+        return Err(format!(
+            "invalid origin \"{s}\": an origin has no path, like https://app.example.com"
+        ));
+    }
+    let has_port = match rest.strip_prefix('[') {
+        Some(bracketed) => bracketed.contains("]:"),
+        None => rest.contains(':'),
+    };
+    let with_port = if has_port {
+        rest.to_string()
+    } else {
+        format!("{rest}:443")
+    };
+    match parse_host_port(&with_port) {
+        Ok(_) => Ok(lower),
+        Err(_) => Err(format!("invalid origin \"{s}\": malformed host or port")),
+    }
+}
+
+fn read_signup(a: &Fields, roles: Option<&[String]>, p: &mut Problems) -> Signup {
+    let s = match a.get("signup") {
+        Some(f) => f.fields(p, SIGNUP_KEYS),
+        None => Fields::absent("auth.signup"),
+    };
+    let enabled = s.or(p, "enabled", true, |f, p| f.bool(p));
+    let first_role = roles.and_then(|r| r.first()).cloned().unwrap_or_default();
+    let default_role = match s.get("default_role") {
+        Some(f) => {
+            let role = f.str(p).unwrap_or_default();
+            if let Some(known) = roles.filter(|known| !known.contains(&role)) {
+                f.fail(p, super::routes::unknown("role", &role, known));
+            }
+            role
+        }
+        None => first_role,
+    };
+    Signup {
+        enabled,
+        default_role,
+    }
+}
+
+fn read_rate_limits(a: &Fields, p: &mut Problems) -> AuthRateLimits {
+    let r = match a.get("rate_limits") {
+        Some(f) => f.fields(p, RATE_KEYS),
+        None => Fields::absent("auth.rate_limits"),
+    };
+    let mut rate = |key, count| {
+        let default = Rate {
+            count,
+            per: Duration::from_secs(60),
+        };
+        r.or(p, key, default, |f: &Field, p| f.parsed(p, Rate::parse))
+    };
+    AuthRateLimits {
+        login: rate("login", 10),
+        login_per_email: rate("login_per_email", 5),
+        refresh: rate("refresh", 60),
+        signup: rate("signup", 10),
+    }
+}

@@ -1,0 +1,225 @@
+//! Reads `routes` and checks each one against the rest of the file (declared roles, plans and
+//! upstreams, the pattern's captures, the auth prefix), then warns about routes that an
+//! earlier route hides.
+
+use super::yaml::{Field, Pos, Problems, Spot};
+use super::{AuthMode, Rate, Route};
+use crate::route::{MethodSet, Pattern, RouteTable};
+
+const ROUTE_KEYS: &[&str] = &[
+    "path",
+    "methods",
+    "upstream",
+    "auth",
+    "roles",
+    "plans",
+    "owner",
+    "owner_bypass",
+    "workspace",
+    "rate_limit",
+];
+
+/// Names declared elsewhere in the file. `None` means that part of the file is itself broken
+/// (already reported), so references to it are not checked.
+pub(super) struct Known<'a> {
+    pub roles: Option<&'a [String]>,
+    /// Also `None` when `plans` is not declared: then any plan name is accepted.
+    pub plans: Option<&'a [String]>,
+    pub upstreams: Option<&'a [String]>,
+    pub prefix: Option<&'a str>,
+}
+
+/// `unknown role "admn" (known: admin, creator, viewer)`; sorted so the list is easy to scan.
+pub(super) fn unknown(kind: &str, name: &str, known: &[String]) -> String {
+    if known.is_empty() {
+        return format!("unknown {kind} \"{name}\" (none are declared)");
+    }
+    let mut sorted: Vec<&str> = known.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    format!("unknown {kind} \"{name}\" (known: {})", sorted.join(", "))
+}
+
+/// Reads every route. When all of them are valid, also warns about shadowed ones.
+pub(super) fn read(f: &Field, known: &Known, p: &mut Problems) -> Vec<Route> {
+    let Some(items) = f.list(p) else {
+        return Vec::new();
+    };
+    let mut routes = Vec::new();
+    let mut positions = Vec::new();
+    for item in &items {
+        if let Some(route) = read_route(item, known, p) {
+            routes.push(route);
+            positions.push(item.node.pos);
+        }
+    }
+    if routes.len() == items.len() {
+        let table = RouteTable::new(
+            routes
+                .iter()
+                .map(|r| (r.pattern.clone(), r.methods))
+                .collect(),
+        );
+        warn_shadowed(&table.shadowed(), &routes, &positions, p);
+    }
+    routes
+}
+
+/// Turns `RouteTable::shadowed` pairs into warnings at the hidden route.
+pub(super) fn warn_shadowed(
+    pairs: &[(usize, usize)],
+    routes: &[Route],
+    positions: &[Pos],
+    p: &mut Problems,
+) {
+    for &(later, earlier) in pairs {
+        let (Some(pos), Some(hider)) = (positions.get(later), routes.get(earlier)) else {
+            continue;
+        };
+        let message = format!(
+            "shadowed by routes[{earlier}] ({}), it can never match",
+            hider.pattern.as_str()
+        );
+        p.warn(&Spot::Yaml(*pos, format!("routes[{later}]")), message);
+    }
+}
+
+fn read_route(f: &Field, known: &Known, p: &mut Problems) -> Option<Route> {
+    let r = f.fields(p, ROUTE_KEYS);
+    let pattern = r
+        .require(p, "path")
+        .and_then(|f| f.parsed(p, Pattern::parse));
+    let methods = r
+        .get("methods")
+        .and_then(|f| read_methods(&f, p))
+        .unwrap_or_else(MethodSet::any);
+    let upstream_field = r.get("upstream");
+    let upstream = upstream_field.as_ref().and_then(|f| {
+        let name = f.str(p)?;
+        let names = known.upstreams?;
+        let index = names.iter().position(|n| *n == name);
+        if index.is_none() {
+            f.fail(p, unknown("upstream", &name, names));
+        }
+        index
+    });
+    let auth = r.or(p, "auth", AuthMode::Required, |f, p| {
+        f.parsed(p, |s| match s {
+            "required" => Ok(AuthMode::Required),
+            "none" => Ok(AuthMode::None),
+            _ => Err(format!("expected \"required\" or \"none\", got \"{s}\"")),
+        })
+    });
+    let roles = declared(r.get("roles"), "role", known.roles, p);
+    let plans = declared(r.get("plans"), "plan", known.plans, p);
+    let owner_bypass = declared(r.get("owner_bypass"), "role", known.roles, p);
+    let owner = capture(r.get("owner"), pattern.as_ref(), p);
+    let workspace = capture(r.get("workspace"), pattern.as_ref(), p);
+    let rate_limit = r.get("rate_limit").and_then(|f| f.parsed(p, Rate::parse));
+
+    if auth == AuthMode::None {
+        let rules: Vec<&str> = ["roles", "plans", "owner", "workspace"]
+            .into_iter()
+            .filter(|key| r.get(key).is_some())
+            .collect();
+        if !rules.is_empty() {
+            let message = format!(
+                "a public route (auth: none) cannot have identity rules ({})",
+                rules.join(", ")
+            );
+            p.error(&r.spot_of("auth"), message);
+        }
+    }
+    if r.get("owner_bypass").is_some() && r.get("owner").is_none() {
+        p.warn(&r.spot_of("owner_bypass"), "has no effect without owner");
+    }
+    let pattern = pattern?;
+    if upstream_field.is_none() {
+        if let Some(prefix) = known.prefix {
+            if !is_under(pattern.as_str(), prefix) {
+                let message = format!(
+                    "route has no upstream; only routes under auth.prefix ({prefix}) may omit it"
+                );
+                f.fail(p, message);
+            }
+        }
+    }
+    Some(Route {
+        pattern,
+        methods,
+        upstream,
+        auth,
+        roles,
+        plans,
+        owner,
+        owner_bypass,
+        workspace,
+        rate_limit,
+        line: f.node.pos.line,
+    })
+}
+
+/// Segment-wise, so `/api/authz` is not under `/api/auth`.
+fn is_under(pattern: &str, prefix: &str) -> bool {
+    pattern
+        .strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// Each method is checked alone first so a bad name is reported at its own item.
+fn read_methods(f: &Field, p: &mut Problems) -> Option<MethodSet> {
+    let items = f.strings(p)?;
+    let mut all_valid = true;
+    for (item, name) in &items {
+        if let Err(e) = MethodSet::parse_list([name.as_str()]) {
+            item.fail(p, e);
+            all_valid = false;
+        }
+    }
+    if !all_valid {
+        return None;
+    }
+    MethodSet::parse_list(items.iter().map(|(_, n)| n.as_str()))
+        .map_err(|e| f.fail(p, e))
+        .ok()
+}
+
+/// A list of names that must each appear in `known` (when that is usable).
+fn declared(
+    f: Option<Field>,
+    kind: &str,
+    known: Option<&[String]>,
+    p: &mut Problems,
+) -> Vec<String> {
+    let items = f.and_then(|f| f.strings(p)).unwrap_or_default();
+    let mut names = Vec::new();
+    for (item, name) in items {
+        match known {
+            Some(known) if !known.contains(&name) => item.fail(p, unknown(kind, &name, known)),
+            _ => names.push(name),
+        }
+    }
+    names
+}
+
+/// A capture name that the route's pattern must have.
+fn capture(f: Option<Field>, pattern: Option<&Pattern>, p: &mut Problems) -> Option<String> {
+    let f = f?;
+    let name = f.str(p)?;
+    if let Some(pattern) = pattern {
+        let captures: Vec<&str> = pattern.capture_names().collect();
+        if !captures.contains(&name.as_str()) {
+            let listed = match captures.is_empty() {
+                true => "it has no captures".to_string(),
+                false => format!("captures: {}", captures.join(", ")),
+            };
+            f.fail(
+                p,
+                format!(
+                    "\"{name}\" is not a capture of {} ({listed})",
+                    pattern.as_str()
+                ),
+            );
+        }
+    }
+    Some(name)
+}
