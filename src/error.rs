@@ -22,7 +22,9 @@ pub enum Reject {
     NotFound,
     MethodNotAllowed,
     /// 405 from an auth endpoint that exists but takes other methods (listed in `Allow`).
-    WrongMethod { allow: &'static str },
+    WrongMethod {
+        allow: &'static str,
+    },
     EmailTaken,
     PayloadTooLarge,
     TooManyRequests {

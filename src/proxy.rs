@@ -98,7 +98,9 @@ impl Proxy {
             ctx.decision = "public";
         } else {
             // Signature and claims, then the in-memory revocation set: no I/O.
-            let identity = self.auth.authenticate(&req.headers, &gw.keys, clock::now())?;
+            let identity = self
+                .auth
+                .authenticate(&req.headers, &gw.keys, clock::now())?;
             ctx.identity = Some(identity);
             let identity = ctx.identity.as_ref().ok_or(Reject::Internal)?;
             authz::authorize(route, identity, &found.captures)?;
@@ -107,7 +109,9 @@ impl Proxy {
         if let Some(rate) = &route.rate_limit {
             let pattern = route.pattern.as_str();
             match (&ctx.identity, ctx.client_ip) {
-                (Some(id), _) => self.auth.limit_route(pattern, ("user", id.sub.as_str()), rate)?,
+                (Some(id), _) => self
+                    .auth
+                    .limit_route(pattern, ("user", id.sub.as_str()), rate)?,
                 (None, ip) => self.auth.limit_route(pattern, ("ip", ip), rate)?,
             }
         }
@@ -171,7 +175,10 @@ fn client_ip(session: &Session, trust_forwarded_for: bool) -> Option<IpAddr> {
             return forwarded;
         }
     }
-    session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
 }
 
 /// A client's `X-Request-Id` is kept when it is short and plain; anything

@@ -4,8 +4,8 @@
 
 use crate::access_log;
 use crate::admin::Admin;
-use crate::auth::store::Store;
 use crate::auth;
+use crate::auth::store::Store;
 use crate::config::{self, Config};
 use crate::environment::Environment;
 use crate::gateway::Gateway;
@@ -52,7 +52,10 @@ pub fn build_gateway(path: &Path) -> Result<Gateway, String> {
 async fn start_auth(cfg: &Config, jwt_secret: Option<&str>) -> Result<auth::Service, String> {
     let store = Store::connect(&cfg.store).await.map_err(|e| {
         let why = e.to_string().replace('\n', " ");
-        format!("store {} is not usable: {why}", crate::cli::redact_store(&cfg.store))
+        format!(
+            "store {} is not usable: {why}",
+            crate::cli::redact_store(&cfg.store)
+        )
     })?;
     auth::Service::start(store, jwt_secret, crate::clock::now()).await
 }

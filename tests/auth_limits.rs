@@ -10,7 +10,10 @@ const DEFAULT_LIMITS: &str =
     "rate_limits: { login: 1000/min, login_per_email: 1000/min, refresh: 1000/min, signup: 1000/min }";
 
 fn config(limits: &str, trust_forwarded_for: bool) -> String {
-    assert!(BASE_CONFIG.contains(DEFAULT_LIMITS), "BASE_CONFIG's rate_limits line changed");
+    assert!(
+        BASE_CONFIG.contains(DEFAULT_LIMITS),
+        "BASE_CONFIG's rate_limits line changed"
+    );
     let mut yaml = BASE_CONFIG.replacen(DEFAULT_LIMITS, limits, 1);
     yaml.push_str("  - { path: /limited, upstream: app, auth: none, rate_limit: 2/s }\n");
     yaml.push_str("  - { path: /api/limited, upstream: app, rate_limit: 2/s }\n");
