@@ -83,7 +83,7 @@ impl Proxy {
     /// the module doc up to authorization, as one pure-ish sequence.
     fn admit(&self, session: &Session, ctx: &mut Ctx) -> Result<(), Reject> {
         let req = session.req_header();
-        framing::check(req, || session.as_downstream().to_h1_raw())?;
+        framing::check(req, &session.as_downstream().to_h1_raw())?;
         let (raw_path, _) = framing::target(req)?;
         ctx.path =
             route::normalize(raw_path).map_err(|e| Reject::BadRequest(e.to_string().into()))?;

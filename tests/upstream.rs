@@ -128,3 +128,49 @@ fn websocket_upgrades_pass_after_the_same_checks() {
     s.read_exact(&mut back).unwrap();
     assert_eq!(&back, b"ping-bytes");
 }
+
+/// A config with one upstream of two addresses (`{UPSTREAM}` and `second`).
+fn pair_config(second: &str) -> String {
+    format!(
+        r#"
+listen: "{{LISTEN}}"
+admin_listen: "{{ADMIN}}"
+store: sqlite://data/portcullis.db
+upstreams:
+  pair: {{ addrs: ["{{UPSTREAM}}", "{second}"], connect_timeout: 1s, read_timeout: 2s }}
+auth: {{ issuer: https://gw.test, audience: api }}
+roles: [viewer]
+routes:
+  - {{ path: /api/auth/**, auth: none }}
+  - {{ path: /**, upstream: pair, auth: none }}
+"#
+    )
+}
+
+#[test]
+fn several_addresses_share_the_load() {
+    let (a, b) = (Echo::start(), Echo::start());
+    let gw = Gateway::start(&pair_config(&b.addr.to_string()), a.addr, &[]);
+    for _ in 0..10 {
+        assert_eq!(get(gw.addr, "/x", &[]).status, 200);
+    }
+    assert!(eventually(Duration::from_secs(3), || a.seen_count()
+        + b.seen_count()
+        == 10));
+    assert!(
+        a.seen_count() >= 3 && b.seen_count() >= 3,
+        "{} / {}",
+        a.seen_count(),
+        b.seen_count()
+    );
+}
+
+#[test]
+fn a_dead_address_is_skipped_without_failing_requests() {
+    let a = Echo::start();
+    let gw = Gateway::start(&pair_config("127.0.0.1:1"), a.addr, &[]);
+    for i in 0..10 {
+        let r = get(gw.addr, "/x", &[]);
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+    }
+}

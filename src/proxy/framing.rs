@@ -8,17 +8,21 @@ use pingora::http::RequestHeader;
 
 /// Refuses TRACE/CONNECT and ambiguous framing (SPEC §4). A framing refusal
 /// must also close the connection: its bytes cannot be trusted to end where
-/// we think they do. `raw_head` gives the header block as received: pingora
-/// drops `Content-Length` when `Transfer-Encoding` is present, so the parsed
-/// headers alone cannot show that both were sent.
-pub fn check(req: &RequestHeader, raw_head: impl FnOnce() -> bytes::Bytes) -> Result<(), Reject> {
+/// we think they do. `raw_head` is the header block as received: pingora
+/// drops `Content-Length` when `Transfer-Encoding` is present, and a fragment
+/// from the request-target, so the parsed request alone cannot show either.
+pub fn check(req: &RequestHeader, raw_head: &[u8]) -> Result<(), Reject> {
     if req.method == Method::TRACE || req.method == Method::CONNECT {
         return Err(Reject::MethodNotAllowed);
+    }
+    let request_line = raw_head.split(|&b| b == b'\n').next().unwrap_or_default();
+    if request_line.contains(&b'#') {
+        return Err(bad("fragment in request target"));
     }
     let mut te = req.headers.get_all(TRANSFER_ENCODING).iter().peekable();
     let mut cl = req.headers.get_all(CONTENT_LENGTH).iter();
     if te.peek().is_some() {
-        if cl.next().is_some() || names_content_length(&raw_head()) {
+        if cl.next().is_some() || names_content_length(raw_head) {
             return Err(bad("both Content-Length and Transfer-Encoding"));
         }
         if req.version < Version::HTTP_11 {
@@ -104,7 +108,7 @@ mod tests {
         for headers in refused {
             assert!(
                 matches!(
-                    check(&req("POST", headers), bytes::Bytes::new),
+                    check(&req("POST", headers), b"POST /x HTTP/1.1\r\n"),
                     Err(Reject::BadRequest(_))
                 ),
                 "{headers:?}"
@@ -122,7 +126,7 @@ mod tests {
         ];
         for headers in allowed {
             assert_eq!(
-                check(&req("POST", headers), bytes::Bytes::new),
+                check(&req("POST", headers), b"POST /x HTTP/1.1\r\n"),
                 Ok(()),
                 "{headers:?}"
             );
@@ -132,7 +136,7 @@ mod tests {
     #[test]
     fn trace_and_connect_are_not_allowed() {
         assert_eq!(
-            check(&req("TRACE", &[]), bytes::Bytes::new),
+            check(&req("TRACE", &[]), b"POST /x HTTP/1.1\r\n"),
             Err(Reject::MethodNotAllowed)
         );
     }
@@ -140,9 +144,16 @@ mod tests {
     #[test]
     fn content_length_dropped_by_the_parser_is_still_seen_in_the_raw_head() {
         let r = req("POST", &[("Transfer-Encoding", "chunked")]);
-        let raw = || {
-            bytes::Bytes::from_static(b"POST /x HTTP/1.1\r\nHost: a\r\ncontent-LENGTH: 4\r\nTransfer-Encoding: chunked\r\n\r\n")
-        };
+        let raw = b"POST /x HTTP/1.1\r\nHost: a\r\ncontent-LENGTH: 4\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert!(matches!(check(&r, raw), Err(Reject::BadRequest(_))));
+    }
+
+    #[test]
+    fn a_fragment_the_parser_dropped_is_still_refused() {
+        let raw = b"GET /x#/../admin HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert!(matches!(
+            check(&req("GET", &[]), raw),
+            Err(Reject::BadRequest(_))
+        ));
     }
 }

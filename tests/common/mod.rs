@@ -140,7 +140,7 @@ fn portcullis_bin() -> &'static str {
 }
 
 /// A free loopback port: bind :0, read the port, release it. Racy in principle, fine on a test box.
-fn free_addr() -> SocketAddr {
+pub fn free_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener
         .local_addr()
