@@ -130,14 +130,14 @@ async fn route(
                 .logout(presented.as_deref(), bearer.as_ref(), now)
                 .await?;
             *identity = bearer;
-            Ok(no_content(gw, true))
+            Ok(no_content(gw))
         }
         "/logout-all" => {
             let id = service.authenticate(req.headers, &gw.keys, now)?;
             let result = service.logout_all(&id, now).await;
             *identity = Some(id);
             result?;
-            Ok(no_content(gw, true))
+            Ok(no_content(gw))
         }
         _ => {
             let id = service.authenticate(req.headers, &gw.keys, now)?;
@@ -171,12 +171,12 @@ fn tokens_answer(gw: &Gateway, pair: &TokenPair, now: u64) -> Answer {
     json_answer(200, body, vec![("set-cookie", cookie)])
 }
 
-/// 204, clearing the refresh cookie when asked.
-fn no_content(gw: &Gateway, clear_cookie: bool) -> Answer {
-    let mut headers = vec![("cache-control", "no-store".to_owned())];
-    if clear_cookie {
-        headers.push(("set-cookie", cookie(gw, "", 0)));
-    }
+/// 204, clearing the refresh cookie.
+fn no_content(gw: &Gateway) -> Answer {
+    let headers = vec![
+        ("cache-control", "no-store".to_owned()),
+        ("set-cookie", cookie(gw, "", 0)),
+    ];
     Answer {
         status: 204,
         headers,

@@ -257,7 +257,7 @@ impl Service {
             .await
             .map_err(|e| self.unavailable("login", e))?;
         METRICS.logins.with_label_values(&["success"]).inc();
-        Ok(issue(&gw.keys, gw, &user.id, &scope, &family, refresh, now))
+        Ok(issue(gw, &user.id, &scope, &family, refresh, now))
     }
 
     /// `POST /refresh`: rotates the presented refresh token. A retry within the grace
@@ -308,9 +308,7 @@ impl Service {
             },
         };
         METRICS.refreshes.with_label_values(&[result]).inc();
-        Ok(issue(
-            &gw.keys, gw, &user.id, &scope, &family, successor, now,
-        ))
+        Ok(issue(gw, &user.id, &scope, &family, successor, now))
     }
 
     /// `POST /logout`: revokes the session of the presented refresh token and of the
@@ -533,7 +531,6 @@ impl Scope {
 }
 
 fn issue(
-    keys: &Keys,
     gw: &Gateway,
     user: &str,
     scope: &Scope,
@@ -549,7 +546,7 @@ fn issue(
         sid: Some(&family.id),
     };
     TokenPair {
-        access: keys.issue(grant, now, gw.config.auth.access_ttl),
+        access: gw.keys.issue(grant, now, gw.config.auth.access_ttl),
         refresh,
         session_expires_at: unsigned(family.expires_at),
     }
