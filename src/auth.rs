@@ -1,7 +1,12 @@
-//! The embedded auth module: accounts, refresh-token families, revocation
-//! state and password hashing. Nothing in here knows about HTTP.
+//! The embedded auth module: accounts, refresh-token families, revocation state and
+//! password hashing (`service`, with no HTTP types), and the thin HTTP adapter that
+//! serves them under `auth.prefix` (`endpoints`).
 
+pub mod endpoints;
 pub mod password;
 pub mod revocations;
+pub mod service;
 pub mod store;
 pub mod tokens;
+
+pub use service::Service;

@@ -1,6 +1,8 @@
 //! The command line (SPEC §1). Pingora's own `Opt` is never parsed: its
 //! `-c/-d/-t/-u` flags would collide with ours.
 
+mod user;
+
 use crate::config::{parse_duration, AuthMode};
 use crate::environment::Environment;
 use crate::gateway::signing_keys;
@@ -55,6 +57,9 @@ pub enum Command {
         #[arg(long)]
         ttl: Option<String>,
     },
+    /// Manage users in the configured store.
+    #[command(subcommand)]
+    User(user::UserCommand),
 }
 
 /// A failed command: what to print, and the exit status.
@@ -93,6 +98,7 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
             plan.as_deref(),
             ttl.as_deref(),
         ),
+        Command::User(command) => user::run(path, command),
     }
 }
 
@@ -255,7 +261,7 @@ fn requirements(route: &crate::config::Route) -> String {
 }
 
 /// A store URL without its password, for printing.
-fn redact_store(url: &str) -> String {
+pub(crate) fn redact_store(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let creds = &url[scheme + 3..at];

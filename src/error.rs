@@ -21,6 +21,10 @@ pub enum Reject {
     NotMember,
     NotFound,
     MethodNotAllowed,
+    /// 405 from an auth endpoint that exists but takes other methods (listed in `Allow`).
+    WrongMethod {
+        allow: &'static str,
+    },
     EmailTaken,
     PayloadTooLarge,
     TooManyRequests {
@@ -53,7 +57,7 @@ impl Reject {
             | Reject::InvalidRefreshToken => 401,
             Reject::Forbidden | Reject::CrossOrigin | Reject::NotMember => 403,
             Reject::NotFound => 404,
-            Reject::MethodNotAllowed => 405,
+            Reject::MethodNotAllowed | Reject::WrongMethod { .. } => 405,
             Reject::EmailTaken => 409,
             Reject::PayloadTooLarge => 413,
             Reject::TooManyRequests { .. } => 429,
@@ -75,7 +79,7 @@ impl Reject {
             Reject::CrossOrigin => "Cross-origin request refused",
             Reject::NotMember => "Not a member of this workspace",
             Reject::NotFound => "Not found",
-            Reject::MethodNotAllowed => "Method not allowed",
+            Reject::MethodNotAllowed | Reject::WrongMethod { .. } => "Method not allowed",
             Reject::EmailTaken => "Email already registered",
             Reject::PayloadTooLarge => "Payload too large",
             Reject::TooManyRequests { .. } => "Too many requests",
@@ -95,7 +99,9 @@ impl Reject {
             Reject::Forbidden => "forbidden",
             Reject::TooManyRequests { .. } => "rate_limited",
             Reject::NotFound => "no_route",
-            Reject::MethodNotAllowed | Reject::BadRequest(_) => "bad_request",
+            Reject::MethodNotAllowed | Reject::WrongMethod { .. } | Reject::BadRequest(_) => {
+                "bad_request"
+            }
             _ => "refused",
         }
     }
@@ -116,6 +122,7 @@ impl Reject {
                 "allow",
                 "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS".to_owned(),
             )),
+            Reject::WrongMethod { allow } => headers.push(("allow", (*allow).to_owned())),
             _ => {}
         }
         let body = serde_json::json!({ "error": self.message() }).to_string();

@@ -17,6 +17,7 @@ pub mod invariants;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
+pub mod rate_limit;
 pub mod route;
 pub mod server;
 pub mod token;

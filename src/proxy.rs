@@ -7,10 +7,12 @@
 //!
 //! Each pingora phase below delegates to one stage in a few lines.
 
+mod auth_route;
 mod framing;
 mod respond;
 
-use crate::authn::{self, Identity};
+use crate::auth;
+use crate::authn::Identity;
 use crate::authz;
 use crate::config::AuthMode;
 use crate::error::Reject;
@@ -25,15 +27,17 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::ErrorType;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-/// The gateway as pingora sees it: the current config and a count of
-/// requests in flight (for a graceful drain).
+/// The gateway as pingora sees it: the current config, the auth module's
+/// state (which outlives config reloads) and a count of requests in flight
+/// (for a graceful drain).
 pub struct Proxy {
     pub state: Arc<ArcSwap<Gateway>>,
+    pub auth: Arc<auth::Service>,
     pub inflight: Arc<AtomicUsize>,
 }
 
@@ -51,6 +55,8 @@ pub struct Ctx {
     upstream: Option<(usize, SocketAddr)>,
     upstream_start: Option<Instant>,
     tls: bool,
+    /// The TCP peer, or the right-most `X-Forwarded-For` hop when that is trusted.
+    client_ip: Option<IpAddr>,
     _inflight: Inflight,
 }
 
@@ -90,13 +96,25 @@ impl Proxy {
         let route = &gw.config.routes[found.index];
         if route.auth == AuthMode::None {
             ctx.decision = "public";
-            return Ok(());
+        } else {
+            // Signature and claims, then the in-memory revocation set: no I/O.
+            let identity = self
+                .auth
+                .authenticate(&req.headers, &gw.keys, clock::now())?;
+            ctx.identity = Some(identity);
+            let identity = ctx.identity.as_ref().ok_or(Reject::Internal)?;
+            authz::authorize(route, identity, &found.captures)?;
+            ctx.decision = "allow";
         }
-        let identity = authn::authenticate(&req.headers, &gw.keys, clock::now())?;
-        ctx.identity = Some(identity);
-        let identity = ctx.identity.as_ref().ok_or(Reject::Internal)?;
-        authz::authorize(route, identity, &found.captures)?;
-        ctx.decision = "allow";
+        if let Some(rate) = &route.rate_limit {
+            let pattern = route.pattern.as_str();
+            match (&ctx.identity, ctx.client_ip) {
+                (Some(id), _) => self
+                    .auth
+                    .limit_route(pattern, ("user", id.sub.as_str()), rate)?,
+                (None, ip) => self.auth.limit_route(pattern, ("ip", ip), rate)?,
+            }
+        }
         Ok(())
     }
 
@@ -139,6 +157,30 @@ impl Proxy {
     }
 }
 
+/// The client address rate limits are keyed by: the TCP peer, or, only when the
+/// operator says a trusted proxy sits in front, the right-most `X-Forwarded-For`
+/// entry (the one that proxy appended; anything left of it is client-supplied).
+fn client_ip(session: &Session, trust_forwarded_for: bool) -> Option<IpAddr> {
+    if trust_forwarded_for {
+        let forwarded = session
+            .req_header()
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .last()
+            .and_then(|hop| hop.trim().parse::<IpAddr>().ok());
+        if forwarded.is_some() {
+            return forwarded;
+        }
+    }
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
 /// A client's `X-Request-Id` is kept when it is short and plain; anything
 /// else is replaced, since it ends up in upstream logs.
 fn request_id(req: &RequestHeader) -> String {
@@ -173,6 +215,7 @@ impl ProxyHttp for Proxy {
             upstream: None,
             upstream_start: None,
             tls: false,
+            client_ip: None,
             _inflight: Inflight(self.inflight.clone()),
         }
     }
@@ -182,6 +225,7 @@ impl ProxyHttp for Proxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         ctx.request_id = request_id(session.req_header());
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        ctx.client_ip = client_ip(session, ctx.gateway.config.trust_forwarded_for);
         if let Err(reject) = self.admit(session, ctx) {
             ctx.decision = reject.decision();
             if let Reject::InvalidToken(e) = &reject {
@@ -198,9 +242,8 @@ impl ProxyHttp for Proxy {
             return Ok(false);
         };
         if route.upstream.is_none() {
-            // Routes without an upstream belong to the embedded auth module,
-            // which is not part of this build yet.
-            respond::reject(session, ctx, &Reject::NotFound).await?;
+            // Routes without an upstream belong to the embedded auth module.
+            self.serve_auth(session, ctx).await?;
             return Ok(true);
         }
         self.rewrite(session, ctx)?;

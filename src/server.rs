@@ -4,6 +4,8 @@
 
 use crate::access_log;
 use crate::admin::Admin;
+use crate::auth;
+use crate::auth::store::Store;
 use crate::config::{self, Config};
 use crate::environment::Environment;
 use crate::gateway::Gateway;
@@ -18,7 +20,7 @@ use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
@@ -45,9 +47,34 @@ pub fn build_gateway(path: &Path) -> Result<Gateway, String> {
     Gateway::build(loaded.config, env.get("JWT_SECRET").as_deref())
 }
 
+/// Opens the store named in the config and builds the auth module's state on it,
+/// revocations loaded. Any failure is one line for the operator.
+async fn start_auth(cfg: &Config, jwt_secret: Option<&str>) -> Result<auth::Service, String> {
+    let store = Store::connect(&cfg.store).await.map_err(|e| {
+        let why = e.to_string().replace('\n', " ");
+        format!(
+            "store {} is not usable: {why}",
+            crate::cli::redact_store(&cfg.store)
+        )
+    })?;
+    auth::Service::start(store, jwt_secret, crate::clock::now()).await
+}
+
 /// Starts the gateway and blocks until it is told to stop.
 pub fn run(path: &Path) -> Result<(), String> {
     let gateway = build_gateway(path)?;
+    let env = Environment::load(path);
+    // The auth module's own runtime: it owns the store's connections and the revocation
+    // poller, and lives as long as the process, whatever pingora does with its runtimes.
+    let auth_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("auth")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the auth runtime: {e}"))?;
+    let secret = env.get("JWT_SECRET");
+    let auth = Arc::new(auth_runtime.block_on(start_auth(&gateway.config, secret.as_deref()))?);
+    auth_runtime.spawn(Arc::clone(&auth).maintain());
     let cfg: &Config = &gateway.config;
     let listen = cfg.listen.to_string();
     let admin_listen = cfg.admin_listen.to_string();
@@ -56,7 +83,7 @@ pub fn run(path: &Path) -> Result<(), String> {
     let access_log_on = cfg.access_log;
     let state = Arc::new(ArcSwap::from_pointee(gateway));
     let inflight = Arc::new(AtomicUsize::new(0));
-    let ready = Arc::new(AtomicBool::new(true));
+    let ready = auth.ready_flag();
 
     let conf = ServerConf {
         // Under `taskset` this is the number of CPUs we may use, not the machine's.
@@ -72,6 +99,7 @@ pub fn run(path: &Path) -> Result<(), String> {
 
     let proxy = Proxy {
         state: state.clone(),
+        auth,
         inflight: inflight.clone(),
     };
     let mut public = http_proxy_service_with_name(&server.configuration, proxy, "portcullis");
@@ -105,6 +133,7 @@ pub fn run(path: &Path) -> Result<(), String> {
     server.run(RunArgs {
         shutdown_signal: Box::new(signals),
     });
+    drop(auth_runtime);
     Ok(())
 }
 
@@ -126,6 +155,9 @@ impl Signals {
                     || next.config.admin_listen != current.config.admin_listen
                 {
                     log::warn!("reload: listen addresses changed; they take effect on restart");
+                }
+                if next.config.store != current.config.store {
+                    log::warn!("reload: the store changed; it takes effect on restart");
                 }
                 self.state.store(Arc::new(next));
                 METRICS.config_reloads.with_label_values(&["success"]).inc();

@@ -16,7 +16,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+mod auth;
 mod fixtures;
+#[allow(unused_imports)] // not every test binary uses the fixtures
+pub use auth::*;
 #[allow(unused_imports)] // not every test binary uses the fixtures
 pub use fixtures::*;
 

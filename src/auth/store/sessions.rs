@@ -141,6 +141,20 @@ impl Store {
         Ok(family)
     }
 
+    /// The session a refresh token (by `tokens::hash`) belongs to, used or not: logout
+    /// with a cookie. `Ok(None)` for an unknown token.
+    pub async fn family_of_token(&self, token_hash: &str) -> Result<Option<Family>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            family_columns!(),
+            " FROM families WHERE id = (SELECT family_id FROM refresh_tokens WHERE hash = $1)"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(family_from).transpose()?)
+    }
+
     /// Looks a session up by id (the `sid` claim).
     pub async fn family(&self, family_id: &str) -> Result<Option<Family>, StoreError> {
         let mut conn = self.pool.acquire().await?;

@@ -142,6 +142,21 @@ impl Store {
         Ok(workspace_from(&row)?)
     }
 
+    /// Creates the workspace `id` on `plan`, or changes the plan of an existing one
+    /// (the CLI's `--workspace W:ROLE:PLAN`).
+    pub async fn put_workspace(&self, id: &str, plan: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO workspaces (id, plan, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET plan = excluded.plan",
+        )
+        .bind(id)
+        .bind(plan)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Looks a workspace up by id.
     pub async fn workspace(&self, id: &str) -> Result<Option<Workspace>, StoreError> {
         let row = sqlx::query("SELECT id, plan, created_at FROM workspaces WHERE id = $1")
@@ -267,11 +282,20 @@ async fn end_sessions(
         return Err(StoreError::NotFound);
     };
     let not_before: i64 = row.try_get("not_before")?;
-    sqlx::query("UPDATE families SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
-        .bind(now)
-        .bind(user_id)
-        .execute(&mut *conn)
-        .await?;
+    let revoked = sqlx::query(
+        "UPDATE families SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL RETURNING id",
+    )
+    .bind(now)
+    .bind(user_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    // One event per session as well as the watermark: `not_before` has one-second
+    // granularity, so a token issued earlier in the same second as this change would
+    // slip past it, while its `sid` names a family revoked here.
+    for row in &revoked {
+        let family_id: String = row.try_get("id")?;
+        record(conn, EventKind::Family, &family_id, now, None).await?;
+    }
     record(conn, EventKind::User, user_id, not_before, None).await?;
     Ok(not_before)
 }

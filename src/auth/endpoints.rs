@@ -1,0 +1,365 @@
+//! The auth endpoints' HTTP adapter (SPEC §6): method + sub-path + headers + body in,
+//! status + headers + JSON out. The logic is in `service.rs`; this file only parses,
+//! checks the CSRF `Origin` rule, and renders answers, cookies included.
+
+use super::service::{Service, TokenPair};
+use crate::authn::{self, Identity};
+use crate::error::{Answer, Reject};
+use crate::gateway::Gateway;
+use http::header::{COOKIE, ORIGIN};
+use http::{HeaderMap, Method};
+use serde_json::{json, Map, Value};
+use std::net::IpAddr;
+
+/// Largest request body an auth endpoint reads; larger ones get 413.
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// One request to the auth module, already framed and normalized by the proxy.
+pub struct Request<'a> {
+    pub method: &'a Method,
+    /// The normalized path, prefix included.
+    pub path: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+    pub client_ip: IpAddr,
+    /// The request's own authority (`Host`), for the same-origin check.
+    pub host: Option<&'a str>,
+    pub tls: bool,
+}
+
+/// What the proxy writes back and logs.
+pub struct Outcome {
+    pub answer: Answer,
+    /// The identity a Bearer-authenticated endpoint verified, for the access log.
+    pub identity: Option<Identity>,
+    /// The auth decision to count and log, when the request was refused.
+    pub decision: Option<&'static str>,
+}
+
+/// Serves one auth request at `now`.
+pub async fn handle(service: &Service, gw: &Gateway, req: &Request<'_>, now: u64) -> Outcome {
+    let mut identity = None;
+    let result = route(service, gw, req, now, &mut identity).await;
+    match result {
+        Ok(answer) => Outcome {
+            answer,
+            identity,
+            decision: None,
+        },
+        Err(reject) => Outcome {
+            answer: reject.answer(),
+            identity,
+            decision: Some(reject.decision()),
+        },
+    }
+}
+
+async fn route(
+    service: &Service,
+    gw: &Gateway,
+    req: &Request<'_>,
+    now: u64,
+    identity: &mut Option<Identity>,
+) -> Result<Answer, Reject> {
+    let auth = &gw.config.auth;
+    let sub = req
+        .path
+        .strip_prefix(auth.prefix.trim_end_matches('/'))
+        .ok_or(Reject::NotFound)?;
+    let allowed: &'static str = match sub {
+        "/signup" if !auth.signup.enabled => return Err(Reject::NotFound),
+        "/signup" | "/login" | "/refresh" | "/logout" | "/logout-all" => "POST",
+        "/me" => "GET, HEAD",
+        _ => return Err(Reject::NotFound),
+    };
+    let method_ok = match sub {
+        "/me" => req.method == Method::GET || req.method == Method::HEAD,
+        _ => req.method == Method::POST,
+    };
+    if !method_ok {
+        return Err(Reject::WrongMethod { allow: allowed });
+    }
+    match sub {
+        "/signup" => {
+            let body = object(req.body)?;
+            let email = required(&body, "email")?;
+            let password = required(&body, "password")?;
+            let user = service
+                .signup(gw, req.client_ip, email, password.to_owned(), now)
+                .await?;
+            Ok(json_answer(
+                201,
+                json!({"user": {"id": user.id, "email": user.email, "role": user.role}}),
+                Vec::new(),
+            ))
+        }
+        "/login" => {
+            let body = object(req.body)?;
+            let email = required(&body, "email")?;
+            let password = required(&body, "password")?;
+            let workspace = optional(&body, "workspace")?;
+            let pair = service
+                .login(
+                    gw,
+                    req.client_ip,
+                    email,
+                    password.to_owned(),
+                    workspace,
+                    now,
+                )
+                .await?;
+            Ok(tokens_answer(gw, &pair, now))
+        }
+        "/refresh" => {
+            check_origin(req, &auth.allowed_origins)?;
+            let presented = refresh_token(gw, req)?;
+            let pair = service
+                .refresh(gw, req.client_ip, presented.as_deref(), now)
+                .await?;
+            Ok(tokens_answer(gw, &pair, now))
+        }
+        "/logout" => {
+            check_origin(req, &auth.allowed_origins)?;
+            let presented = refresh_token(gw, req)?;
+            // A bad or expired access token does not stop a logout; it just is not revoked.
+            let bearer = authn::bearer(req.headers)
+                .ok()
+                .flatten()
+                .and_then(|t| gw.keys.verify(t, now).ok());
+            service
+                .logout(presented.as_deref(), bearer.as_ref(), now)
+                .await?;
+            *identity = bearer;
+            Ok(no_content(gw))
+        }
+        "/logout-all" => {
+            let id = service.authenticate(req.headers, &gw.keys, now)?;
+            let result = service.logout_all(&id, now).await;
+            *identity = Some(id);
+            result?;
+            Ok(no_content(gw))
+        }
+        _ => {
+            let id = service.authenticate(req.headers, &gw.keys, now)?;
+            let result = service.me(&id).await;
+            *identity = Some(id);
+            let me = result?;
+            Ok(json_answer(
+                200,
+                json!({"id": me.id, "email": me.email, "role": me.role,
+                       "workspace": me.workspace, "plan": me.plan}),
+                Vec::new(),
+            ))
+        }
+    }
+}
+
+/// 200 with the access token (and, if configured, the refresh token) in the body and
+/// the refresh token in the cookie.
+fn tokens_answer(gw: &Gateway, pair: &TokenPair, now: u64) -> Answer {
+    let auth = &gw.config.auth;
+    let mut body = json!({
+        "access_token": pair.access.token,
+        "token_type": "Bearer",
+        "expires_in": pair.access.expires_at.saturating_sub(now),
+    });
+    if auth.refresh_in_body {
+        body["refresh_token"] = Value::String(pair.refresh.clone());
+    }
+    let max_age = pair.session_expires_at.saturating_sub(now);
+    let cookie = cookie(gw, &pair.refresh, max_age);
+    json_answer(200, body, vec![("set-cookie", cookie)])
+}
+
+/// 204, clearing the refresh cookie.
+fn no_content(gw: &Gateway) -> Answer {
+    let headers = vec![
+        ("cache-control", "no-store".to_owned()),
+        ("set-cookie", cookie(gw, "", 0)),
+    ];
+    Answer {
+        status: 204,
+        headers,
+        body: Vec::new(),
+    }
+}
+
+/// The refresh cookie: host-only (no `Domain`), HTTPS-only, invisible to scripts, never
+/// sent cross-site, and only to the auth endpoints.
+fn cookie(gw: &Gateway, value: &str, max_age: u64) -> String {
+    let auth = &gw.config.auth;
+    format!(
+        "{}={value}; Path={}; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict",
+        auth.cookie_name, auth.prefix
+    )
+}
+
+fn json_answer(status: u16, body: Value, mut headers: Vec<(&'static str, String)>) -> Answer {
+    headers.push(("content-type", "application/json".to_owned()));
+    headers.push(("cache-control", "no-store".to_owned()));
+    Answer {
+        status,
+        headers,
+        body: body.to_string().into_bytes(),
+    }
+}
+
+/// The refresh token from the cookie, or (with `refresh_in_body`) from a JSON body.
+fn refresh_token(gw: &Gateway, req: &Request<'_>) -> Result<Option<String>, Reject> {
+    let auth = &gw.config.auth;
+    if let Some(token) = cookie_value(req.headers, &auth.cookie_name) {
+        return Ok(Some(token.to_owned()));
+    }
+    if !auth.refresh_in_body || req.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let body = object(req.body)?;
+    Ok(optional(&body, "refresh_token")?.map(str::to_owned))
+}
+
+/// The first cookie called `name` in any `Cookie` header.
+fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.trim_matches('"'))
+        .filter(|v| !v.is_empty())
+}
+
+/// The CSRF rule for cookie-authenticated endpoints: a browser always sends `Origin` on a
+/// POST, so one that is neither this gateway nor an allowed origin is another site
+/// riding on the cookie. `Origin: null` (sandboxed frames, some redirects) is foreign;
+/// no `Origin` at all is a non-browser client and is allowed.
+fn check_origin(req: &Request<'_>, allowed: &[String]) -> Result<(), Reject> {
+    let mut values = req.headers.get_all(ORIGIN).iter();
+    let Some(origin) = values.next() else {
+        return Ok(());
+    };
+    if values.next().is_some() {
+        return Err(Reject::CrossOrigin);
+    }
+    let origin = origin
+        .to_str()
+        .ok()
+        .and_then(normalize_origin)
+        .ok_or(Reject::CrossOrigin)?;
+    let scheme = if req.tls { "https" } else { "http" };
+    let own = req
+        .host
+        .and_then(|host| normalize_origin(&format!("{scheme}://{host}")));
+    if own.as_deref() == Some(origin.as_str()) {
+        return Ok(());
+    }
+    if allowed
+        .iter()
+        .filter_map(|a| normalize_origin(a))
+        .any(|a| a == origin)
+    {
+        return Ok(());
+    }
+    Err(Reject::CrossOrigin)
+}
+
+/// `scheme://host[:port]`, lower-cased, without a default port or trailing slash;
+/// `None` for anything else (including `null`).
+fn normalize_origin(text: &str) -> Option<String> {
+    let text = text.trim().trim_end_matches('/').to_ascii_lowercase();
+    let (scheme, authority) = text.split_once("://")?;
+    let default_port = match scheme {
+        "http" => ":80",
+        "https" => ":443",
+        _ => return None,
+    };
+    if authority.is_empty() || authority.contains(['/', '?', '#', '@', ' ']) {
+        return None;
+    }
+    let authority = authority.strip_suffix(default_port).unwrap_or(authority);
+    Some(format!("{scheme}://{authority}"))
+}
+
+/// The body as a JSON object.
+fn object(body: &[u8]) -> Result<Map<String, Value>, Reject> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(Reject::BadRequest("body must be a JSON object".into())),
+        Err(_) if body.iter().all(u8::is_ascii_whitespace) => {
+            Err(Reject::BadRequest("body must be a JSON object".into()))
+        }
+        Err(_) => Err(Reject::BadRequest("body is not valid JSON".into())),
+    }
+}
+
+fn required<'m>(body: &'m Map<String, Value>, field: &'static str) -> Result<&'m str, Reject> {
+    optional(body, field)?
+        .ok_or_else(|| Reject::BadRequest(format!("missing field \"{field}\"").into()))
+}
+
+fn optional<'m>(
+    body: &'m Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<&'m str>, Reject> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str())),
+        Some(_) => Err(Reject::BadRequest(
+            format!("field \"{field}\" must be a string").into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_compare_by_scheme_host_and_effective_port() {
+        assert_eq!(
+            normalize_origin("HTTPS://App.Example.com:443/").as_deref(),
+            Some("https://app.example.com")
+        );
+        assert_eq!(
+            normalize_origin("http://localhost:5173").as_deref(),
+            Some("http://localhost:5173")
+        );
+        assert_eq!(normalize_origin("null"), None);
+        assert_eq!(normalize_origin("file://x"), None);
+        assert_eq!(normalize_origin("https://"), None);
+    }
+
+    #[test]
+    fn the_refresh_cookie_is_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            COOKIE,
+            "a=1; __Secure-refresh_token=tok; b=2".parse().unwrap(),
+        );
+        assert_eq!(
+            cookie_value(&headers, "__Secure-refresh_token"),
+            Some("tok")
+        );
+        assert_eq!(cookie_value(&headers, "missing"), None);
+    }
+
+    #[test]
+    fn bodies_must_be_json_objects_with_string_fields() {
+        assert!(object(b"[]").is_err());
+        assert!(object(b"{").is_err());
+        assert!(object(b"").is_err());
+        let map = object(br#"{"email": 5, "password": "x"}"#).unwrap();
+        assert_eq!(
+            required(&map, "email"),
+            Err(Reject::BadRequest(
+                "field \"email\" must be a string".into()
+            ))
+        );
+        assert_eq!(
+            required(&map, "workspace"),
+            Err(Reject::BadRequest("missing field \"workspace\"".into()))
+        );
+        assert_eq!(required(&map, "password"), Ok("x"));
+    }
+}

@@ -1,0 +1,641 @@
+//! The auth module's logic (SPEC §3, §6): signup, login, refresh rotation, logout and
+//! revocation, rate limits. No HTTP types here: `endpoints.rs` adapts requests to these
+//! calls, and `Reject` (the one request-path error) carries the outcome back.
+//!
+//! A [`Service`] lives for the whole process, beside the per-config `Gateway`: the store,
+//! the in-memory revocation set, the hasher and the rate limiters survive config reloads,
+//! while every call reads its settings and signing keys from the current `Gateway`.
+
+use super::password::{self, Hasher};
+use super::revocations::Revocations;
+use super::store::{Family, Rotation, Store, StoreError, User};
+use super::tokens;
+use crate::authn::{self, Identity};
+use crate::config::Rate;
+use crate::error::Reject;
+use crate::gateway::Gateway;
+use crate::metrics::METRICS;
+use crate::rate_limit::Limiter;
+use crate::token::{Grant, Issued, Keys};
+use hmac::{Hmac, Mac};
+use http::HeaderMap;
+use sha2::Sha256;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+/// `Retry-After` when the store does not answer: long enough for a restart or failover.
+pub const STORE_RETRY_AFTER: u64 = 5;
+/// The longest access-token lifetime the config allows; bounds how long a revoked
+/// session or user watermark must be remembered, whatever a reload sets `access_ttl` to.
+const MAX_ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
+/// Keys each rate limiter remembers at most (16 bytes each, plus map overhead).
+const LIMITER_CAPACITY: usize = 100_000;
+/// Events read per store round trip when catching up on revocations.
+const EVENT_BATCH: i64 = 500;
+/// A refresh token we issued is 43 base64url characters; anything far longer is junk
+/// and is refused before it costs a store query.
+const MAX_REFRESH_TOKEN_LEN: usize = 128;
+
+/// Per-IP and per-email counters of the auth endpoints, plus the routes' own limits.
+struct Limits {
+    login_ip: Limiter,
+    login_email: Limiter,
+    refresh_ip: Limiter,
+    signup_ip: Limiter,
+    routes: Limiter,
+}
+
+/// Auth state shared by every request, across config reloads. Share behind an `Arc`.
+pub struct Service {
+    store: Store,
+    revocations: Revocations,
+    hasher: Hasher,
+    limits: Limits,
+    /// HMAC key deriving a refresh token's successor; equal on every replica.
+    chain_key: [u8; 32],
+    /// The last revocation event applied; held while catching up so two syncs never interleave.
+    cursor: Mutex<i64>,
+    /// True while the store answers; read by `/readyz` and the auth endpoints.
+    ready: Arc<AtomicBool>,
+}
+
+/// A login or refresh result: what goes into the response body and the cookie.
+pub struct TokenPair {
+    pub access: Issued,
+    pub refresh: String,
+    /// When the session (refresh family) ends, absolutely; the cookie's Max-Age counts down to it.
+    pub session_expires_at: u64,
+}
+
+/// What `GET /me` shows: the account plus the scope of the presented token.
+pub struct Me {
+    pub id: String,
+    pub email: String,
+    pub role: Option<String>,
+    pub workspace: Option<String>,
+    pub plan: Option<String>,
+}
+
+/// The refresh chain key for an HS256 deployment: every replica holding `JWT_SECRET`
+/// derives the same key, so a grace-window retry may land on any of them.
+pub fn chain_key(secret: &[u8]) -> [u8; 32] {
+    // HMAC takes keys of any length: this cannot fail.
+    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC takes keys of any length"),
+    };
+    mac.update(b"portcullis refresh chain v1");
+    mac.finalize().into_bytes().into()
+}
+
+impl Service {
+    /// Opens nothing itself: takes a connected store, loads the revocation snapshot (so no
+    /// revoked token is honoured from the first request on) and prepares the hasher.
+    /// `secret` is `JWT_SECRET`; without one (asymmetric keys) the chain key is random
+    /// per process, which only means grace-window retries must reach the same replica.
+    pub async fn start(store: Store, secret: Option<&str>, now: u64) -> Result<Service, String> {
+        let key = match secret {
+            Some(secret) => chain_key(secret.as_bytes()),
+            None => rand::random(),
+        };
+        let hasher = tokio::task::spawn_blocking(Hasher::with_cpu_limit)
+            .await
+            .map_err(|e| format!("password hasher: {e}"))?
+            .map_err(|e| format!("password hasher: {e}"))?;
+        let revocations = Revocations::new(MAX_ACCESS_TTL);
+        let snapshot = store
+            .revocation_snapshot(signed(now), MAX_ACCESS_TTL)
+            .await
+            .map_err(|e| format!("store: cannot read revocations: {e}"))?;
+        revocations.load(&snapshot);
+        Ok(Service {
+            store,
+            revocations,
+            hasher,
+            limits: Limits {
+                login_ip: Limiter::new(LIMITER_CAPACITY),
+                login_email: Limiter::new(LIMITER_CAPACITY),
+                refresh_ip: Limiter::new(LIMITER_CAPACITY),
+                signup_ip: Limiter::new(LIMITER_CAPACITY),
+                routes: Limiter::new(LIMITER_CAPACITY),
+            },
+            chain_key: key,
+            cursor: Mutex::new(snapshot.cursor),
+            ready: Arc::new(AtomicBool::new(true)),
+        })
+    }
+
+    /// The readiness flag, for the admin listener.
+    pub fn ready_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.ready)
+    }
+
+    /// Authenticates a proxied request or a Bearer-authenticated endpoint: the token
+    /// checks of SPEC §3, then the in-memory revocation set. No I/O.
+    pub fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        keys: &Keys,
+        now: u64,
+    ) -> Result<Identity, Reject> {
+        let identity = authn::authenticate(headers, keys, now)?;
+        self.check_revoked(&identity)?;
+        Ok(identity)
+    }
+
+    /// `Err(Revoked)` when the token's `jti`, its session or (by `iat`) its user was revoked.
+    pub fn check_revoked(&self, id: &Identity) -> Result<(), Reject> {
+        if self
+            .revocations
+            .is_revoked(&id.jti, id.sid.as_deref(), &id.sub, id.iat)
+        {
+            return Err(Reject::Revoked);
+        }
+        Ok(())
+    }
+
+    /// A route's own `rate_limit`, per `who` (the user, or the client IP on public routes).
+    pub fn limit_route(&self, route: &str, who: impl Hash, rate: &Rate) -> Result<(), Reject> {
+        limit(&self.limits.routes, (route, who), rate)
+    }
+
+    /// `POST /signup`: a new account with the configured default role.
+    pub async fn signup(
+        &self,
+        gw: &Gateway,
+        ip: IpAddr,
+        email: &str,
+        password: String,
+        now: u64,
+    ) -> Result<User, Reject> {
+        let auth = &gw.config.auth;
+        limit(&self.limits.signup_ip, ip, &auth.rate_limits.signup)?;
+        let email = valid_email(email)?;
+        password::acceptable(&password).map_err(|why| Reject::BadRequest(why.into()))?;
+        self.available()?;
+        let hash = self.hasher.hash(password).await.map_err(|e| {
+            log::error!("signup: {e}");
+            Reject::Internal
+        })?;
+        let role = &auth.signup.default_role;
+        match self
+            .store
+            .create_user(&email, &hash, role, signed(now))
+            .await
+        {
+            Ok(user) => Ok(user),
+            Err(StoreError::Conflict) => Err(Reject::EmailTaken),
+            Err(e) => Err(self.unavailable("signup", e)),
+        }
+    }
+
+    /// `POST /login`: checks the password (always hashing, so an unknown email and a wrong
+    /// password take the same time), then starts a session, scoped to `workspace` if given.
+    pub async fn login(
+        &self,
+        gw: &Gateway,
+        ip: IpAddr,
+        email: &str,
+        password: String,
+        workspace: Option<&str>,
+        now: u64,
+    ) -> Result<TokenPair, Reject> {
+        let auth = &gw.config.auth;
+        let email = email.trim().to_lowercase();
+        let limited = limit(&self.limits.login_ip, ip, &auth.rate_limits.login).and_then(|()| {
+            limit(
+                &self.limits.login_email,
+                &email,
+                &auth.rate_limits.login_per_email,
+            )
+        });
+        if let Err(reject) = limited {
+            METRICS.logins.with_label_values(&["rate_limited"]).inc();
+            return Err(reject);
+        }
+        if password::acceptable(&password).is_err() {
+            // No account has such a password: refuse without spending a hash on it.
+            return Err(login_failed());
+        }
+        self.available()?;
+        let user = self
+            .store
+            .user_by_email(&email)
+            .await
+            .map_err(|e| self.unavailable("login", e))?;
+        let stored = user.as_ref().map(|u| u.password_hash.clone());
+        let matched = self.hasher.verify(password, stored).await;
+        let user = match user {
+            Some(user) if matched && !user.disabled => user,
+            _ => return Err(login_failed()),
+        };
+        let scope = match workspace {
+            None => Scope::global(&user),
+            Some(ws) => match self.membership(&user.id, ws).await? {
+                Some(scope) => scope,
+                None => {
+                    METRICS.logins.with_label_values(&["failure"]).inc();
+                    return Err(Reject::NotMember);
+                }
+            },
+        };
+        let refresh = tokens::new_refresh_token();
+        let expires_at = now.saturating_add(auth.refresh_ttl.as_secs());
+        let family = self
+            .store
+            .start_family(
+                &user.id,
+                scope.workspace.as_deref(),
+                &tokens::hash(&refresh),
+                signed(now),
+                signed(expires_at),
+            )
+            .await
+            .map_err(|e| self.unavailable("login", e))?;
+        METRICS.logins.with_label_values(&["success"]).inc();
+        Ok(issue(gw, &user.id, &scope, &family, refresh, now))
+    }
+
+    /// `POST /refresh`: rotates the presented refresh token. A retry within the grace
+    /// window gets the same successor; any other reuse revokes the whole session.
+    pub async fn refresh(
+        &self,
+        gw: &Gateway,
+        ip: IpAddr,
+        presented: Option<&str>,
+        now: u64,
+    ) -> Result<TokenPair, Reject> {
+        let auth = &gw.config.auth;
+        limit(&self.limits.refresh_ip, ip, &auth.rate_limits.refresh)?;
+        let Some(presented) = presented.filter(|t| plausible_refresh_token(t)) else {
+            return Err(refresh_refused("invalid"));
+        };
+        self.available()?;
+        let successor = tokens::successor(&self.chain_key, presented);
+        let rotation = self
+            .store
+            .rotate(
+                &tokens::hash(presented),
+                &tokens::hash(&successor),
+                signed(now),
+                auth.refresh_grace,
+            )
+            .await
+            .map_err(|e| self.unavailable("refresh", e))?;
+        let (result, family, user) = match rotation {
+            Rotation::Rotated { family, user } => ("rotated", family, user),
+            Rotation::Grace { family, user } => ("grace", family, user),
+            Rotation::Reused { family } => {
+                // The store revoked the family; make it bite here at once, then catch up.
+                self.revocations
+                    .revoke_family(&family.id, now.saturating_add(MAX_ACCESS_TTL.as_secs()));
+                self.sync_now().await;
+                log::warn!("refresh token reuse: session {} revoked", family.id);
+                return Err(refresh_refused("reused"));
+            }
+            Rotation::Invalid => return Err(refresh_refused("invalid")),
+        };
+        let scope = match &family.workspace_id {
+            None => Scope::global(&user),
+            Some(ws) => match self.membership(&user.id, ws).await? {
+                Some(scope) => scope,
+                // Removing a membership ends the sessions; this is a race with that.
+                None => return Err(refresh_refused("invalid")),
+            },
+        };
+        METRICS.refreshes.with_label_values(&[result]).inc();
+        Ok(issue(gw, &user.id, &scope, &family, successor, now))
+    }
+
+    /// `POST /logout`: revokes the session of the presented refresh token and of the
+    /// presented access token, and that access token itself. Unknown tokens are ignored:
+    /// logging out is idempotent.
+    pub async fn logout(
+        &self,
+        refresh: Option<&str>,
+        bearer: Option<&Identity>,
+        now: u64,
+    ) -> Result<(), Reject> {
+        self.available()?;
+        let horizon = now.saturating_add(MAX_ACCESS_TTL.as_secs());
+        let mut families = Vec::new();
+        if let Some(token) = refresh.filter(|t| plausible_refresh_token(t)) {
+            let family = self
+                .store
+                .family_of_token(&tokens::hash(token))
+                .await
+                .map_err(|e| self.unavailable("logout", e))?;
+            families.extend(family.map(|f| f.id));
+        }
+        if let Some(id) = bearer {
+            self.store
+                .revoke_jti(&id.jti, signed(id.exp))
+                .await
+                .map_err(|e| self.unavailable("logout", e))?;
+            self.revocations.revoke_jti(&id.jti, id.exp);
+            families.extend(id.sid.clone());
+        }
+        families.dedup();
+        for family in &families {
+            match self.store.revoke_family(family, signed(now)).await {
+                Ok(_) | Err(StoreError::NotFound) => {}
+                Err(e) => return Err(self.unavailable("logout", e)),
+            }
+            self.revocations.revoke_family(family, horizon);
+        }
+        self.sync_now().await;
+        Ok(())
+    }
+
+    /// `POST /logout-all`: ends every session of the user and refuses every access token
+    /// issued to them so far.
+    pub async fn logout_all(&self, id: &Identity, now: u64) -> Result<(), Reject> {
+        self.available()?;
+        let horizon = now.saturating_add(MAX_ACCESS_TTL.as_secs());
+        match self.store.revoke_user_sessions(&id.sub, signed(now)).await {
+            Ok(not_before) => {
+                self.revocations
+                    .set_not_before(&id.sub, unsigned(not_before), horizon);
+            }
+            // A CLI-minted token for a user the store does not know: revoke just this token.
+            Err(StoreError::NotFound) => {
+                self.store
+                    .revoke_jti(&id.jti, signed(id.exp))
+                    .await
+                    .map_err(|e| self.unavailable("logout-all", e))?;
+                self.revocations.revoke_jti(&id.jti, id.exp);
+            }
+            Err(e) => return Err(self.unavailable("logout-all", e)),
+        }
+        if let Some(sid) = &id.sid {
+            self.revocations.revoke_family(sid, horizon);
+        }
+        self.sync_now().await;
+        Ok(())
+    }
+
+    /// `GET /me`: the account behind a valid token. A token for an account that no
+    /// longer exists or is disabled is refused like any invalid token.
+    pub async fn me(&self, id: &Identity) -> Result<Me, Reject> {
+        self.available()?;
+        let user = self
+            .store
+            .user_by_id(&id.sub)
+            .await
+            .map_err(|e| self.unavailable("me", e))?;
+        match user {
+            Some(user) if !user.disabled => Ok(Me {
+                id: user.id,
+                email: user.email,
+                role: id.role.clone(),
+                workspace: id.workspace.clone(),
+                plan: id.plan.clone(),
+            }),
+            _ => Err(Reject::Revoked),
+        }
+    }
+
+    /// Applies revocation events committed since the last call (by this process or any
+    /// replica). Returns how many were applied.
+    pub async fn sync(&self) -> Result<usize, StoreError> {
+        let mut cursor = self.cursor.lock().await;
+        let mut applied = 0;
+        loop {
+            let events = self.store.events_after(*cursor, EVENT_BATCH).await?;
+            let Some(last) = events.last() else { break };
+            *cursor = last.seq;
+            self.revocations.apply(&events);
+            applied += events.len();
+            if events.len() < usize::try_from(EVENT_BATCH).unwrap_or(usize::MAX) {
+                break;
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Background upkeep, forever: polls revocation events every 500 ms (how replicas
+    /// converge, and how CLI changes reach a running gateway), keeps the readiness flag
+    /// current, sweeps expired in-memory entries and purges dead rows.
+    pub async fn maintain(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks: u64 = 0;
+        loop {
+            tick.tick().await;
+            ticks += 1;
+            let ok = match self.sync().await {
+                Ok(_) => true,
+                Err(e) => {
+                    if self.ready.load(Ordering::Acquire) {
+                        log::error!("store not answering, auth endpoints answer 503: {e}");
+                    }
+                    false
+                }
+            };
+            if ok && !self.ready.load(Ordering::Acquire) {
+                log::info!("store answers again");
+            }
+            self.ready.store(ok, Ordering::Release);
+            if ticks.is_multiple_of(20) {
+                self.sweep();
+            }
+            if ok && ticks.is_multiple_of(1200) {
+                let now = signed(crate::clock::now());
+                match self.store.purge_expired(now, MAX_ACCESS_TTL).await {
+                    Ok(purged) => log::debug!("purged {purged:?}"),
+                    Err(e) => log::warn!("purging expired sessions failed: {e}"),
+                }
+            }
+        }
+    }
+
+    fn sweep(&self) {
+        let now = Instant::now();
+        self.revocations.sweep(crate::clock::now());
+        let l = &self.limits;
+        for limiter in [
+            &l.login_ip,
+            &l.login_email,
+            &l.refresh_ip,
+            &l.signup_ip,
+            &l.routes,
+        ] {
+            limiter.sweep(now);
+        }
+    }
+
+    /// After a revocation this process wrote: pick up its events (and any others) now,
+    /// so the effect does not wait for the next poll. A failure is left to the poller.
+    async fn sync_now(&self) {
+        if let Err(e) = self.sync().await {
+            log::warn!("revocation sync failed, the poller will retry: {e}");
+        }
+    }
+
+    /// The token scope a membership gives, or `None` when the user is not a member.
+    async fn membership(&self, user: &str, workspace: &str) -> Result<Option<Scope>, Reject> {
+        let memberships = self
+            .store
+            .memberships(user)
+            .await
+            .map_err(|e| self.unavailable("memberships", e))?;
+        Ok(memberships
+            .into_iter()
+            .find(|m| m.workspace_id == workspace)
+            .map(|m| Scope {
+                role: m.role,
+                workspace: Some(m.workspace_id),
+                plan: Some(m.plan),
+            }))
+    }
+
+    /// Fails fast while the poller sees the store down, instead of waiting on a pool timeout.
+    fn available(&self) -> Result<(), Reject> {
+        if self.ready.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(Reject::Unavailable {
+                retry_after: STORE_RETRY_AFTER,
+            })
+        }
+    }
+
+    /// Any store failure on an auth endpoint is a 503 to the client; the cause is logged.
+    fn unavailable(&self, during: &str, e: StoreError) -> Reject {
+        log::error!("{during}: {e}");
+        Reject::Unavailable {
+            retry_after: STORE_RETRY_AFTER,
+        }
+    }
+}
+
+/// Role and workspace claims of a token.
+struct Scope {
+    role: String,
+    workspace: Option<String>,
+    plan: Option<String>,
+}
+
+impl Scope {
+    fn global(user: &User) -> Scope {
+        Scope {
+            role: user.role.clone(),
+            workspace: None,
+            plan: None,
+        }
+    }
+}
+
+fn issue(
+    gw: &Gateway,
+    user: &str,
+    scope: &Scope,
+    family: &Family,
+    refresh: String,
+    now: u64,
+) -> TokenPair {
+    let grant = Grant {
+        sub: user,
+        role: &scope.role,
+        workspace: scope.workspace.as_deref(),
+        plan: scope.plan.as_deref(),
+        sid: Some(&family.id),
+    };
+    TokenPair {
+        access: gw.keys.issue(grant, now, gw.config.auth.access_ttl),
+        refresh,
+        session_expires_at: unsigned(family.expires_at),
+    }
+}
+
+fn limit(limiter: &Limiter, key: impl Hash, rate: &Rate) -> Result<(), Reject> {
+    limiter
+        .check(key, rate, Instant::now())
+        .map_err(|limited| Reject::TooManyRequests {
+            retry_after: limited.retry_after_secs(),
+        })
+}
+
+fn login_failed() -> Reject {
+    METRICS.logins.with_label_values(&["failure"]).inc();
+    Reject::InvalidCredentials
+}
+
+fn refresh_refused(result: &str) -> Reject {
+    METRICS.refreshes.with_label_values(&[result]).inc();
+    Reject::InvalidRefreshToken
+}
+
+/// Trimmed, lower-cased, and shaped like an address: something@something, at most 254
+/// characters, no spaces or control characters. Deliverability is not our business.
+fn valid_email(email: &str) -> Result<String, Reject> {
+    let email = email.trim().to_lowercase();
+    let shaped = email.len() <= 254
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+        })
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if shaped {
+        Ok(email)
+    } else {
+        Err(Reject::BadRequest("email is not a valid address".into()))
+    }
+}
+
+fn plausible_refresh_token(token: &str) -> bool {
+    !token.is_empty()
+        && token.len() <= MAX_REFRESH_TOKEN_LEN
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Store timestamps are signed 64-bit seconds.
+fn signed(t: u64) -> i64 {
+    i64::try_from(t).unwrap_or(i64::MAX)
+}
+
+fn unsigned(t: i64) -> u64 {
+    u64::try_from(t).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_trimmed_lower_cased_and_roughly_shaped() {
+        assert_eq!(
+            valid_email("  Alice@Example.COM ").ok().as_deref(),
+            Some("alice@example.com")
+        );
+        for bad in [
+            "",
+            "alice",
+            "@example.com",
+            "alice@",
+            "a b@example.com",
+            "a@b@c",
+        ] {
+            assert!(valid_email(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_chain_key_is_an_hmac_of_the_secret_and_differs_per_secret() {
+        assert_eq!(chain_key(b"secret-one"), chain_key(b"secret-one"));
+        assert_ne!(chain_key(b"secret-one"), chain_key(b"secret-two"));
+    }
+
+    #[test]
+    fn only_base64url_tokens_of_sane_length_reach_the_store() {
+        assert!(plausible_refresh_token(&tokens::new_refresh_token()));
+        assert!(!plausible_refresh_token(""));
+        assert!(!plausible_refresh_token("a b"));
+        assert!(!plausible_refresh_token(&"a".repeat(200)));
+    }
+}
