@@ -6,6 +6,7 @@ pub mod endpoints;
 pub mod password;
 pub mod revocations;
 pub mod service;
+pub mod shared_limits;
 pub mod store;
 pub mod tokens;
 

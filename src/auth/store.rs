@@ -21,6 +21,7 @@ macro_rules! family_columns {
 
 mod error;
 mod migrate;
+mod rate_limits;
 mod revocation_log;
 mod rows;
 mod sessions;
