@@ -2,11 +2,11 @@
 //! password hashing (`service`, with no HTTP types), and the thin HTTP adapter that
 //! serves them under `auth.prefix` (`endpoints`).
 
+pub mod account_limits;
 pub mod endpoints;
 pub mod password;
 pub mod revocations;
 pub mod service;
-pub mod shared_limits;
 pub mod store;
 pub mod tokens;
 

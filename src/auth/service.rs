@@ -6,9 +6,9 @@
 //! the in-memory revocation set, the hasher and the rate limiters survive config reloads,
 //! while every call reads its settings and signing keys from the current `Gateway`.
 
+use super::account_limits::{AccountLimits, Kind};
 use super::password::{self, Hasher};
 use super::revocations::Revocations;
-use super::shared_limits::{Kind, SharedLimits};
 use super::store::{Family, Rotation, Store, StoreError, User};
 use super::tokens;
 use crate::authn::{self, Identity};
@@ -51,10 +51,10 @@ const PURGE_EVERY: Duration = Duration::from_secs(600);
 /// and is refused before it costs a store query.
 const MAX_REFRESH_TOKEN_LEN: usize = 128;
 
-/// Rate limits: login and signup in the store, shared by every replica; refresh per IP
-/// and the routes' own limits in memory, per replica.
+/// Rate limits: login and signup shared by every replica (in the store on PostgreSQL);
+/// refresh per IP and the routes' own limits in memory, per replica.
 struct Limits {
-    shared: SharedLimits,
+    accounts: AccountLimits,
     refresh_ip: Limiter,
     routes: Limiter,
 }
@@ -122,13 +122,14 @@ impl Service {
             .await
             .map_err(|e| format!("store: cannot read revocations: {e}"))?;
         revocations.load(&snapshot);
+        // The chain key is equal on every replica and secret: it names the shared buckets.
+        let accounts = AccountLimits::new(&store, key, LIMITER_CAPACITY);
         Ok(Service {
             store,
             revocations,
             hasher,
             limits: Limits {
-                // The chain key is equal on every replica and secret: it names the buckets.
-                shared: SharedLimits::new(key),
+                accounts,
                 refresh_ip: Limiter::new(LIMITER_CAPACITY),
                 routes: Limiter::new(LIMITER_CAPACITY),
             },
@@ -471,7 +472,7 @@ impl Service {
             if last_sweep.elapsed() >= SWEEP_EVERY {
                 last_sweep = Instant::now();
                 self.sweep();
-                if ok {
+                if ok && self.limits.accounts.shared() {
                     let now_ms = signed(crate::clock::now()).saturating_mul(1_000);
                     if let Err(e) = self.store.purge_rate_limits(now_ms).await {
                         log::warn!("purging full rate-limit buckets failed: {e}");
@@ -495,6 +496,7 @@ impl Service {
         for limiter in [&self.limits.refresh_ip, &self.limits.routes] {
             limiter.sweep(now);
         }
+        self.limits.accounts.sweep(now);
     }
 
     /// After a revocation this process wrote: pick up its events (and any others) now,
@@ -522,10 +524,15 @@ impl Service {
             }))
     }
 
-    /// Counts one attempt against a limit shared by every replica: 429 when over it, 503
-    /// when the store does not answer.
+    /// Counts one attempt against a login or signup limit: 429 when over it, 503 when
+    /// the limit is kept in the store and the store does not answer.
     async fn shared_limit(&self, kind: Kind, who: &str, rate: &Rate) -> Result<(), Reject> {
-        match self.limits.shared.check(&self.store, kind, who, rate).await {
+        match self
+            .limits
+            .accounts
+            .check(&self.store, kind, who, rate)
+            .await
+        {
             Ok(Ok(())) => Ok(()),
             Ok(Err(limited)) => Err(Reject::TooManyRequests {
                 retry_after: limited.retry_after_secs(),

@@ -104,6 +104,13 @@ impl Store {
         Ok(())
     }
 
+    /// True on PostgreSQL, the backend several replicas share; SQLite is one node's file.
+    /// State that must hold across replicas (the account rate limits) goes to the store
+    /// only then.
+    pub fn shared_by_replicas(&self) -> bool {
+        self.backend == Backend::Postgres
+    }
+
     /// Closes all pooled connections; call on shutdown so SQLite checkpoints its WAL.
     pub async fn close(&self) {
         self.pool.close().await;

@@ -1,9 +1,11 @@
-//! The auth endpoints' rate limits that must hold across replicas (login per IP, login
-//! per email, signup per IP), counted in the store so a client cannot multiply its
-//! attempts by the number of replicas behind the load balancer. Refresh and the routes'
-//! own `rate_limit` stay in memory, per replica (`crate::rate_limit`).
+//! The rate limits that protect accounts (login per IP, login per email, signup per IP).
+//! On PostgreSQL, where replicas share the store, they are counted in the store, so a
+//! client cannot multiply its attempts by the number of replicas behind the load
+//! balancer. On SQLite (one node) the process's own memory is already the whole picture,
+//! so they stay there and a login costs no write. Refresh and the routes' own
+//! `rate_limit` are always in memory, per replica (`crate::rate_limit`).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -11,7 +13,7 @@ use sha2::Sha256;
 use super::store::{Store, StoreError};
 use super::tokens::hex;
 use crate::config::Rate;
-use crate::rate_limit::Limited;
+use crate::rate_limit::{Limited, Limiter};
 
 /// Which shared limit an attempt counts against; part of the stored key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,21 +33,76 @@ impl Kind {
     }
 }
 
+/// Login and signup limits, wherever the deployment needs them kept.
+pub struct AccountLimits {
+    /// `Some` when the store is shared by replicas: then every check goes to the store.
+    shared: Option<SharedLimits>,
+    login_ip: Limiter,
+    login_email: Limiter,
+    signup_ip: Limiter,
+}
+
+impl AccountLimits {
+    /// Shared through `store` when it is shared by replicas (buckets named with `key`,
+    /// which must be equal on every replica), else in memory with at most `capacity` keys
+    /// per limit.
+    pub fn new(store: &Store, key: [u8; 32], capacity: usize) -> AccountLimits {
+        AccountLimits {
+            shared: store.shared_by_replicas().then(|| SharedLimits::new(key)),
+            login_ip: Limiter::new(capacity),
+            login_email: Limiter::new(capacity),
+            signup_ip: Limiter::new(capacity),
+        }
+    }
+
+    /// True when the buckets live in the store (and the store's table needs purging).
+    pub fn shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// Counts one attempt by `who` against `kind` at `rate`, now. `Ok(Err(_))` when over
+    /// the limit; `Err` only when shared and the store does not answer.
+    pub async fn check(
+        &self,
+        store: &Store,
+        kind: Kind,
+        who: &str,
+        rate: &Rate,
+    ) -> Result<Result<(), Limited>, StoreError> {
+        if let Some(shared) = &self.shared {
+            return shared.check(store, kind, who, rate).await;
+        }
+        let limiter = match kind {
+            Kind::LoginIp => &self.login_ip,
+            Kind::LoginEmail => &self.login_email,
+            Kind::SignupIp => &self.signup_ip,
+        };
+        Ok(limiter.check(who, rate, Instant::now()))
+    }
+
+    /// Forgets in-memory buckets that are full again.
+    pub fn sweep(&self, now: Instant) {
+        for limiter in [&self.login_ip, &self.login_email, &self.signup_ip] {
+            limiter.sweep(now);
+        }
+    }
+}
+
 /// Names the shared buckets. Keys are keyed hashes, so the table holds no address or
 /// email in clear, and equal on every replica holding the same key.
-pub struct SharedLimits {
+struct SharedLimits {
     key: [u8; 32],
 }
 
 impl SharedLimits {
     /// `key` must be equal on every replica (it is derived from `JWT_SECRET`), or each
     /// replica counts in buckets of its own.
-    pub fn new(key: [u8; 32]) -> SharedLimits {
+    fn new(key: [u8; 32]) -> SharedLimits {
         SharedLimits { key }
     }
 
     /// Counts one attempt by `who` against `kind` at `rate`, now.
-    pub async fn check(
+    async fn check(
         &self,
         store: &Store,
         kind: Kind,
