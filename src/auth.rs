@@ -2,6 +2,7 @@
 //! password hashing (`service`, with no HTTP types), and the thin HTTP adapter that
 //! serves them under `auth.prefix` (`endpoints`).
 
+pub mod account_limits;
 pub mod endpoints;
 pub mod password;
 pub mod revocations;

@@ -6,6 +6,7 @@
 //! the in-memory revocation set, the hasher and the rate limiters survive config reloads,
 //! while every call reads its settings and signing keys from the current `Gateway`.
 
+use super::account_limits::{AccountLimits, Kind};
 use super::password::{self, Hasher};
 use super::revocations::Revocations;
 use super::store::{Family, Rotation, Store, StoreError, User};
@@ -36,16 +37,25 @@ const MAX_ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
 const LIMITER_CAPACITY: usize = 100_000;
 /// Events read per store round trip when catching up on revocations.
 const EVENT_BATCH: i64 = 500;
+/// How often the revocation log is polled: a revocation made on another replica bites
+/// here within this interval plus one query (SPEC §7 promises 1 s).
+const POLL_EVERY: Duration = Duration::from_millis(250);
+/// A poll that takes longer counts as the store being down (a silently dropped network
+/// would otherwise hold readiness at 200 for the pool's whole acquire timeout).
+const POLL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often expired in-memory entries and full shared rate-limit buckets are dropped.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+/// How often dead sessions and revocations are purged from the store.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
 /// A refresh token we issued is 43 base64url characters; anything far longer is junk
 /// and is refused before it costs a store query.
 const MAX_REFRESH_TOKEN_LEN: usize = 128;
 
-/// Per-IP and per-email counters of the auth endpoints, plus the routes' own limits.
+/// Rate limits: login and signup shared by every replica (in the store on PostgreSQL);
+/// refresh per IP and the routes' own limits in memory, per replica.
 struct Limits {
-    login_ip: Limiter,
-    login_email: Limiter,
+    accounts: AccountLimits,
     refresh_ip: Limiter,
-    signup_ip: Limiter,
     routes: Limiter,
 }
 
@@ -112,15 +122,15 @@ impl Service {
             .await
             .map_err(|e| format!("store: cannot read revocations: {e}"))?;
         revocations.load(&snapshot);
+        // The chain key is equal on every replica and secret: it names the shared buckets.
+        let accounts = AccountLimits::new(&store, key, LIMITER_CAPACITY);
         Ok(Service {
             store,
             revocations,
             hasher,
             limits: Limits {
-                login_ip: Limiter::new(LIMITER_CAPACITY),
-                login_email: Limiter::new(LIMITER_CAPACITY),
+                accounts,
                 refresh_ip: Limiter::new(LIMITER_CAPACITY),
-                signup_ip: Limiter::new(LIMITER_CAPACITY),
                 routes: Limiter::new(LIMITER_CAPACITY),
             },
             chain_key: key,
@@ -173,10 +183,11 @@ impl Service {
         now: u64,
     ) -> Result<User, Reject> {
         let auth = &gw.config.auth;
-        limit(&self.limits.signup_ip, ip, &auth.rate_limits.signup)?;
+        self.available()?;
+        self.shared_limit(Kind::SignupIp, &ip.to_string(), &auth.rate_limits.signup)
+            .await?;
         let email = valid_email(email)?;
         password::acceptable(&password).map_err(|why| Reject::BadRequest(why.into()))?;
-        self.available()?;
         let hash = self.hasher.hash(password).await.map_err(|e| {
             log::error!("signup: {e}");
             Reject::Internal
@@ -206,22 +217,27 @@ impl Service {
     ) -> Result<TokenPair, Reject> {
         let auth = &gw.config.auth;
         let email = email.trim().to_lowercase();
-        let limited = limit(&self.limits.login_ip, ip, &auth.rate_limits.login).and_then(|()| {
-            limit(
-                &self.limits.login_email,
-                &email,
-                &auth.rate_limits.login_per_email,
-            )
-        });
+        self.available()?;
+        // Per IP first: an attempt the IP limit refuses is not counted against the email.
+        let limits = &auth.rate_limits;
+        let mut limited = self
+            .shared_limit(Kind::LoginIp, &ip.to_string(), &limits.login)
+            .await;
+        if limited.is_ok() {
+            limited = self
+                .shared_limit(Kind::LoginEmail, &email, &limits.login_per_email)
+                .await;
+        }
         if let Err(reject) = limited {
-            METRICS.logins.with_label_values(&["rate_limited"]).inc();
+            if matches!(reject, Reject::TooManyRequests { .. }) {
+                METRICS.logins.with_label_values(&["rate_limited"]).inc();
+            }
             return Err(reject);
         }
         if password::acceptable(&password).is_err() {
             // No account has such a password: refuse without spending a hash on it.
             return Err(login_failed());
         }
-        self.available()?;
         let user = self
             .store
             .user_by_email(&email)
@@ -417,33 +433,54 @@ impl Service {
         Ok(applied)
     }
 
-    /// Background upkeep, forever: polls revocation events every 500 ms (how replicas
+    /// Background upkeep, forever: polls revocation events every 250 ms (how replicas
     /// converge, and how CLI changes reach a running gateway), keeps the readiness flag
     /// current, sweeps expired in-memory entries and purges dead rows.
+    ///
+    /// Readiness is the outcome of the poll itself: after an outage the flag turns true
+    /// only once every event committed meanwhile has been applied, so a replica that a
+    /// load balancer sends traffic to again enforces the revocations it missed.
     pub async fn maintain(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut tick = tokio::time::interval(POLL_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut ticks: u64 = 0;
+        let mut last_sweep = Instant::now();
+        let mut last_purge = Instant::now();
         loop {
             tick.tick().await;
-            ticks += 1;
-            let ok = match self.sync().await {
-                Ok(_) => true,
+            let synced = match tokio::time::timeout(POLL_TIMEOUT, self.sync()).await {
+                Ok(synced) => synced,
+                Err(_) => Err(StoreError::Unavailable(format!(
+                    "revocation poll took over {POLL_TIMEOUT:?}"
+                ))),
+            };
+            let was_ready = self.ready.load(Ordering::Acquire);
+            let ok = match synced {
+                Ok(applied) => {
+                    if !was_ready {
+                        log::info!("store answers again; caught up on {applied} revocation events");
+                    }
+                    true
+                }
                 Err(e) => {
-                    if self.ready.load(Ordering::Acquire) {
+                    if was_ready {
                         log::error!("store not answering, auth endpoints answer 503: {e}");
                     }
                     false
                 }
             };
-            if ok && !self.ready.load(Ordering::Acquire) {
-                log::info!("store answers again");
-            }
             self.ready.store(ok, Ordering::Release);
-            if ticks.is_multiple_of(20) {
+            if last_sweep.elapsed() >= SWEEP_EVERY {
+                last_sweep = Instant::now();
                 self.sweep();
+                if ok && self.limits.accounts.shared() {
+                    let now_ms = signed(crate::clock::now()).saturating_mul(1_000);
+                    if let Err(e) = self.store.purge_rate_limits(now_ms).await {
+                        log::warn!("purging full rate-limit buckets failed: {e}");
+                    }
+                }
             }
-            if ok && ticks.is_multiple_of(1200) {
+            if ok && last_purge.elapsed() >= PURGE_EVERY {
+                last_purge = Instant::now();
                 let now = signed(crate::clock::now());
                 match self.store.purge_expired(now, MAX_ACCESS_TTL).await {
                     Ok(purged) => log::debug!("purged {purged:?}"),
@@ -456,16 +493,10 @@ impl Service {
     fn sweep(&self) {
         let now = Instant::now();
         self.revocations.sweep(crate::clock::now());
-        let l = &self.limits;
-        for limiter in [
-            &l.login_ip,
-            &l.login_email,
-            &l.refresh_ip,
-            &l.signup_ip,
-            &l.routes,
-        ] {
+        for limiter in [&self.limits.refresh_ip, &self.limits.routes] {
             limiter.sweep(now);
         }
+        self.limits.accounts.sweep(now);
     }
 
     /// After a revocation this process wrote: pick up its events (and any others) now,
@@ -491,6 +522,23 @@ impl Service {
                 workspace: Some(m.workspace_id),
                 plan: Some(m.plan),
             }))
+    }
+
+    /// Counts one attempt against a login or signup limit: 429 when over it, 503 when
+    /// the limit is kept in the store and the store does not answer.
+    async fn shared_limit(&self, kind: Kind, who: &str, rate: &Rate) -> Result<(), Reject> {
+        match self
+            .limits
+            .accounts
+            .check(&self.store, kind, who, rate)
+            .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(limited)) => Err(Reject::TooManyRequests {
+                retry_after: limited.retry_after_secs(),
+            }),
+            Err(e) => Err(self.unavailable("rate limit", e)),
+        }
     }
 
     /// Fails fast while the poller sees the store down, instead of waiting on a pool timeout.

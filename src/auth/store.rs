@@ -21,6 +21,7 @@ macro_rules! family_columns {
 
 mod error;
 mod migrate;
+mod rate_limits;
 mod revocation_log;
 mod rows;
 mod sessions;
@@ -101,6 +102,13 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// True on PostgreSQL, the backend several replicas share; SQLite is one node's file.
+    /// State that must hold across replicas (the account rate limits) goes to the store
+    /// only then.
+    pub fn shared_by_replicas(&self) -> bool {
+        self.backend == Backend::Postgres
     }
 
     /// Closes all pooled connections; call on shutdown so SQLite checkpoints its WAL.

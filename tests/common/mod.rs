@@ -18,6 +18,7 @@ use serde_json::Value;
 
 mod auth;
 mod fixtures;
+pub mod postgres;
 #[allow(unused_imports)] // not every test binary uses the fixtures
 pub use auth::*;
 #[allow(unused_imports)] // not every test binary uses the fixtures

@@ -9,11 +9,23 @@ use sqlx::AssertSqlSafe;
 use super::{Backend, Store, StoreError};
 
 /// (version, SQL) pairs in ascending order. Never edit a shipped migration: add a new one.
-const SQLITE: &[(i64, &str)] = &[(1, include_str!("../../../migrations/sqlite/0001_init.sql"))];
-const POSTGRES: &[(i64, &str)] = &[(
-    1,
-    include_str!("../../../migrations/postgres/0001_init.sql"),
-)];
+const SQLITE: &[(i64, &str)] = &[
+    (1, include_str!("../../../migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        include_str!("../../../migrations/sqlite/0002_rate_limits.sql"),
+    ),
+];
+const POSTGRES: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../migrations/postgres/0002_rate_limits.sql"),
+    ),
+];
 
 /// Arbitrary constant naming the PostgreSQL advisory lock that serialises replicas
 /// migrating at the same time.

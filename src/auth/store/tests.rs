@@ -101,6 +101,8 @@ on_both_backends!(
     memberships_are_listed_with_plans_and_changes_or_removal_end_sessions,
     revocations_appear_in_the_snapshot_and_the_event_feed_in_order,
     purging_drops_expired_revocations_and_dead_families_with_their_tokens,
+    a_shared_rate_limit_admits_a_burst_then_says_how_long_to_wait_and_purges_full_buckets,
+    concurrent_attempts_on_one_key_never_take_more_than_the_burst,
 );
 
 async fn user(store: &Store, email: &str) -> User {
@@ -595,4 +597,52 @@ fn database_urls_must_be_sqlite_with_an_absolute_path_or_postgres() {
     let _ = std::fs::remove_dir_all(&dir);
     let (backend, _) = prepare_url("postgres://postgres@127.0.0.1/test").expect("pg url");
     assert_eq!(backend, Backend::Postgres);
+}
+
+const MS: i64 = 1_700_000_000_000;
+
+fn per_second(count: u32) -> crate::config::Rate {
+    crate::config::Rate {
+        count,
+        per: Duration::from_secs(1),
+    }
+}
+
+async fn a_shared_rate_limit_admits_a_burst_then_says_how_long_to_wait_and_purges_full_buckets(
+    store: Store,
+) {
+    let rate = per_second(2);
+    let hit = |key: &'static str, at: i64| {
+        let store = store.clone();
+        async move { store.hit_rate_limit(key, &rate, at).await.expect("hit") }
+    };
+    assert_eq!(hit("a", MS).await, Ok(()));
+    assert_eq!(hit("a", MS + 100).await, Ok(()));
+    let refused = hit("a", MS + 200)
+        .await
+        .expect_err("third attempt in a second");
+    // TAT is MS + 1000 after two; one more fits once it is within 500 ms of now.
+    assert_eq!(refused.retry_after, Duration::from_millis(300));
+    assert_eq!(hit("b", MS + 200).await, Ok(()), "keys are independent");
+    assert_eq!(hit("a", MS + 500).await, Ok(()), "one more per interval");
+    assert!(hit("a", MS + 600).await.is_err());
+    // At MS + 1000 bucket "b" (TAT MS + 700) is full again and forgotten; "a" is not.
+    assert_eq!(store.purge_rate_limits(MS + 1_000).await.expect("purge"), 1);
+    assert_eq!(store.purge_rate_limits(MS + 5_000).await.expect("purge"), 1);
+    assert_eq!(hit("a", MS + 5_000).await, Ok(()));
+}
+
+async fn concurrent_attempts_on_one_key_never_take_more_than_the_burst(store: Store) {
+    let rate = per_second(5);
+    let attempts = (0..20).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.hit_rate_limit("k", &rate, MS).await })
+    });
+    let mut admitted = 0;
+    for attempt in attempts.collect::<Vec<_>>() {
+        if attempt.await.expect("join").expect("hit").is_ok() {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 5);
 }
