@@ -41,12 +41,13 @@ async fn main() -> ExitCode {
 /// an echo server has no state worth draining.
 async fn run(addr: &str) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
-    // Printed before anything else so a harness that bound port 0 can learn the real port.
-    log_line(&format!("listening on {}", listener.local_addr()?));
+    // Handlers first: whoever reads the line below may signal us at once.
     let (mut term, mut int) = (
         signal(SignalKind::terminate())?,
         signal(SignalKind::interrupt())?,
     );
+    // Printed before anything else so a harness that bound port 0 can learn the real port.
+    log_line(&format!("listening on {}", listener.local_addr()?));
     loop {
         tokio::select! {
             _ = term.recv() => return Ok(()),
