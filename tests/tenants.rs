@@ -80,8 +80,11 @@ fn send_as(gw: &Gateway, method: &str, path: &str, access: &str) -> Response {
     )
 }
 
+/// The statuses of (read, post a message, delete a channel) in one workspace.
+type Decisions = (u16, u16, u16);
+
 /// (read, post a message, delete a channel) in `ws` with `access`.
-fn decisions(gw: &Gateway, ws: &str, access: &str) -> (u16, u16, u16) {
+fn decisions(gw: &Gateway, ws: &str, access: &str) -> Decisions {
     (
         send_as(gw, "GET", &format!("/api/workspaces/{ws}/channels"), access).status,
         send_as(
@@ -111,7 +114,8 @@ fn slack_user(gw: &Gateway) {
     );
 }
 
-const EXPECTED: [(&str, &str, &str, (u16, u16, u16)); 3] = [
+/// (workspace, Sam's role there, its plan, what that role may do).
+const EXPECTED: [(&str, &str, &str, Decisions); 3] = [
     ("acme", "admin", "pro", (200, 200, 200)),
     ("globex", "member", "free", (200, 200, 403)),
     ("initech", "guest", "pro", (200, 403, 403)),

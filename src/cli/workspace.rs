@@ -35,7 +35,7 @@ pub(super) async fn execute(
                 )));
             }
             if let Some(plans) = &cfg.plans {
-                if !plans.iter().any(|p| *p == plan) {
+                if !plans.contains(&plan) {
                     return Err(fail(format!(
                         "unknown plan {plan:?} (known: {})",
                         plans.join(", ")
