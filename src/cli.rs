@@ -2,6 +2,7 @@
 //! `-c/-d/-t/-u` flags would collide with ours.
 
 mod user;
+mod workspace;
 
 use crate::config::{parse_duration, AuthMode};
 use crate::environment::Environment;
@@ -60,6 +61,9 @@ pub enum Command {
     /// Manage users in the configured store.
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Manage workspaces (tenants) in the configured store.
+    #[command(subcommand)]
+    Workspace(workspace::WorkspaceCommand),
 }
 
 /// A failed command: what to print, and the exit status.
@@ -98,7 +102,8 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
             plan.as_deref(),
             ttl.as_deref(),
         ),
-        Command::User(command) => user::run(path, command),
+        Command::User(command) => user::run(path, user::StoreCommand::User(command)),
+        Command::Workspace(command) => user::run(path, user::StoreCommand::Workspace(command)),
     }
 }
 

@@ -2,6 +2,8 @@
 //! status + headers + JSON out. The logic is in `service.rs`; this file only parses,
 //! checks the CSRF `Origin` rule, and renders answers, cookies included.
 
+mod admin;
+
 use super::service::{Service, TokenPair};
 use crate::authn::{self, Identity};
 use crate::error::{Answer, Reject};
@@ -66,9 +68,12 @@ async fn route(
         .path
         .strip_prefix(auth.prefix.trim_end_matches('/'))
         .ok_or(Reject::NotFound)?;
+    if admin::serves(sub) {
+        return admin::route(service, gw, req, sub, now, identity).await;
+    }
     let allowed: &'static str = match sub {
         "/signup" if !auth.signup.enabled => return Err(Reject::NotFound),
-        "/signup" | "/login" | "/refresh" | "/logout" | "/logout-all" => "POST",
+        "/signup" | "/login" | "/refresh" | "/logout" | "/logout-all" | "/switch" => "POST",
         "/me" => "GET, HEAD",
         _ => return Err(Reject::NotFound),
     };
@@ -132,6 +137,12 @@ async fn route(
             *identity = bearer;
             Ok(no_content(gw))
         }
+        "/switch" => {
+            let id = service.authenticate(req.headers, &gw.keys, now)?;
+            let result = switch(service, gw, req, &id, now).await;
+            *identity = Some(id);
+            result
+        }
         "/logout-all" => {
             let id = service.authenticate(req.headers, &gw.keys, now)?;
             let result = service.logout_all(&id, now).await;
@@ -152,6 +163,20 @@ async fn route(
             ))
         }
     }
+}
+
+/// `POST /switch {workspace}` for the verified bearer `id`: a new session scoped to it.
+async fn switch(
+    service: &Service,
+    gw: &Gateway,
+    req: &Request<'_>,
+    id: &Identity,
+    now: u64,
+) -> Result<Answer, Reject> {
+    let body = object(req.body)?;
+    let workspace = required(&body, "workspace")?;
+    let pair = service.switch(gw, id, workspace, now).await?;
+    Ok(tokens_answer(gw, &pair, now))
 }
 
 /// 200 with the access token (and, if configured, the refresh token) in the body and

@@ -6,6 +6,11 @@
 //! the in-memory revocation set, the hasher and the rate limiters survive config reloads,
 //! while every call reads its settings and signing keys from the current `Gateway`.
 
+mod admin;
+mod switch;
+
+pub use admin::{require_admin, valid_workspace_id, Account, UserChange, ADMIN_ROLE};
+
 use super::account_limits::{AccountLimits, Kind};
 use super::password::{self, Hasher};
 use super::revocations::Revocations;

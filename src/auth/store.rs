@@ -41,6 +41,7 @@ pub use error::StoreError;
 pub use revocation_log::{Event, EventKind, Purged, Snapshot};
 pub use rows::{Family, Membership, User, Workspace};
 pub use sessions::Rotation;
+pub use users::PlanChange;
 
 /// How long a caller may wait for a pooled connection before the store reports `Unavailable`.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -44,6 +44,30 @@ pub enum UserCommand {
         #[arg(long)]
         email: String,
     },
+    /// Add a user to a workspace, or change their role there (a change ends their sessions).
+    SetWorkspace {
+        #[arg(long)]
+        email: String,
+        /// The workspace id; create it first with `portcullis workspace set-plan`.
+        #[arg(long)]
+        workspace: String,
+        /// The user's role in that workspace (one of `roles:`).
+        #[arg(long)]
+        role: String,
+    },
+    /// Remove a user from a workspace; ends their sessions.
+    RemoveWorkspace {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        workspace: String,
+    },
+}
+
+/// A command that needs the store: `user …` or `workspace …`.
+pub enum StoreCommand {
+    User(UserCommand),
+    Workspace(super::workspace::WorkspaceCommand),
 }
 
 /// A `--workspace W:ROLE[:PLAN]` argument.
@@ -53,8 +77,8 @@ struct Membership {
     plan: Option<String>,
 }
 
-/// Runs one `user` subcommand.
-pub fn run(path: &Path, command: UserCommand) -> Result<(), Failure> {
+/// Runs one `user` or `workspace` subcommand against the configured store.
+pub fn run(path: &Path, command: StoreCommand) -> Result<(), Failure> {
     let loaded = load(path)?;
     let cfg = loaded.config;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -68,7 +92,12 @@ pub fn run(path: &Path, command: UserCommand) -> Result<(), Failure> {
                 super::redact_store(&cfg.store)
             ))
         })?;
-        let result = execute(&cfg, &store, command).await;
+        let result = match command {
+            StoreCommand::User(command) => execute(&cfg, &store, command).await,
+            StoreCommand::Workspace(command) => {
+                super::workspace::execute(&cfg, &store, command).await
+            }
+        };
         store.close().await;
         result
     })
@@ -97,7 +126,7 @@ async fn execute(cfg: &Config, store: &Store, command: UserCommand) -> Result<()
                 .map_err(|e| fail(e.to_string()))?;
             for m in &memberships {
                 match &m.plan {
-                    Some(plan) => store.put_workspace(&m.workspace, plan, now).await,
+                    Some(plan) => store.put_workspace(&m.workspace, plan, now).await.map(drop),
                     None => match store.workspace(&m.workspace).await {
                         Ok(Some(_)) => Ok(()),
                         Ok(None) => {
@@ -133,12 +162,24 @@ async fn execute(cfg: &Config, store: &Store, command: UserCommand) -> Result<()
         }
         UserCommand::List => {
             let users = store.list_users().await.map_err(store_failure)?;
-            println!("{:<32}  {:<32}  {:<12}  status", "id", "email", "role");
+            let memberships = store.all_memberships().await.map_err(store_failure)?;
+            println!(
+                "{:<32}  {:<32}  {:<12}  {:<8}  workspaces",
+                "id", "email", "role", "status"
+            );
             for user in users {
                 let status = if user.disabled { "disabled" } else { "active" };
+                let workspaces: Vec<String> = memberships
+                    .iter()
+                    .filter(|(id, _)| *id == user.id)
+                    .map(|(_, m)| format!("{}:{}:{}", m.workspace_id, m.role, m.plan))
+                    .collect();
                 println!(
-                    "{:<32}  {:<32}  {:<12}  {status}",
-                    user.id, user.email, user.role
+                    "{:<32}  {:<32}  {:<12}  {status:<8}  {}",
+                    user.id,
+                    user.email,
+                    user.role,
+                    workspaces.join(",")
                 );
             }
         }
@@ -170,6 +211,52 @@ async fn execute(cfg: &Config, store: &Store, command: UserCommand) -> Result<()
                 .map_err(store_failure)?;
             println!("{} is enabled", user.email);
         }
+        UserCommand::SetWorkspace {
+            email,
+            workspace,
+            role,
+        } => {
+            known_role(cfg, &role)?;
+            let user = find(store, &email).await?;
+            if store
+                .workspace(&workspace)
+                .await
+                .map_err(store_failure)?
+                .is_none()
+            {
+                return Err(fail(format!(
+                    "workspace {workspace:?} does not exist; create it with: portcullis workspace set-plan {workspace} PLAN"
+                )));
+            }
+            let ended = store
+                .set_membership(&user.id, &workspace, &role, now)
+                .await
+                .map_err(store_failure)?;
+            if ended {
+                println!(
+                    "{} now has role {role} in {workspace}; their sessions were ended",
+                    user.email
+                );
+            } else {
+                println!("{} has role {role} in {workspace}", user.email);
+            }
+        }
+        UserCommand::RemoveWorkspace { email, workspace } => {
+            let user = find(store, &email).await?;
+            match store.remove_membership(&user.id, &workspace, now).await {
+                Err(StoreError::NotFound) => {
+                    return Err(fail(format!(
+                        "{} is not a member of {workspace:?}",
+                        user.email
+                    )))
+                }
+                other => other.map_err(store_failure)?,
+            }
+            println!(
+                "{} was removed from {workspace}; their sessions were ended",
+                user.email
+            );
+        }
     }
     Ok(())
 }
@@ -187,7 +274,7 @@ async fn find(store: &Store, email: &str) -> Result<User, Failure> {
         })
 }
 
-fn known_role(cfg: &Config, role: &str) -> Result<(), Failure> {
+pub(super) fn known_role(cfg: &Config, role: &str) -> Result<(), Failure> {
     if cfg.roles.iter().any(|r| r == role) {
         return Ok(());
     }
@@ -237,10 +324,10 @@ fn read_password() -> Result<String, Failure> {
     Ok(line.to_owned())
 }
 
-fn store_failure(e: StoreError) -> Failure {
+pub(super) fn store_failure(e: StoreError) -> Failure {
     fail(format!("store: {e}"))
 }
 
-fn fail(message: String) -> Failure {
+pub(super) fn fail(message: String) -> Failure {
     Failure { message, code: 1 }
 }

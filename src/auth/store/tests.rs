@@ -371,7 +371,25 @@ async fn memberships_are_listed_with_plans_and_changes_or_removal_end_sessions(s
             .not_before,
         0
     );
-    store.set_plan(&ws.id, "pro").await.expect("set plan");
+    // A plan change ends the members' sessions (tokens carry the plan); no change, no end.
+    assert_eq!(
+        store.set_plan(&ws.id, "pro", NOW + 2).await,
+        Ok(PlanChange {
+            created: false,
+            ended: vec![(alice.id.clone(), NOW + 2)]
+        })
+    );
+    assert_eq!(
+        store.put_workspace(&ws.id, "pro", NOW + 2).await,
+        Ok(PlanChange::default())
+    );
+    assert_eq!(
+        store.put_workspace("fresh", "free", NOW).await,
+        Ok(PlanChange {
+            created: true,
+            ended: vec![]
+        })
+    );
     let listed = store.memberships(&alice.id).await.expect("memberships");
     assert_eq!(
         listed,
@@ -380,6 +398,10 @@ async fn memberships_are_listed_with_plans_and_changes_or_removal_end_sessions(s
             role: "owner".into(),
             plan: "pro".into()
         }]
+    );
+    assert_eq!(
+        store.all_memberships().await.expect("all memberships"),
+        vec![(alice.id.clone(), listed[0].clone())]
     );
 
     let (family, _) = session(&store, &alice).await;
@@ -429,7 +451,7 @@ async fn memberships_are_listed_with_plans_and_changes_or_removal_end_sessions(s
         Err(StoreError::NotFound)
     );
     assert_eq!(
-        store.set_plan("no-such-ws", "pro").await,
+        store.set_plan("no-such-ws", "pro", NOW).await,
         Err(StoreError::NotFound)
     );
 }

@@ -142,21 +142,21 @@ impl Store {
         Ok(workspace_from(&row)?)
     }
 
-    /// Creates the workspace `id` on `plan`, or changes the plan of an existing one
-    /// (the CLI's `--workspace W:ROLE:PLAN`).
-    pub async fn put_workspace(&self, id: &str, plan: &str, now: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO workspaces (id, plan, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (id) DO UPDATE SET plan = excluded.plan",
-        )
-        .bind(id)
-        .bind(plan)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+    /// Creates the workspace `id` on `plan`, or changes the plan of an existing one (the
+    /// admin API's `PUT /workspaces/{ws}`, the CLI's `workspace set-plan` and
+    /// `--workspace W:ROLE:PLAN`). A changed plan ends its members' sessions, as
+    /// [`Store::set_plan`] does.
+    pub async fn put_workspace(
+        &self,
+        id: &str,
+        plan: &str,
+        now: i64,
+    ) -> Result<PlanChange, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let change = write_plan(&mut tx, id, plan, now, true).await?;
+        tx.commit().await?;
+        Ok(change)
     }
-
     /// Looks a workspace up by id.
     pub async fn workspace(&self, id: &str) -> Result<Option<Workspace>, StoreError> {
         let row = sqlx::query("SELECT id, plan, created_at FROM workspaces WHERE id = $1")
@@ -166,18 +166,15 @@ impl Store {
         Ok(row.as_ref().map(workspace_from).transpose()?)
     }
 
-    /// Changes a workspace's plan. Does not end sessions: plan limits are meant to be
-    /// looked up per request, not trusted from token claims.
-    pub async fn set_plan(&self, id: &str, plan: &str) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE workspaces SET plan = $1 WHERE id = $2")
-            .bind(plan)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+    /// Changes an existing workspace's plan. Tokens carry the plan as a claim and the
+    /// store does not rank plans, so any change ends the sessions of every member (an
+    /// upgrade costs them a fresh login; a downgrade must not leave `pro` tokens alive).
+    /// `Err(NotFound)` if the workspace is unknown.
+    pub async fn set_plan(&self, id: &str, plan: &str, now: i64) -> Result<PlanChange, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let change = write_plan(&mut tx, id, plan, now, false).await?;
+        tx.commit().await?;
+        Ok(change)
     }
 
     /// Adds the user to the workspace, or changes their role there. The store does not
@@ -252,13 +249,95 @@ impl Store {
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
-            out.push(Membership {
-                workspace_id: row.try_get("workspace_id")?,
-                role: row.try_get("role")?,
-                plan: row.try_get("plan")?,
-            });
+            out.push(membership_from(row)?);
         }
         Ok(out)
+    }
+
+    /// Every membership of every user, as (user id, membership), for the admin listing:
+    /// one query instead of one per user.
+    pub async fn all_memberships(&self) -> Result<Vec<(String, Membership)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.user_id, m.workspace_id, m.role, w.plan FROM memberships m \
+             JOIN workspaces w ON w.id = m.workspace_id ORDER BY m.user_id, m.workspace_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            out.push((row.try_get("user_id")?, membership_from(row)?));
+        }
+        Ok(out)
+    }
+}
+
+fn membership_from(row: &sqlx::any::AnyRow) -> Result<Membership, sqlx::Error> {
+    Ok(Membership {
+        workspace_id: row.try_get("workspace_id")?,
+        role: row.try_get("role")?,
+        plan: row.try_get("plan")?,
+    })
+}
+
+/// What writing a workspace's plan did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PlanChange {
+    /// The workspace did not exist and was created.
+    pub created: bool,
+    /// Members whose sessions were ended, each with their new `not_before`.
+    pub ended: Vec<(String, i64)>,
+}
+
+/// Sets the plan of workspace `id` inside the caller's write transaction, creating the
+/// workspace when `create` allows it; a changed plan ends every member's sessions.
+async fn write_plan(
+    conn: &mut AnyConnection,
+    id: &str,
+    plan: &str,
+    now: i64,
+    create: bool,
+) -> Result<PlanChange, StoreError> {
+    let current = sqlx::query("SELECT plan FROM workspaces WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let current: Option<String> = current.map(|row| row.try_get("plan")).transpose()?;
+    match current {
+        None if !create => Err(StoreError::NotFound),
+        None => {
+            sqlx::query("INSERT INTO workspaces (id, plan, created_at) VALUES ($1, $2, $3)")
+                .bind(id)
+                .bind(plan)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            Ok(PlanChange {
+                created: true,
+                ended: Vec::new(),
+            })
+        }
+        Some(current) if current == plan => Ok(PlanChange::default()),
+        Some(_) => {
+            sqlx::query("UPDATE workspaces SET plan = $1 WHERE id = $2")
+                .bind(plan)
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+            let members = sqlx::query("SELECT user_id FROM memberships WHERE workspace_id = $1")
+                .bind(id)
+                .fetch_all(&mut *conn)
+                .await?;
+            let mut ended = Vec::with_capacity(members.len());
+            for row in &members {
+                let user: String = row.try_get("user_id")?;
+                let not_before = end_sessions(conn, &user, now).await?;
+                ended.push((user, not_before));
+            }
+            Ok(PlanChange {
+                created: false,
+                ended,
+            })
+        }
     }
 }
 
