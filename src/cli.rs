@@ -55,6 +55,17 @@ pub enum Command {
         #[arg(long)]
         ttl: Option<String>,
     },
+    /// Manage the signing keys of EdDSA, ES256 and RS256.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Make a new signing key current; older keys verify until their tokens expire.
+    Rotate,
 }
 
 /// A failed command: what to print, and the exit status.
@@ -93,6 +104,11 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
             plan.as_deref(),
             ttl.as_deref(),
         ),
+        Command::Keys {
+            command: KeysCommand::Rotate,
+        } => crate::keys::rotate_command(path)
+            .map(|out| print!("{out}"))
+            .map_err(|message| Failure { message, code: 1 }),
     }
 }
 

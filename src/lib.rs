@@ -13,6 +13,7 @@ pub mod environment;
 pub mod error;
 pub mod gateway;
 pub mod identity_headers;
+pub mod keys;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;

@@ -1,0 +1,1 @@
+//! Key files on disk: created private, reused, rotated, retired.
