@@ -467,4 +467,6 @@ impl WeakRing {
 }
 
 #[cfg(test)]
+mod asymmetric_tests;
+#[cfg(test)]
 mod tests;
