@@ -105,7 +105,10 @@ fn update(auth: &Auth, now: u64, force: bool) -> Result<Index, String> {
             created_at: now,
             active_from,
         });
-        log::info!("keys: new {} key {kid} signs from {active_from}", policy.alg);
+        log::info!(
+            "keys: new {} key {kid} signs from {active_from}",
+            policy.alg
+        );
     }
     let retired = index.prune(now, policy.retain);
     let text = serde_json::to_string_pretty(&index).map_err(|e| e.to_string())?;

@@ -7,9 +7,9 @@ mod material;
 
 use crate::authn::Identity;
 use arc_swap::ArcSwap;
-use cache::Cache;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use cache::Cache;
 pub use material::{Signer, Verifier};
 use rand::RngCore;
 use serde::Serialize;
@@ -331,7 +331,11 @@ impl Keys {
             return Ok(id);
         }
         let (id, key_until) = self.verify_in(&ring, token, now)?;
-        cache.insert(token, &id, id.exp.saturating_add(self.leeway).min(key_until));
+        cache.insert(
+            token,
+            &id,
+            id.exp.saturating_add(self.leeway).min(key_until),
+        );
         Ok(id)
     }
 

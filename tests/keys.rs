@@ -95,14 +95,23 @@ fn an_eddsa_gateway_without_a_secret_publishes_the_key_that_verifies_its_tokens(
 
     let token = cli_token(&gw, "user-7");
     let header = header_of(&token);
-    assert_eq!((header["alg"].as_str(), header["kid"].as_str()), (Some("EdDSA"), Some(kid)));
+    assert_eq!(
+        (header["alg"].as_str(), header["kid"].as_str()),
+        (Some("EdDSA"), Some(kid))
+    );
     // Verify it as an upstream would, with nothing but the JWKS.
     let public: [u8; 32] = b64url_decode(x).expect("x").try_into().expect("32 bytes");
     let public = ed25519_dalek::VerifyingKey::from_bytes(&public).expect("a curve point");
     let (input, signature) = token.rsplit_once('.').expect("three parts");
-    let signature: [u8; 64] = b64url_decode(signature).expect("sig").try_into().expect("64 bytes");
+    let signature: [u8; 64] = b64url_decode(signature)
+        .expect("sig")
+        .try_into()
+        .expect("64 bytes");
     public
-        .verify_strict(input.as_bytes(), &ed25519_dalek::Signature::from_bytes(&signature))
+        .verify_strict(
+            input.as_bytes(),
+            &ed25519_dalek::Signature::from_bytes(&signature),
+        )
         .expect("the published key verifies the CLI's token");
 
     let resp = get(
@@ -139,7 +148,10 @@ fn an_hs256_token_forged_with_the_public_key_as_secret_is_refused() {
             &[("Authorization", &format!("Bearer {forged}"))],
         );
         assert_eq!(resp.status, 401);
-        assert_eq!(resp.json(), serde_json::json!({"error": "Invalid or expired token"}));
+        assert_eq!(
+            resp.json(),
+            serde_json::json!({"error": "Invalid or expired token"})
+        );
     }
 }
 
@@ -208,7 +220,10 @@ fn an_hs256_gateway_publishes_no_keys_and_refuses_to_rotate() {
     assert_eq!(resp.status, 200);
     assert_eq!(resp.text(), r#"{"keys":[]}"#);
     let config = gw.dir.join("gateway.yaml");
-    let (code, _, err) = portcullis(&["keys", "rotate", "-c", config.to_str().expect("utf-8")], &[]);
+    let (code, _, err) = portcullis(
+        &["keys", "rotate", "-c", config.to_str().expect("utf-8")],
+        &[],
+    );
     assert_eq!(code, 1);
     assert!(err.contains("auth.algorithm is HS256"), "{err}");
 }

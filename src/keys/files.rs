@@ -52,7 +52,9 @@ pub fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String>
     rand::rng().fill_bytes(&mut suffix);
     let tmp = dir.join(format!(
         ".{name}.{:x}.tmp",
-        u64::from_le_bytes([suffix[0], suffix[1], suffix[2], suffix[3], suffix[4], suffix[5], 0, 0])
+        u64::from_le_bytes([
+            suffix[0], suffix[1], suffix[2], suffix[3], suffix[4], suffix[5], 0, 0
+        ])
     ));
     let target = dir.join(name);
     let result = (|| {

@@ -22,7 +22,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new() -> TempDir {
-        let dir = std::env::temp_dir().join(format!("portcullis-keys-{}", crate::token::random_id()));
+        let dir =
+            std::env::temp_dir().join(format!("portcullis-keys-{}", crate::token::random_id()));
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
     }
@@ -36,9 +37,8 @@ impl Drop for TempDir {
 
 fn auth(dir: &Path, extra: &str) -> Auth {
     let path = dir.join("gateway.yaml");
-    let text = format!(
-        "auth:\n  issuer: https://gw.test\n  audience: api\n{extra}roles: [viewer]\n"
-    );
+    let text =
+        format!("auth:\n  issuer: https://gw.test\n  audience: api\n{extra}roles: [viewer]\n");
     std::fs::write(&path, text).unwrap();
     crate::config::load(&path, &|_| None)
         .map_err(|e| e.iter().map(ToString::to_string).collect::<Vec<_>>())
@@ -91,7 +91,10 @@ fn key_files_are_created_private_on_first_start_and_reused_after() {
     let again = open(&auth, None, T0 + 60).unwrap();
     assert_eq!(again.signing_kid(T0 + 60), kid);
     assert_eq!(again.refresh_secret(), first.refresh_secret());
-    assert_eq!(again.verify(&token, T0 + 60).map(|id| id.sub), Ok("u1".into()));
+    assert_eq!(
+        again.verify(&token, T0 + 60).map(|id| id.sub),
+        Ok("u1".into())
+    );
     let names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -124,7 +127,10 @@ fn rotating_makes_a_new_key_current_and_retires_the_old_one_after_its_window() {
     let after = open(&auth, None, T0 + 10).unwrap();
     let new_kid = after.signing_kid(T0 + 10);
     assert_ne!(new_kid, old_kid);
-    assert_eq!(jwks_kids(&after, T0 + 10), [old_kid.clone(), new_kid.clone()]);
+    assert_eq!(
+        jwks_kids(&after, T0 + 10),
+        [old_kid.clone(), new_kid.clone()]
+    );
     let new_token = after.issue(GRANT, T0 + 10, Duration::from_secs(900)).token;
     assert_eq!(kid_of(&new_token), new_kid);
     assert!(after.verify(&old_token, T0 + 11).is_ok());
@@ -132,7 +138,7 @@ fn rotating_makes_a_new_key_current_and_retires_the_old_one_after_its_window() {
     // One second before the window ends the old key still verifies; at its end it is gone.
     let late = open(&auth, None, T0 + 10 + RETAIN - 1).unwrap();
     assert_eq!(jwks_kids(&late, T0 + 10 + RETAIN - 1).len(), 2);
-    assert_eq!(jwks_kids(&late, T0 + 10 + RETAIN), [new_kid.clone()]);
+    assert_eq!(jwks_kids(&late, T0 + 10 + RETAIN), vec![new_kid.clone()]);
     let crafted_late = late.verify(&old_token, T0 + 10 + RETAIN);
     assert_eq!(crafted_late, Err(TokenError::UnknownKey));
 
@@ -153,7 +159,15 @@ fn a_scheduled_rotation_publishes_the_next_key_before_it_signs() {
     let auth = auth(&tmp.0, "  algorithm: ES256\n  key_rotation: 1d\n");
     let first = open(&auth, None, T0).unwrap();
     let kid = first.signing_kid(T0);
-    assert_eq!(open(&auth, None, T0 + 86_400 - 301).unwrap().jwks(T0).0.matches("\"kid\"").count(), 1);
+    assert_eq!(
+        open(&auth, None, T0 + 86_400 - 301)
+            .unwrap()
+            .jwks(T0)
+            .0
+            .matches("\"kid\"")
+            .count(),
+        1
+    );
     let published = open(&auth, None, T0 + 86_400 - 300).unwrap();
     let kids = jwks_kids(&published, T0 + 86_400 - 300);
     assert_eq!(kids.len(), 2);
@@ -170,7 +184,10 @@ fn a_changed_algorithm_makes_a_new_key_current_and_old_tokens_still_verify() {
     let es = open(&auth(&tmp.0, "  algorithm: ES256\n"), None, T0 + 5).unwrap();
     let es_token = es.issue(GRANT, T0 + 5, Duration::from_secs(900)).token;
     let header = es_token.split('.').next().unwrap();
-    assert!(header.starts_with("eyJhbGciOiJFUzI1NiI"), "ES256 header: {header}");
+    assert!(
+        header.starts_with("eyJhbGciOiJFUzI1NiI"),
+        "ES256 header: {header}"
+    );
     assert!(es.verify(&ed_token, T0 + 6).is_ok());
 }
 
@@ -182,7 +199,10 @@ fn a_key_file_open_to_others_is_refused() {
     let file = auth.keys_dir.join(format!("{kid}.pem"));
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let err = open(&auth, None, T0).err().unwrap();
-    assert!(err.ends_with("is readable by group or others (mode 644); chmod 600 it"), "{err}");
+    assert!(
+        err.ends_with("is readable by group or others (mode 644); chmod 600 it"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -193,9 +213,18 @@ fn a_key_file_that_does_not_hold_its_kid_is_refused() {
     rotate(&auth, T0 + 1).unwrap();
     let second = open(&auth, None, T0 + 1).unwrap().signing_kid(T0 + 1);
     let dir = &auth.keys_dir;
-    std::fs::copy(dir.join(format!("{second}.pem")), dir.join(format!("{first}.pem"))).unwrap();
+    std::fs::copy(
+        dir.join(format!("{second}.pem")),
+        dir.join(format!("{first}.pem")),
+    )
+    .unwrap();
     let err = open(&auth, None, T0 + 1).err().unwrap();
-    assert!(err.ends_with(&format!("does not hold the key {first} that keys.json names")), "{err}");
+    assert!(
+        err.ends_with(&format!(
+            "does not hold the key {first} that keys.json names"
+        )),
+        "{err}"
+    );
 }
 
 #[test]
@@ -207,7 +236,10 @@ fn jwt_secret_keys_the_refresh_chain_when_set() {
     assert_eq!(keys.refresh_secret(), secret.as_bytes());
     assert!(!auth.keys_dir.join("refresh.secret").exists());
     let err = open(&auth, Some("short"), T0).err().unwrap();
-    assert!(err.starts_with("JWT_SECRET is 5 bytes; it must be at least 32"), "{err}");
+    assert!(
+        err.starts_with("JWT_SECRET is 5 bytes; it must be at least 32"),
+        "{err}"
+    );
 }
 
 #[test]

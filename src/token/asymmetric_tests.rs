@@ -39,7 +39,14 @@ fn key(signer: Signer, active_from: u64, verify_until: u64) -> Key {
 }
 
 fn set(keys: Vec<Key>) -> Keys {
-    Keys::new(keys, "https://gw.test", "api", Duration::from_secs(5), &[9; 32]).unwrap()
+    Keys::new(
+        keys,
+        "https://gw.test",
+        "api",
+        Duration::from_secs(5),
+        &[9; 32],
+    )
+    .unwrap()
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -91,7 +98,10 @@ fn a_tampered_signature_or_payload_is_refused_for_each_algorithm() {
             Duration::from_secs(900),
         );
         parts[1] = other.token.split('.').nth(1).unwrap();
-        assert_eq!(keys.verify(&parts.join("."), NOW), Err(TokenError::Signature));
+        assert_eq!(
+            keys.verify(&parts.join("."), NOW),
+            Err(TokenError::Signature)
+        );
     }
 }
 
@@ -105,7 +115,10 @@ fn an_hs256_token_forged_with_the_public_key_as_secret_is_refused() {
         // Every public form an attacker could find: the JWK members and their raw bytes.
         let jwk = k.verifier.public_jwk().unwrap();
         let mut secrets: Vec<Vec<u8>> = jwk.iter().map(|(_, v)| v.as_bytes().to_vec()).collect();
-        secrets.extend(jwk.iter().filter_map(|(_, v)| URL_SAFE_NO_PAD.decode(v).ok()));
+        secrets.extend(
+            jwk.iter()
+                .filter_map(|(_, v)| URL_SAFE_NO_PAD.decode(v).ok()),
+        );
         for secret in secrets {
             let header = format!(r#"{{"alg":"HS256","typ":"JWT","kid":"{}"}}"#, k.kid);
             let input = format!("{}.{claims}", b64(header.as_bytes()));
@@ -147,7 +160,10 @@ fn a_published_key_does_not_sign_before_its_turn() {
     assert_eq!(keys.signing_kid(NOW), current.kid);
     assert_eq!(keys.signing_kid(NOW + 300), next.kid);
     let (doc, _) = keys.jwks(NOW);
-    assert!(doc.contains(&next.kid) && doc.contains(&current.kid), "{doc}");
+    assert!(
+        doc.contains(&next.kid) && doc.contains(&current.kid),
+        "{doc}"
+    );
 }
 
 #[test]
@@ -156,7 +172,10 @@ fn a_cached_token_is_refused_once_expired() {
     let issued = keys.issue(GRANT, NOW, Duration::from_secs(60));
     assert!(keys.verify(&issued.token, NOW).is_ok());
     assert!(keys.verify(&issued.token, NOW + 64).is_ok());
-    assert_eq!(keys.verify(&issued.token, NOW + 65), Err(TokenError::Expired));
+    assert_eq!(
+        keys.verify(&issued.token, NOW + 65),
+        Err(TokenError::Expired)
+    );
 }
 
 #[test]
@@ -208,7 +227,8 @@ fn a_kid_is_the_rfc7638_thumbprint() {
     let x = URL_SAFE_NO_PAD
         .decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")
         .unwrap();
-    let verifier = Verifier::EdDsa(ed25519_dalek::VerifyingKey::from_bytes(&x.try_into().unwrap()).unwrap());
+    let verifier =
+        Verifier::EdDsa(ed25519_dalek::VerifyingKey::from_bytes(&x.try_into().unwrap()).unwrap());
     assert_eq!(
         verifier.thumbprint().unwrap(),
         "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"

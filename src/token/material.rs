@@ -6,9 +6,9 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use rsa::signature::{RandomizedSigner, SignatureEncoding, Signer as _, Verifier as _};
 use rsa::traits::PublicKeyParts;
 use sha2::{Digest, Sha256};
-use rsa::signature::{RandomizedSigner, SignatureEncoding, Signer as _, Verifier as _};
 
 /// Checks signatures of one algorithm. Knowing only the public half (for the
 /// asymmetric algorithms) is what lets other issuers' keys join a key set later.
@@ -125,9 +125,9 @@ impl Signer {
             Signer::Hs256(mac) => Verifier::Hs256(mac.clone()),
             Signer::EdDsa(key) => Verifier::EdDsa(key.verifying_key()),
             Signer::Es256(key) => Verifier::Es256(*key.verifying_key()),
-            Signer::Rs256(key) => Verifier::Rs256(
-                rsa::pkcs1v15::VerifyingKey::new(AsRef::<rsa::RsaPrivateKey>::as_ref(key).to_public_key()),
-            ),
+            Signer::Rs256(key) => Verifier::Rs256(rsa::pkcs1v15::VerifyingKey::new(
+                AsRef::<rsa::RsaPrivateKey>::as_ref(key).to_public_key(),
+            )),
         }
     }
 
@@ -145,9 +145,7 @@ impl Signer {
                 sig.normalize_s().unwrap_or(sig).to_vec()
             }
             // Randomized: RSA blinding hides the private exponent's timing.
-            Signer::Rs256(key) => key
-                .sign_with_rng(&mut rand_core::OsRng, message)
-                .to_vec(),
+            Signer::Rs256(key) => key.sign_with_rng(&mut rand_core::OsRng, message).to_vec(),
         }
     }
 }
