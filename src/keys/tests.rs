@@ -260,3 +260,26 @@ fn a_lock_left_by_a_live_writer_is_waited_for_and_released() {
     assert_eq!(waiter.join().unwrap(), Ok(()));
     assert!(!tmp.0.join("keys.lock").exists());
 }
+
+#[test]
+fn leftovers_of_a_rotation_cut_short_leave_a_valid_key_set() {
+    let tmp = TempDir::new();
+    let auth = auth(&tmp.0, "  algorithm: EdDSA\n");
+    let keys = open(&auth, None, T0).unwrap();
+    let kid = keys.signing_kid(T0);
+    let token = keys.issue(GRANT, T0, Duration::from_secs(900)).token;
+    // A crash after the new key file was written but before the index named it,
+    // and one in the middle of writing the index's temp file.
+    let dir = &auth.keys_dir;
+    let (_, pem) = files::generate("EdDSA").unwrap();
+    files::write_private(dir, "orphan.pem", pem.as_bytes()).unwrap();
+    std::fs::write(dir.join(".keys.json.1234.tmp"), b"{\"keys\": [").unwrap();
+    let restarted = open(&auth, None, T0 + 1).unwrap();
+    assert_eq!(restarted.signing_kid(T0 + 1), kid);
+    assert!(restarted.verify(&token, T0 + 1).is_ok());
+    // The interrupted rotation can simply be run again.
+    rotate(&auth, T0 + 2).unwrap();
+    let rotated = open(&auth, None, T0 + 2).unwrap();
+    assert_ne!(rotated.signing_kid(T0 + 2), kid);
+    assert!(rotated.verify(&token, T0 + 2).is_ok());
+}
