@@ -14,6 +14,7 @@ pub use material::{Signer, Verifier};
 use rand::RngCore;
 use serde::Serialize;
 use std::fmt;
+use std::ops::Range;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -180,12 +181,12 @@ impl Keys {
             active_from: 0,
             verify_until: u64::MAX,
         };
-        let Some(mut keys) = Keys::new(vec![key], issuer, audience, leeway, secret) else {
-            unreachable!("the one key above signs")
-        };
-        // HMAC is already about as cheap as a cache lookup (see benches/hot_path.rs).
-        keys.set_cache(false);
-        keys
+        // The cache pays off even here: a hit costs about a tenth of an HMAC
+        // check plus claims parsing (benches/hot_path.rs, verify/hs256*).
+        match Keys::new(vec![key], issuer, audience, leeway, secret) {
+            Some(keys) => keys,
+            None => unreachable!("the one key above signs"),
+        }
     }
 
     /// A key set from keys `crate::keys` loaded; `None` unless one of them
@@ -214,8 +215,7 @@ impl Keys {
         })
     }
 
-    /// Whether verified tokens are remembered (on by default for the asymmetric
-    /// algorithms, whose signature checks cost tens of microseconds).
+    /// Whether verified tokens are remembered (on by default: see `hs256`).
     pub fn set_cache(&mut self, on: bool) {
         self.cached = on;
         let keys = self.ring.load().keys.clone();
@@ -330,17 +330,20 @@ impl Keys {
         if let Some(id) = cache.get(token, now) {
             return Ok(id);
         }
-        let (id, key_until) = self.verify_in(&ring, token, now)?;
-        cache.insert(
-            token,
-            &id,
-            id.exp.saturating_add(self.leeway).min(key_until),
-        );
+        let (id, valid) = self.verify_in(&ring, token, now)?;
+        cache.insert(token, &id, valid);
         Ok(id)
     }
 
-    /// Verification itself, answering also until when the key that signed stays good.
-    fn verify_in(&self, ring: &Ring, token: &str, now: u64) -> Result<(Identity, u64), TokenError> {
+    /// Verification itself, answering also the span of `now` over which the
+    /// answer stays the same: from `nbf`/`iat` (less leeway) until the token
+    /// expires or its key stops verifying.
+    fn verify_in(
+        &self,
+        ring: &Ring,
+        token: &str,
+        now: u64,
+    ) -> Result<(Identity, Range<u64>), TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed);
         }
@@ -386,11 +389,18 @@ impl Keys {
         // Only now, with the signature good, is the payload worth parsing.
         let payload = decode(payload_b64)?;
         let claims = json::claims(&payload).map_err(|_| TokenError::Malformed)?;
-        let id = self.check_claims(claims, now)?;
-        Ok((id, key.verify_until))
+        let (id, nbf) = self.check_claims(claims, now)?;
+        let from = nbf.max(id.iat).saturating_sub(self.leeway);
+        let until = id.exp.saturating_add(self.leeway).min(key.verify_until);
+        Ok((id, from..until))
     }
 
-    fn check_claims(&self, c: json::RawClaims<'_>, now: u64) -> Result<Identity, TokenError> {
+    /// The identity the claims carry, and their `nbf`.
+    fn check_claims(
+        &self,
+        c: json::RawClaims<'_>,
+        now: u64,
+    ) -> Result<(Identity, u64), TokenError> {
         let iss = c.iss.ok_or(TokenError::MissingClaim("iss"))?;
         let aud = c.aud.ok_or(TokenError::MissingClaim("aud"))?;
         let sub = c.sub.ok_or(TokenError::MissingClaim("sub"))?;
@@ -416,7 +426,7 @@ impl Keys {
         if sub.is_empty() || jti.is_empty() {
             return Err(TokenError::Malformed);
         }
-        Ok(Identity {
+        let id = Identity {
             sub: sub.into_owned(),
             role: c.role.map(|r| r.into_owned()),
             workspace: c.ws.map(|w| w.into_owned()),
@@ -425,7 +435,8 @@ impl Keys {
             sid: c.sid.map(|s| s.into_owned()),
             iat,
             exp,
-        })
+        };
+        Ok((id, nbf))
     }
 }
 

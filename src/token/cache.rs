@@ -14,7 +14,8 @@
 use crate::authn::Identity;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::sync::Mutex;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
 
 const SETS: usize = 1024;
 const WAYS: usize = 4;
@@ -23,9 +24,10 @@ const MAX_CACHED_LEN: usize = 2048;
 
 struct Entry {
     token: Box<str>,
-    identity: Identity,
-    /// Exclusive, unix seconds.
-    valid_until: u64,
+    /// Shared so a hit clones a pointer under the lock and the strings after it.
+    identity: Arc<Identity>,
+    /// The unix seconds at which verification gives this same answer.
+    valid: Range<u64>,
 }
 
 #[derive(Default)]
@@ -63,29 +65,33 @@ impl Cache {
         if token.len() > MAX_CACHED_LEN {
             return None;
         }
-        let mut set = self.set(token);
-        let slot = set
-            .entries
-            .iter_mut()
-            .find(|e| e.as_ref().is_some_and(|e| &*e.token == token))?;
-        match slot {
-            Some(entry) if now < entry.valid_until => Some(entry.identity.clone()),
-            _ => {
-                *slot = None;
-                None
+        let found = {
+            let mut set = self.set(token);
+            let slot = set
+                .entries
+                .iter_mut()
+                .find(|e| e.as_ref().is_some_and(|e| &*e.token == token))?;
+            match slot {
+                Some(entry) if entry.valid.contains(&now) => Some(entry.identity.clone()),
+                // Before its span (a clock stepped back) is rare: drop it as well.
+                _ => {
+                    *slot = None;
+                    None
+                }
             }
-        }
+        };
+        found.map(|id| Identity::clone(&id))
     }
 
-    /// Remembers that `token` verified to `identity`, until `valid_until` (exclusive).
-    pub fn insert(&self, token: &str, identity: &Identity, valid_until: u64) {
+    /// Remembers that `token` verifies to `identity` at any time in `valid`.
+    pub fn insert(&self, token: &str, identity: &Identity, valid: Range<u64>) {
         if token.len() > MAX_CACHED_LEN {
             return;
         }
         let entry = Entry {
             token: token.into(),
-            identity: identity.clone(),
-            valid_until,
+            identity: Arc::new(identity.clone()),
+            valid,
         };
         let mut set = self.set(token);
         let way = set
@@ -119,19 +125,22 @@ mod tests {
     }
 
     #[test]
-    fn a_cached_token_is_returned_until_its_validity_ends() {
+    fn a_cached_token_is_returned_only_within_its_validity() {
         let cache = Cache::new();
-        cache.insert("a.b.c", &id("u1", 100), 105);
+        cache.insert("a.b.c", &id("u1", 100), 10..105);
+        assert_eq!(cache.get("a.b.c", 9), None);
+        cache.insert("a.b.c", &id("u1", 100), 10..105);
+        assert_eq!(cache.get("a.b.c", 10).map(|i| i.sub), Some("u1".into()));
         assert_eq!(cache.get("a.b.c", 104).map(|i| i.sub), Some("u1".into()));
         assert_eq!(cache.get("a.b.c", 105), None);
         // The expired entry is gone, not merely hidden.
-        assert_eq!(cache.get("a.b.c", 0), None);
+        assert_eq!(cache.get("a.b.c", 50), None);
     }
 
     #[test]
     fn only_the_exact_token_hits() {
         let cache = Cache::new();
-        cache.insert("a.b.c", &id("u1", 100), 105);
+        cache.insert("a.b.c", &id("u1", 100), 10..105);
         assert_eq!(cache.get("a.b.d", 50), None);
         assert_eq!(cache.get("a.b.c ", 50), None);
     }
@@ -140,7 +149,7 @@ mod tests {
     fn the_cache_stays_bounded() {
         let cache = Cache::new();
         for i in 0..(SETS * WAYS * 3) {
-            cache.insert(&format!("t{i}"), &id("u", 100), 105);
+            cache.insert(&format!("t{i}"), &id("u", 100), 10..105);
         }
         let held: usize = cache
             .sets
@@ -157,7 +166,7 @@ mod tests {
     fn oversized_tokens_are_not_cached() {
         let cache = Cache::new();
         let long = "x".repeat(MAX_CACHED_LEN + 1);
-        cache.insert(&long, &id("u", 100), 105);
+        cache.insert(&long, &id("u", 100), 10..105);
         assert_eq!(cache.get(&long, 50), None);
     }
 }
