@@ -10,7 +10,7 @@ use portcullis::authn::Identity;
 use portcullis::config::IdentityHeaders;
 use portcullis::identity_headers;
 use portcullis::route::{normalize, MethodSet, Pattern, RouteTable};
-use portcullis::token::{Grant, Keys};
+use portcullis::token::{Grant, Key, Keys, Signer};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -78,6 +78,36 @@ fn stages(c: &mut Criterion) {
     c.bench_function("verify/hs256", |b| {
         b.iter(|| keys.verify(black_box(&token), now).is_ok())
     });
+    let mut uncached = Keys::hs256(
+        b"0123456789abcdef0123456789abcdef",
+        "hs256",
+        "iss",
+        "api",
+        Duration::from_secs(5),
+    );
+    uncached.set_cache(false);
+    c.bench_function("verify/hs256_uncached", |b| {
+        b.iter(|| uncached.verify(black_box(&token), now).is_ok())
+    });
+    for (name, signer) in asymmetric_signers() {
+        for cache in [false, true] {
+            let key = Key {
+                kid: "k".into(),
+                verifier: signer.verifier(),
+                signer: Some(signer.clone()),
+                active_from: 0,
+                verify_until: u64::MAX,
+            };
+            let mut keys = Keys::new(vec![key], "iss", "api", Duration::from_secs(5), &[0; 32])
+                .expect("a signing key");
+            keys.set_cache(cache);
+            let token = keys.issue(grant, now, Duration::from_secs(900)).token;
+            let label = if cache { "" } else { "_uncached" };
+            c.bench_function(&format!("verify/{name}{label}"), |b| {
+                b.iter(|| keys.verify(black_box(&token), now).is_ok())
+            });
+        }
+    }
     let mut forged = token.clone();
     forged.pop();
     forged.push(if token.ends_with('A') { 'B' } else { 'A' });
@@ -115,6 +145,22 @@ fn stages(c: &mut Criterion) {
             req
         })
     });
+}
+
+/// One key of each asymmetric algorithm, built from fixed bytes (RSA: generated once).
+fn asymmetric_signers() -> Vec<(&'static str, Signer)> {
+    let rsa = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).expect("an RSA key");
+    vec![
+        (
+            "eddsa",
+            Signer::EdDsa(ed25519_dalek::SigningKey::from_bytes(&[7; 32])),
+        ),
+        (
+            "es256",
+            Signer::Es256(p256::ecdsa::SigningKey::from_slice(&[7; 32]).expect("a scalar")),
+        ),
+        ("rs256", Signer::Rs256(rsa::pkcs1v15::SigningKey::new(rsa))),
+    ]
 }
 
 criterion_group!(benches, stages);

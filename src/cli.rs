@@ -64,6 +64,17 @@ pub enum Command {
     /// Manage workspaces (tenants) in the configured store.
     #[command(subcommand)]
     Workspace(workspace::WorkspaceCommand),
+    /// Manage the signing keys of EdDSA, ES256 and RS256.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Make a new signing key current; older keys verify until their tokens expire.
+    Rotate,
 }
 
 /// A failed command: what to print, and the exit status.
@@ -104,6 +115,11 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
         ),
         Command::User(command) => user::run(path, user::StoreCommand::User(command)),
         Command::Workspace(command) => user::run(path, user::StoreCommand::Workspace(command)),
+        Command::Keys {
+            command: KeysCommand::Rotate,
+        } => crate::keys::rotate_command(path)
+            .map(|out| print!("{out}"))
+            .map_err(|message| Failure { message, code: 1 }),
     }
 }
 

@@ -24,6 +24,9 @@ impl Gateway {
     /// one line an operator can act on.
     pub fn build(config: Config, jwt_secret: Option<&str>) -> Result<Gateway, String> {
         let keys = signing_keys(&config, jwt_secret)?;
+        if config.auth.algorithm != Algorithm::HS256 {
+            crate::keys::watch(&keys, &config.auth);
+        }
         let routes = RouteTable::new(
             config
                 .routes
@@ -45,7 +48,8 @@ impl Gateway {
     }
 }
 
-/// The keys the configured algorithm needs.
+/// The keys the configured algorithm needs: the HS256 secret, or the key
+/// files in `auth.keys_dir` (created on first use).
 pub fn signing_keys(config: &Config, jwt_secret: Option<&str>) -> Result<Keys, String> {
     let auth = &config.auth;
     match auth.algorithm {
@@ -65,9 +69,8 @@ pub fn signing_keys(config: &Config, jwt_secret: Option<&str>) -> Result<Keys, S
                 auth.leeway,
             ))
         }
-        other => Err(format!(
-            "auth.algorithm {} is not supported by this build yet; use HS256",
-            other.as_str()
-        )),
+        Algorithm::EdDSA | Algorithm::ES256 | Algorithm::RS256 => {
+            crate::keys::open(auth, jwt_secret, crate::clock::now())
+        }
     }
 }

@@ -225,6 +225,13 @@ impl ProxyHttp for Proxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         ctx.request_id = request_id(session.req_header());
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        if let Some(jwks) =
+            crate::keys::jwks::answer(session.req_header(), &ctx.gateway.keys, clock::now())
+        {
+            ctx.decision = "public";
+            respond::send(session, ctx, 200, &jwks.headers, jwks.body).await?;
+            return Ok(true);
+        }
         ctx.client_ip = client_ip(session, ctx.gateway.config.trust_forwarded_for);
         if let Err(reject) = self.admit(session, ctx) {
             ctx.decision = reject.decision();

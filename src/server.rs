@@ -49,7 +49,7 @@ pub fn build_gateway(path: &Path) -> Result<Gateway, String> {
 
 /// Opens the store named in the config and builds the auth module's state on it,
 /// revocations loaded. Any failure is one line for the operator.
-async fn start_auth(cfg: &Config, jwt_secret: Option<&str>) -> Result<auth::Service, String> {
+async fn start_auth(cfg: &Config, refresh_secret: &[u8]) -> Result<auth::Service, String> {
     let store = Store::connect(&cfg.store).await.map_err(|e| {
         let why = e.to_string().replace('\n', " ");
         format!(
@@ -57,13 +57,12 @@ async fn start_auth(cfg: &Config, jwt_secret: Option<&str>) -> Result<auth::Serv
             crate::cli::redact_store(&cfg.store)
         )
     })?;
-    auth::Service::start(store, jwt_secret, crate::clock::now()).await
+    auth::Service::start(store, refresh_secret, crate::clock::now()).await
 }
 
 /// Starts the gateway and blocks until it is told to stop.
 pub fn run(path: &Path) -> Result<(), String> {
     let gateway = build_gateway(path)?;
-    let env = Environment::load(path);
     // The auth module's own runtime: it owns the store's connections and the revocation
     // poller, and lives as long as the process, whatever pingora does with its runtimes.
     let auth_runtime = tokio::runtime::Builder::new_multi_thread()
@@ -72,8 +71,9 @@ pub fn run(path: &Path) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the auth runtime: {e}"))?;
-    let secret = env.get("JWT_SECRET");
-    let auth = Arc::new(auth_runtime.block_on(start_auth(&gateway.config, secret.as_deref()))?);
+    let auth = Arc::new(
+        auth_runtime.block_on(start_auth(&gateway.config, gateway.keys.refresh_secret()))?,
+    );
     auth_runtime.spawn(Arc::clone(&auth).maintain());
     let cfg: &Config = &gateway.config;
     let listen = cfg.listen.to_string();

@@ -1,16 +1,21 @@
 //! Access tokens: the one place where Portcullis signs the compact JWS it issues
 //! and verifies the ones it is shown, so both always agree on the format (SPEC §3).
 
+mod cache;
 mod json;
+mod material;
 
 use crate::authn::Identity;
+use arc_swap::ArcSwap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
+use cache::Cache;
+pub use material::{Signer, Verifier};
 use rand::RngCore;
 use serde::Serialize;
-use sha2::Sha256;
 use std::fmt;
+use std::ops::Range;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 /// Longest token we look at; longer ones are refused before any decoding.
@@ -62,45 +67,50 @@ impl fmt::Display for TokenError {
     }
 }
 
-/// A key that signs and verifies. HS256 keeps the HMAC state already keyed,
-/// so each verification clones 200 bytes instead of re-hashing the secret.
+/// One key of a key set and the window in which it works: it signs from
+/// `active_from` (until a newer key's turn) and verifies until `verify_until`,
+/// when the last token it can have signed has expired.
 #[derive(Clone)]
-enum KeyMaterial {
-    Hs256(Hmac<Sha256>),
+pub struct Key {
+    pub kid: String,
+    pub verifier: Verifier,
+    /// `None` for a key that only verifies.
+    pub signer: Option<Signer>,
+    pub active_from: u64,
+    /// Exclusive; `u64::MAX` for a key nothing has replaced.
+    pub verify_until: u64,
 }
 
-impl KeyMaterial {
-    fn alg(&self) -> &'static str {
-        match self {
-            KeyMaterial::Hs256(_) => "HS256",
-        }
-    }
+/// One immutable generation of keys. A rotation builds a new one and swaps it in
+/// whole, so a request never sees half a key set.
+struct Ring {
+    keys: Vec<Key>,
+    cache: Option<Cache>,
+}
 
-    fn sign(&self, message: &[u8]) -> Vec<u8> {
-        match self {
-            KeyMaterial::Hs256(mac) => {
-                let mut mac = mac.clone();
-                mac.update(message);
-                mac.finalize().into_bytes().to_vec()
-            }
-        }
-    }
-
-    /// Constant-time: `verify_slice` compares with `subtle`.
-    fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        match self {
-            KeyMaterial::Hs256(mac) => {
-                let mut mac = mac.clone();
-                mac.update(message);
-                mac.verify_slice(signature).is_ok()
-            }
+impl Ring {
+    /// The key that signs at `now`: the newest one already active (or, with a
+    /// clock behind every key, the oldest).
+    fn signer(&self, now: u64) -> (&Key, &Signer) {
+        let signing = || {
+            self.keys
+                .iter()
+                .filter_map(|k| k.signer.as_ref().map(|s| (k, s)))
+        };
+        let found = signing()
+            .filter(|(k, _)| k.active_from <= now)
+            .max_by_key(|(k, _)| k.active_from)
+            .or_else(|| signing().min_by_key(|(k, _)| k.active_from));
+        match found {
+            Some(found) => found,
+            // `Keys::new` and `replace` refuse a key list without a signing key.
+            None => unreachable!("every ring has a signing key"),
         }
     }
 }
 
-struct Key {
-    kid: String,
-    material: KeyMaterial,
+fn can_sign(keys: &[Key]) -> bool {
+    keys.iter().any(|k| k.signer.is_some())
 }
 
 /// What a token is issued for. Never personal data: the email stays in the store.
@@ -148,44 +158,136 @@ struct JoseHeader<'a> {
 }
 
 /// The signing key and every key that still verifies, with the issuer and
-/// audience they are bound to. Built once at start (and on reload).
+/// audience they are bound to. Built once at start (and on reload); the key
+/// ring inside can be swapped by `crate::keys` when a rotation happens.
 pub struct Keys {
     issuer: String,
     audience: String,
     leeway: u64,
-    signing: Key,
-    verifying: Vec<Key>,
+    ring: Arc<ArcSwap<Ring>>,
+    refresh_secret: Arc<[u8]>,
+    jwks_max_age: u64,
+    cached: bool,
 }
 
 impl Keys {
     /// HS256 with a shared secret; the caller has already refused secrets under 32 bytes.
     pub fn hs256(secret: &[u8], kid: &str, issuer: &str, audience: &str, leeway: Duration) -> Keys {
-        // HMAC accepts keys of any length, so this cannot fail.
-        let mac = match Hmac::<Sha256>::new_from_slice(secret) {
-            Ok(mac) => mac,
-            Err(_) => unreachable!("HMAC takes keys of any length"),
-        };
-        let key = || Key {
+        let signer = Signer::hs256(secret);
+        let key = Key {
             kid: kid.to_owned(),
-            material: KeyMaterial::Hs256(mac.clone()),
+            verifier: signer.verifier(),
+            signer: Some(signer),
+            active_from: 0,
+            verify_until: u64::MAX,
         };
-        Keys {
+        // The cache pays off even here: a hit costs about a tenth of an HMAC
+        // check plus claims parsing (benches/hot_path.rs, verify/hs256*).
+        match Keys::new(vec![key], issuer, audience, leeway, secret) {
+            Some(keys) => keys,
+            None => unreachable!("the one key above signs"),
+        }
+    }
+
+    /// A key set from keys `crate::keys` loaded; `None` unless one of them
+    /// signs. `refresh_secret` keys the auth module's refresh chain.
+    pub fn new(
+        keys: Vec<Key>,
+        issuer: &str,
+        audience: &str,
+        leeway: Duration,
+        refresh_secret: &[u8],
+    ) -> Option<Keys> {
+        if !can_sign(&keys) {
+            return None;
+        }
+        Some(Keys {
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             leeway: leeway.as_secs(),
-            signing: key(),
-            verifying: vec![key()],
-        }
+            ring: Arc::new(ArcSwap::from_pointee(Ring {
+                keys,
+                cache: Some(Cache::new()),
+            })),
+            refresh_secret: refresh_secret.into(),
+            jwks_max_age: 300,
+            cached: true,
+        })
+    }
+
+    /// Whether verified tokens are remembered (on by default: see `hs256`).
+    pub fn set_cache(&mut self, on: bool) {
+        self.cached = on;
+        let keys = self.ring.load().keys.clone();
+        self.replace(keys);
+    }
+
+    /// Whether verified tokens are remembered.
+    pub fn cached(&self) -> bool {
+        self.cached
+    }
+
+    /// How long upstreams may cache the JWKS document, in seconds.
+    pub fn set_jwks_max_age(&mut self, seconds: u64) {
+        self.jwks_max_age = seconds;
+    }
+
+    /// Swaps in a new generation of keys (after a rotation); false, and nothing
+    /// changes, unless one of them signs. The verified-token cache starts empty,
+    /// so nothing verified by a dropped key outlives it.
+    pub fn replace(&self, keys: Vec<Key>) -> bool {
+        self.weak_ring().replace(keys)
+    }
+
+    /// A handle the key watcher holds without keeping the key set alive.
+    pub(crate) fn weak_ring(&self) -> WeakRing {
+        WeakRing(Arc::downgrade(&self.ring), self.cached)
+    }
+
+    /// The key of the auth module's refresh chain: `JWT_SECRET`, or for the
+    /// asymmetric algorithms without one, the random `refresh.secret` in keys_dir.
+    pub fn refresh_secret(&self) -> &[u8] {
+        &self.refresh_secret
+    }
+
+    /// The kid that signs at `now`.
+    pub fn signing_kid(&self, now: u64) -> String {
+        self.ring.load().signer(now).0.kid.clone()
+    }
+
+    /// The public keys that verify at `now`, as a JWKS document (RFC 7517 §5),
+    /// and how long it may be cached. Shared secrets are never published.
+    pub fn jwks(&self, now: u64) -> (String, u64) {
+        let ring = self.ring.load();
+        let keys: Vec<serde_json::Value> = ring
+            .keys
+            .iter()
+            .filter(|k| now < k.verify_until)
+            .filter_map(|k| {
+                let mut jwk = serde_json::Map::new();
+                for (name, value) in k.verifier.public_jwk()? {
+                    jwk.insert(name.to_owned(), value.into());
+                }
+                jwk.insert("kid".into(), k.kid.clone().into());
+                jwk.insert("alg".into(), k.verifier.alg().into());
+                jwk.insert("use".into(), "sig".into());
+                Some(serde_json::Value::Object(jwk))
+            })
+            .collect();
+        let doc = serde_json::json!({ "keys": keys });
+        (doc.to_string(), self.jwks_max_age)
     }
 
     /// Signs an access token valid from `now` for `ttl`.
     pub fn issue(&self, grant: Grant<'_>, now: u64, ttl: Duration) -> Issued {
         let jti = random_id();
         let expires_at = now + ttl.as_secs();
+        let ring = self.ring.load();
+        let (key, signer) = ring.signer(now);
         let header = JoseHeader {
-            alg: self.signing.material.alg(),
+            alg: key.verifier.alg(),
             typ: "JWT",
-            kid: &self.signing.kid,
+            kid: &key.kid,
         };
         let claims = Claims {
             iss: &self.issuer,
@@ -207,7 +309,7 @@ impl Keys {
         URL_SAFE_NO_PAD.encode_string(header, &mut token);
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(claims, &mut token);
-        let signature = self.signing.material.sign(token.as_bytes());
+        let signature = signer.sign(token.as_bytes());
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(signature, &mut token);
         Issued {
@@ -218,8 +320,30 @@ impl Keys {
     }
 
     /// Checks everything SPEC §3 asks of a token except revocation, which
-    /// needs the auth module's state and is the caller's next step.
+    /// needs the auth module's state and is the caller's next step (a cached
+    /// token is checked for revocation like any other).
     pub fn verify(&self, token: &str, now: u64) -> Result<Identity, TokenError> {
+        let ring = self.ring.load();
+        let Some(cache) = &ring.cache else {
+            return self.verify_in(&ring, token, now).map(|(id, _)| id);
+        };
+        if let Some(id) = cache.get(token, now) {
+            return Ok(id);
+        }
+        let (id, valid) = self.verify_in(&ring, token, now)?;
+        cache.insert(token, &id, valid);
+        Ok(id)
+    }
+
+    /// Verification itself, answering also the span of `now` over which the
+    /// answer stays the same: from `nbf`/`iat` (less leeway) until the token
+    /// expires or its key stops verifying.
+    fn verify_in(
+        &self,
+        ring: &Ring,
+        token: &str,
+        now: u64,
+    ) -> Result<(Identity, Range<u64>), TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed);
         }
@@ -243,20 +367,21 @@ impl Keys {
         }
         let alg = header.alg.as_deref().ok_or(TokenError::Algorithm)?;
         let kid = header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
-        let key = self
-            .verifying
+        // A retired key whose last token has expired is as unknown as one never seen.
+        let key = ring
+            .keys
             .iter()
-            .find(|k| k.kid == kid)
+            .find(|k| k.kid == kid && now < k.verify_until)
             .ok_or(TokenError::UnknownKey)?;
-        // One algorithm per key, compared exactly: "none", "hs256" or an
-        // algorithm of another family never reach a verifier.
-        if alg != key.material.alg() {
+        // One algorithm per key, compared exactly: "none", "hs256", an HS256
+        // token keyed with a public key, or another family never reach a verifier.
+        if alg != key.verifier.alg() {
             return Err(TokenError::Algorithm);
         }
         let signature = decode(signature_b64)?;
         let signed_len = header_b64.len() + 1 + payload_b64.len();
         if !key
-            .material
+            .verifier
             .verify(&token.as_bytes()[..signed_len], &signature)
         {
             return Err(TokenError::Signature);
@@ -264,10 +389,18 @@ impl Keys {
         // Only now, with the signature good, is the payload worth parsing.
         let payload = decode(payload_b64)?;
         let claims = json::claims(&payload).map_err(|_| TokenError::Malformed)?;
-        self.check_claims(claims, now)
+        let (id, nbf) = self.check_claims(claims, now)?;
+        let from = nbf.max(id.iat).saturating_sub(self.leeway);
+        let until = id.exp.saturating_add(self.leeway).min(key.verify_until);
+        Ok((id, from..until))
     }
 
-    fn check_claims(&self, c: json::RawClaims<'_>, now: u64) -> Result<Identity, TokenError> {
+    /// The identity the claims carry, and their `nbf`.
+    fn check_claims(
+        &self,
+        c: json::RawClaims<'_>,
+        now: u64,
+    ) -> Result<(Identity, u64), TokenError> {
         let iss = c.iss.ok_or(TokenError::MissingClaim("iss"))?;
         let aud = c.aud.ok_or(TokenError::MissingClaim("aud"))?;
         let sub = c.sub.ok_or(TokenError::MissingClaim("sub"))?;
@@ -293,7 +426,7 @@ impl Keys {
         if sub.is_empty() || jti.is_empty() {
             return Err(TokenError::Malformed);
         }
-        Ok(Identity {
+        let id = Identity {
             sub: sub.into_owned(),
             role: c.role.map(|r| r.into_owned()),
             workspace: c.ws.map(|w| w.into_owned()),
@@ -302,7 +435,8 @@ impl Keys {
             sid: c.sid.map(|s| s.into_owned()),
             iat,
             exp,
-        })
+        };
+        Ok((id, nbf))
     }
 }
 
@@ -321,5 +455,33 @@ pub fn random_id() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// The key watcher's grip on a key set: it can swap keys in while the
+/// gateway lives and lets go when a reload drops the gateway.
+pub(crate) struct WeakRing(Weak<ArcSwap<Ring>>, bool);
+
+impl WeakRing {
+    /// Swaps `keys` in; false once the key set is gone.
+    pub(crate) fn replace(&self, keys: Vec<Key>) -> bool {
+        let Some(ring) = self.0.upgrade() else {
+            return false;
+        };
+        if !can_sign(&keys) {
+            return false;
+        }
+        ring.store(Arc::new(Ring {
+            keys,
+            cache: self.1.then(Cache::new),
+        }));
+        true
+    }
+
+    /// Whether the key set still exists.
+    pub(crate) fn alive(&self) -> bool {
+        self.0.strong_count() > 0
+    }
+}
+
+#[cfg(test)]
+mod asymmetric_tests;
 #[cfg(test)]
 mod tests;

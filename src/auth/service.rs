@@ -110,13 +110,10 @@ pub fn chain_key(secret: &[u8]) -> [u8; 32] {
 impl Service {
     /// Opens nothing itself: takes a connected store, loads the revocation snapshot (so no
     /// revoked token is honoured from the first request on) and prepares the hasher.
-    /// `secret` is `JWT_SECRET`; without one (asymmetric keys) the chain key is random
-    /// per process, which only means grace-window retries must reach the same replica.
-    pub async fn start(store: Store, secret: Option<&str>, now: u64) -> Result<Service, String> {
-        let key = match secret {
-            Some(secret) => chain_key(secret.as_bytes()),
-            None => rand::random(),
-        };
+    /// `secret` is the key set's refresh secret: `JWT_SECRET`, or with asymmetric keys
+    /// the `refresh.secret` file in keys_dir, so replicas sharing either agree on successors.
+    pub async fn start(store: Store, secret: &[u8], now: u64) -> Result<Service, String> {
+        let key = chain_key(secret);
         let hasher = tokio::task::spawn_blocking(Hasher::with_cpu_limit)
             .await
             .map_err(|e| format!("password hasher: {e}"))?

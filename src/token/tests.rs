@@ -1,6 +1,8 @@
 //! Table tests for token verification: each hostile or broken token and the reason it is refused.
 
 use super::*;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 const NOW: u64 = 1_800_000_000;

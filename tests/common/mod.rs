@@ -148,7 +148,8 @@ pub fn free_addr() -> SocketAddr {
         .expect("local addr of a bound listener")
 }
 
-fn fresh_temp_dir() -> PathBuf {
+/// A temp dir path no other test uses (not created).
+pub fn fresh_temp_dir() -> PathBuf {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -168,6 +169,21 @@ fn with_default_secret<'a>(env: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)
         all.insert(0, ("JWT_SECRET", TEST_SECRET));
     }
     all
+}
+
+/// An env value meaning "remove this variable" (no real value holds a NUL), e.g.
+/// `("JWT_SECRET", UNSET)` for a gateway that runs on key files alone.
+pub const UNSET: &str = "\0";
+
+/// Applies `env` (after `with_default_secret`) to a child, honoring [`UNSET`].
+fn apply_env(command: &mut Command, env: &[(&str, &str)]) {
+    for (name, value) in with_default_secret(env) {
+        if value == UNSET {
+            command.env_remove(name);
+        } else {
+            command.env(name, value);
+        }
+    }
 }
 
 /// A running `portcullis run`; SIGKILLed on drop, and its temp dir removed unless caller-chosen.
@@ -218,10 +234,11 @@ impl Gateway {
             .replace("{DIR}", &dir.display().to_string());
         let config_path = dir.join("gateway.yaml");
         std::fs::write(&config_path, config).expect("write gateway.yaml");
-        let mut child = Command::new(portcullis_bin())
+        let mut command = Command::new(portcullis_bin());
+        apply_env(&mut command, env);
+        let mut child = command
             .args(["run", "-c"])
             .arg(&config_path)
-            .envs(with_default_secret(env))
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -344,9 +361,10 @@ fn healthz_ok(admin: SocketAddr) -> bool {
 /// `JWT_SECRET=TEST_SECRET` unless `env` sets it. Returns (exit code, stdout, stderr);
 /// the code is -1 if a signal ended it.
 pub fn portcullis(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(portcullis_bin())
+    let mut command = Command::new(portcullis_bin());
+    apply_env(&mut command, env);
+    let out = command
         .args(args)
-        .envs(with_default_secret(env))
         .stdin(Stdio::null())
         .output()
         .expect("run the portcullis binary");

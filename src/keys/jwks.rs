@@ -1,0 +1,82 @@
+//! `GET /.well-known/jwks.json`: the public keys that verify the gateway's tokens,
+//! so upstreams can check a token themselves (RFC 8414 §2 names the path).
+
+use crate::token::Keys;
+use bytes::Bytes;
+use pingora::http::RequestHeader;
+
+/// Where the document is served, at the root of the public listener.
+pub const PATH: &str = "/.well-known/jwks.json";
+
+/// A response the proxy sends as is.
+pub struct Answer {
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Bytes,
+}
+
+/// The JWKS answer when `req` asks for it: a `GET` or `HEAD` of [`PATH`]
+/// (any query) with no body. Anything else, even to that path, takes the
+/// normal pipeline, where its framing is checked and no route matches.
+pub fn answer(req: &RequestHeader, keys: &Keys, now: u64) -> Option<Answer> {
+    let path = req.uri.path();
+    if path != PATH || !(req.method == http::Method::GET || req.method == http::Method::HEAD) {
+        return None;
+    }
+    let has_body = req.headers.contains_key(http::header::TRANSFER_ENCODING)
+        || req
+            .headers
+            .get_all(http::header::CONTENT_LENGTH)
+            .iter()
+            .any(|v| v.as_bytes() != b"0");
+    if has_body {
+        return None;
+    }
+    let (doc, max_age) = keys.jwks(now);
+    Some(Answer {
+        headers: vec![
+            ("content-type", "application/json".to_owned()),
+            ("cache-control", format!("public, max-age={max_age}")),
+        ],
+        body: Bytes::from(doc),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn hs256() -> Keys {
+        Keys::hs256(&[7u8; 32], "hs256", "iss", "aud", Duration::from_secs(5))
+    }
+
+    fn request(method: &str, target: &str, headers: &[(&str, &str)]) -> RequestHeader {
+        let mut req = RequestHeader::build(method, target.as_bytes(), None).unwrap();
+        for (name, value) in headers {
+            req.append_header(name.to_string(), *value).unwrap();
+        }
+        req
+    }
+
+    #[test]
+    fn an_hs256_gateway_publishes_an_empty_key_set() {
+        let a = answer(&request("GET", "/.well-known/jwks.json", &[]), &hs256(), 0).unwrap();
+        assert_eq!(&a.body[..], br#"{"keys":[]}"#);
+        assert!(a
+            .headers
+            .contains(&("cache-control", "public, max-age=300".to_owned())));
+    }
+
+    #[test]
+    fn only_a_bodyless_get_or_head_of_the_exact_path_is_answered() {
+        let k = hs256();
+        assert!(answer(&request("HEAD", "/.well-known/jwks.json?x=1", &[]), &k, 0).is_some());
+        assert!(answer(&request("POST", "/.well-known/jwks.json", &[]), &k, 0).is_none());
+        assert!(answer(&request("GET", "/.well-known/jwks.json/", &[]), &k, 0).is_none());
+        assert!(answer(&request("GET", "/.well-known//jwks.json", &[]), &k, 0).is_none());
+        let chunked = [("transfer-encoding", "chunked")];
+        assert!(answer(&request("GET", "/.well-known/jwks.json", &chunked), &k, 0).is_none());
+        let sized = [("content-length", "5")];
+        assert!(answer(&request("GET", "/.well-known/jwks.json", &sized), &k, 0).is_none());
+    }
+}
