@@ -141,6 +141,25 @@ async fn sqlite_session_setup(conn: &mut AnyConnection) -> Result<(), sqlx::Erro
 }
 
 /// Validates the URL, picks the backend and, for SQLite, makes sure the file can be created.
+/// Creates the database file owner-only (0600) if it does not exist yet: it holds
+/// password hashes and session state. SQLite gives its -wal and -shm files the
+/// database file's permissions.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Other(format!(
+            "cannot create database file: {e}"
+        ))),
+    }
+}
+
 fn prepare_url(url: &str) -> Result<(Backend, String), StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok((Backend::Postgres, url.to_owned()));
@@ -164,6 +183,7 @@ fn prepare_url(url: &str) -> Result<(Backend, String), StoreError> {
         std::fs::create_dir_all(parent)
             .map_err(|e| StoreError::Other(format!("cannot create database directory: {e}")))?;
     }
+    create_private(path)?;
     let url = match query {
         Some(q) if q.split('&').any(|kv| kv.starts_with("mode=")) => url.to_owned(),
         Some(q) => format!("sqlite://{}?{q}&mode=rwc", path.display()),

@@ -592,6 +592,14 @@ async fn data_survives_reopening_the_sqlite_file() {
         .await
         .expect("pragma");
     assert_eq!(journal, "wal");
+    use std::os::unix::fs::PermissionsExt;
+    for file in ["auth.db", "auth.db-wal"] {
+        let mode = std::fs::metadata(dir.join("nested").join(file))
+            .expect("file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file} is readable by others");
+    }
     second.close().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
