@@ -261,21 +261,12 @@ impl Service {
                 }
             },
         };
-        let refresh = tokens::new_refresh_token();
         let expires_at = now.saturating_add(auth.refresh_ttl.as_secs());
-        let family = self
-            .store
-            .start_family(
-                &user.id,
-                scope.workspace.as_deref(),
-                &tokens::hash(&refresh),
-                signed(now),
-                signed(expires_at),
-            )
-            .await
-            .map_err(|e| self.unavailable("login", e))?;
+        let session = self
+            .start_session(gw, &user.id, &scope, now, expires_at, "login")
+            .await?;
         METRICS.logins.with_label_values(&["success"]).inc();
-        Ok(issue(gw, &user.id, &scope, &family, refresh, now))
+        Ok(session)
     }
 
     /// `POST /refresh`: rotates the presented refresh token. A retry within the grace
@@ -555,6 +546,32 @@ impl Service {
     }
 
     /// Any store failure on an auth endpoint is a 503 to the client; the cause is logged.
+    /// Starts a refresh family for `scope` that ends at `expires_at` and issues its
+    /// first token pair: the shared end of login and switch.
+    async fn start_session(
+        &self,
+        gw: &Gateway,
+        user_id: &str,
+        scope: &Scope,
+        now: u64,
+        expires_at: u64,
+        during: &str,
+    ) -> Result<TokenPair, Reject> {
+        let refresh = tokens::new_refresh_token();
+        let family = self
+            .store
+            .start_family(
+                user_id,
+                scope.workspace.as_deref(),
+                &tokens::hash(&refresh),
+                signed(now),
+                signed(expires_at),
+            )
+            .await
+            .map_err(|e| self.unavailable(during, e))?;
+        Ok(issue(gw, user_id, scope, &family, refresh, now))
+    }
+
     fn unavailable(&self, during: &str, e: StoreError) -> Reject {
         log::error!("{during}: {e}");
         Reject::Unavailable {

@@ -6,8 +6,7 @@
 //! they expire or that session is logged out. The new session ends no later than the one
 //! the presented token came from, so switching back and forth never extends a login.
 
-use super::{issue, signed, unsigned, Service, TokenPair};
-use crate::auth::tokens;
+use super::{unsigned, Service, TokenPair};
 use crate::authn::Identity;
 use crate::error::Reject;
 use crate::gateway::Gateway;
@@ -56,18 +55,7 @@ impl Service {
         if expires_at <= now {
             return Err(Reject::Revoked);
         }
-        let refresh = tokens::new_refresh_token();
-        let family = self
-            .store
-            .start_family(
-                &user.id,
-                scope.workspace.as_deref(),
-                &tokens::hash(&refresh),
-                signed(now),
-                signed(expires_at),
-            )
+        self.start_session(gw, &user.id, &scope, now, expires_at, "switch")
             .await
-            .map_err(|e| self.unavailable("switch", e))?;
-        Ok(issue(gw, &user.id, &scope, &family, refresh, now))
     }
 }
