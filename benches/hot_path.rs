@@ -4,7 +4,7 @@
 //! judged by ../shared/bench, not here: these are for finding regressions.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use http::{HeaderName, Method};
+use http::Method;
 use pingora::http::RequestHeader;
 use portcullis::authn::Identity;
 use portcullis::config::IdentityHeaders;
@@ -115,12 +115,7 @@ fn stages(c: &mut Criterion) {
         b.iter(|| keys.verify(black_box(&forged), now).is_err())
     });
 
-    let names = IdentityHeaders {
-        user_id: HeaderName::from_static("x-user-id"),
-        role: HeaderName::from_static("x-user-role"),
-        workspace: HeaderName::from_static("x-workspace-id"),
-        plan: HeaderName::from_static("x-user-plan"),
-    };
+    let names = IdentityHeaders::default();
     let id = Identity {
         sub: "user-42".into(),
         role: Some("creator".into()),

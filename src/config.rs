@@ -270,6 +270,18 @@ pub struct IdentityHeaders {
     pub plan: http::HeaderName,
 }
 
+impl Default for IdentityHeaders {
+    /// The names of SPEC §4: `X-User-Id`, `X-User-Role`, `X-Workspace-Id`, `X-User-Plan`.
+    fn default() -> Self {
+        IdentityHeaders {
+            user_id: http::HeaderName::from_static("x-user-id"),
+            role: http::HeaderName::from_static("x-user-role"),
+            workspace: http::HeaderName::from_static("x-workspace-id"),
+            plan: http::HeaderName::from_static("x-user-plan"),
+        }
+    }
+}
+
 /// A valid config and the non-fatal remarks about it, formatted like errors.
 #[derive(Debug, Clone)]
 pub struct Loaded {

@@ -109,12 +109,7 @@ mod tests {
     use super::*;
 
     fn names() -> IdentityHeaders {
-        IdentityHeaders {
-            user_id: HeaderName::from_static("x-user-id"),
-            role: HeaderName::from_static("x-user-role"),
-            workspace: HeaderName::from_static("x-workspace-id"),
-            plan: HeaderName::from_static("x-user-plan"),
-        }
+        IdentityHeaders::default()
     }
 
     fn map(pairs: &[(&str, &str)]) -> RequestHeader {

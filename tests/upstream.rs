@@ -178,3 +178,22 @@ fn a_dead_address_is_skipped_without_failing_requests() {
         assert_eq!(r.status, 200, "request {i}: {}", r.text());
     }
 }
+
+#[test]
+fn a_trusted_forwarded_for_chain_keeps_every_hop_and_appends_ours() {
+    let echo = Echo::start();
+    let config = format!("trust_forwarded_for: true\n{BASE_CONFIG}");
+    let gw = Gateway::start(&config, echo.addr, &[]);
+    let r = get(
+        gw.addr,
+        "/health",
+        &[
+            ("X-Forwarded-For", "1.1.1.1, 2.2.2.2"),
+            ("X-Forwarded-For", "3.3.3.3"),
+        ],
+    );
+    assert_eq!(
+        echoed_header_values(&r.json(), "x-forwarded-for"),
+        vec!["1.1.1.1, 2.2.2.2, 3.3.3.3, 127.0.0.1"]
+    );
+}

@@ -95,7 +95,8 @@ struct SharedLimits {
 }
 
 impl SharedLimits {
-    /// `key` must be equal on every replica (it is derived from `JWT_SECRET`), or each
+    /// `key` must be equal on every replica (it is derived from the key set's refresh
+    /// secret: `JWT_SECRET` or `keys_dir/refresh.secret`), or each
     /// replica counts in buckets of its own.
     fn new(key: [u8; 32]) -> SharedLimits {
         SharedLimits { key }

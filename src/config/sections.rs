@@ -331,18 +331,19 @@ fn read_headers(top: &Fields, p: &mut Problems) -> IdentityHeaders {
         .get("headers")
         .map_or_else(|| Fields::absent("headers"), |f| f.fields(p, HEADER_KEYS));
     let mut read = |key, default| {
-        h.or(p, key, http::HeaderName::from_static(default), |f, p| {
+        h.or(p, key, default, |f, p| {
             f.parsed(p, |s| {
                 http::HeaderName::from_bytes(s.as_bytes())
                     .map_err(|_| format!("invalid header name \"{s}\""))
             })
         })
     };
+    let d = IdentityHeaders::default();
     let headers = IdentityHeaders {
-        user_id: read("user_id", "x-user-id"),
-        role: read("role", "x-user-role"),
-        workspace: read("workspace", "x-workspace-id"),
-        plan: read("plan", "x-user-plan"),
+        user_id: read("user_id", d.user_id),
+        role: read("role", d.role),
+        workspace: read("workspace", d.workspace),
+        plan: read("plan", d.plan),
     };
     let listed = [
         ("user_id", &headers.user_id),
