@@ -118,6 +118,8 @@ fn stages(c: &mut Criterion) {
     let names = IdentityHeaders::default();
     let id = Identity {
         sub: "user-42".into(),
+        more_roles: Vec::new(),
+        external: None,
         role: Some("creator".into()),
         workspace: None,
         plan: None,

@@ -4,12 +4,15 @@ use crate::error::Reject;
 use crate::token::{Keys, TokenError, MAX_TOKEN_LEN};
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
+use std::sync::Arc;
 
 /// Who the verified token says the caller is. Built only by token verification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub sub: String,
     pub role: Option<String>,
+    /// Further roles, when a trusted issuer's role claim holds a list.
+    pub more_roles: Vec<String>,
     pub workspace: Option<String>,
     pub plan: Option<String>,
     pub jti: String,
@@ -17,6 +20,24 @@ pub struct Identity {
     pub sid: Option<String>,
     pub iat: u64,
     pub exp: u64,
+    /// The trusted issuer (`auth.trusted_issuers`) that vouched for the token;
+    /// `None` for the gateway's own tokens.
+    pub external: Option<Arc<str>>,
+}
+
+impl Identity {
+    /// Every role the token grants.
+    pub fn roles(&self) -> impl Iterator<Item = &str> {
+        self.role
+            .as_deref()
+            .into_iter()
+            .chain(self.more_roles.iter().map(String::as_str))
+    }
+
+    /// Whether the token grants any of `wanted`.
+    pub fn has_any_role(&self, wanted: &[String]) -> bool {
+        self.roles().any(|r| wanted.iter().any(|w| w == r))
+    }
 }
 
 /// The token of the request's single `Authorization: Bearer` header, if any.

@@ -8,8 +8,7 @@ use crate::route::Captures;
 
 /// Allows the request when every rule the route declares holds; rules combine with AND.
 pub fn authorize(route: &Route, id: &Identity, captures: &Captures<'_>) -> Result<(), Reject> {
-    let role = id.role.as_deref();
-    if !route.roles.is_empty() && !role.is_some_and(|r| route.roles.iter().any(|x| x == r)) {
+    if !route.roles.is_empty() && !id.has_any_role(&route.roles) {
         return Err(Reject::Forbidden);
     }
     let plan = id.plan.as_deref();
@@ -17,7 +16,7 @@ pub fn authorize(route: &Route, id: &Identity, captures: &Captures<'_>) -> Resul
         return Err(Reject::Forbidden);
     }
     if let Some(name) = &route.owner {
-        let bypass = role.is_some_and(|r| route.owner_bypass.iter().any(|x| x == r));
+        let bypass = id.has_any_role(&route.owner_bypass);
         if !bypass && !capture_is(captures, name, &id.sub) {
             return Err(Reject::Forbidden);
         }
@@ -87,6 +86,8 @@ mod tests {
     fn id(sub: &str, role: &str, ws: Option<&str>, plan: Option<&str>) -> Identity {
         Identity {
             sub: sub.into(),
+            more_roles: Vec::new(),
+            external: None,
             role: Some(role.into()),
             workspace: ws.map(Into::into),
             plan: plan.map(Into::into),

@@ -3,6 +3,7 @@
 //! so an operator fixes them in one pass, and nothing downstream re-checks the values.
 
 mod auth;
+mod issuers;
 mod routes;
 mod sections;
 #[cfg(test)]
@@ -146,6 +147,27 @@ pub struct Auth {
     pub keys_dir: PathBuf,
     /// How often signing keys are rotated; `None` = no scheduled rotation.
     pub key_rotation: Option<Duration>,
+    /// Identity providers whose tokens are accepted on routes too.
+    pub trusted_issuers: Vec<TrustedIssuer>,
+}
+
+/// An identity provider (Auth0, Keycloak, Okta, another service) whose tokens
+/// the gateway verifies with the keys it publishes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TrustedIssuer {
+    /// The `iss` its tokens carry, compared exactly.
+    pub issuer: String,
+    /// Where its JWKS document is fetched: https, or http to loopback only.
+    pub jwks_url: http::Uri,
+    /// The `aud` its tokens must carry to be accepted here.
+    pub audience: String,
+    /// The claim holding the role (a string) or roles (a list); a dotted path
+    /// reaches into objects (`realm_access.roles`) when no claim has the whole name.
+    pub role_claim: String,
+    /// How often the JWKS document is fetched again.
+    pub jwks_refresh: Duration,
+    /// Fewest seconds between two fetches an unknown `kid` may cause.
+    pub refetch_interval: Duration,
 }
 
 /// Self-service account creation.

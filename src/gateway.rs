@@ -3,6 +3,7 @@
 //! whole, so a request sees one consistent config from start to end.
 
 use crate::config::{Algorithm, Config};
+use crate::issuers::TrustedIssuers;
 use crate::route::RouteTable;
 use crate::token::Keys;
 use crate::upstream::Pool;
@@ -13,6 +14,8 @@ pub struct Gateway {
     pub config: Config,
     pub routes: RouteTable,
     pub keys: Keys,
+    /// `auth.trusted_issuers`, with the keys fetched for them.
+    pub issuers: TrustedIssuers,
     pub pools: Vec<Arc<Pool>>,
 }
 
@@ -39,10 +42,12 @@ impl Gateway {
             .iter()
             .map(|u| Pool::resolve(u).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
+        let issuers = TrustedIssuers::start(&config.auth.trusted_issuers, config.auth.leeway);
         Ok(Gateway {
             config,
             routes,
             keys,
+            issuers,
             pools,
         })
     }

@@ -92,9 +92,18 @@ pub fn injected<'a>(
     names: &'a IdentityHeaders,
     id: &Identity,
 ) -> Vec<(&'a HeaderName, HeaderValue)> {
+    // Several roles (from a trusted issuer's list claim) travel as one
+    // comma-separated value, the usual form of a list in an HTTP header.
+    let joined;
+    let role = if id.more_roles.is_empty() {
+        id.role.as_deref()
+    } else {
+        joined = id.roles().collect::<Vec<_>>().join(",");
+        Some(joined.as_str())
+    };
     let claims = [
         (&names.user_id, Some(id.sub.as_str())),
-        (&names.role, id.role.as_deref()),
+        (&names.role, role),
         (&names.workspace, id.workspace.as_deref()),
         (&names.plan, id.plan.as_deref()),
     ];
@@ -152,6 +161,8 @@ mod tests {
         assert_eq!(h.headers.get("connection").unwrap(), "close");
         let id = Identity {
             sub: "u1".into(),
+            more_roles: Vec::new(),
+            external: None,
             role: Some("viewer".into()),
             workspace: None,
             plan: None,

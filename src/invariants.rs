@@ -120,6 +120,8 @@ pub fn header_sanitizing(input: &[u8]) {
     }
     let id = Identity {
         sub: "u".into(),
+        more_roles: Vec::new(),
+        external: None,
         role: Some("r".into()),
         workspace: None,
         plan: None,

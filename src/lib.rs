@@ -14,6 +14,7 @@ pub mod error;
 pub mod gateway;
 pub mod identity_headers;
 pub mod invariants;
+pub mod issuers;
 pub mod keys;
 pub mod logging;
 pub mod metrics;

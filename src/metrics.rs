@@ -17,6 +17,7 @@ pub struct Metrics {
     pub logins: IntCounterVec,
     pub refreshes: IntCounterVec,
     pub config_reloads: IntCounterVec,
+    pub jwks_fetches: IntCounterVec,
 }
 
 /// Pre-resolved `portcullis_auth_decisions_total{decision}` counters.
@@ -136,6 +137,12 @@ impl Metrics {
             logins,
             refreshes,
             config_reloads,
+            jwks_fetches: counter_vec(
+                r,
+                "jwks_fetches_total",
+                "JWKS fetches of trusted issuers by issuer and result (ok, error)",
+                &["issuer", "result"],
+            ),
             registry,
         }
     }

@@ -12,7 +12,7 @@ mod framing;
 mod respond;
 
 use crate::auth;
-use crate::authn::Identity;
+use crate::authn::{self, Identity};
 use crate::authz;
 use crate::config::AuthMode;
 use crate::error::Reject;
@@ -81,7 +81,7 @@ impl Ctx {
 impl Proxy {
     /// Everything that decides whether the request may go on: the stages of
     /// the module doc up to authorization, as one pure-ish sequence.
-    fn admit(&self, session: &Session, ctx: &mut Ctx) -> Result<(), Reject> {
+    async fn admit(&self, session: &Session, ctx: &mut Ctx) -> Result<(), Reject> {
         let req = session.req_header();
         framing::check(req, &session.as_downstream().to_h1_raw())?;
         let (raw_path, _) = framing::target(req)?;
@@ -97,10 +97,7 @@ impl Proxy {
         if route.auth == AuthMode::None {
             ctx.decision = "public";
         } else {
-            // Signature and claims, then the in-memory revocation set: no I/O.
-            let identity = self
-                .auth
-                .authenticate(&req.headers, &gw.keys, clock::now())?;
+            let identity = self.authenticate(&req.headers, &gw, clock::now()).await?;
             ctx.identity = Some(identity);
             let identity = ctx.identity.as_ref().ok_or(Reject::Internal)?;
             authz::authorize(route, identity, &found.captures)?;
@@ -116,6 +113,28 @@ impl Proxy {
             }
         }
         Ok(())
+    }
+
+    /// The verified identity of the request's bearer token: the gateway's own
+    /// (signature, claims, then the in-memory revocation set: no I/O), or one
+    /// from a trusted issuer, whose keys may need fetching first.
+    async fn authenticate(
+        &self,
+        headers: &http::HeaderMap,
+        gw: &Gateway,
+        now: u64,
+    ) -> Result<Identity, Reject> {
+        let token = authn::bearer(headers)?.ok_or(Reject::MissingToken)?;
+        match gw.keys.verify(token, now) {
+            Ok(identity) => {
+                self.auth.check_revoked(&identity)?;
+                Ok(identity)
+            }
+            Err(own) => match gw.issuers.verify(token, now).await {
+                Some(answer) => answer,
+                None => Err(Reject::InvalidToken(own)),
+            },
+        }
     }
 
     /// Rewrites the request the upstream will see: the matched path, no
@@ -239,7 +258,7 @@ impl ProxyHttp for Proxy {
             return Ok(true);
         }
         ctx.client_ip = client_ip(session, ctx.gateway.config.trust_forwarded_for);
-        if let Err(reject) = self.admit(session, ctx) {
+        if let Err(reject) = self.admit(session, ctx).await {
             ctx.decision = reject.decision();
             if let Reject::InvalidToken(e) = &reject {
                 ctx.reason = Some(e.reason());

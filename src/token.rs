@@ -2,14 +2,14 @@
 //! and verifies the ones it is shown, so both always agree on the format (SPEC §3).
 
 mod cache;
-mod json;
+pub(crate) mod json;
 mod material;
 
 use crate::authn::Identity;
 use arc_swap::ArcSwap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use cache::Cache;
+pub(crate) use cache::Cache;
 pub use material::{Signer, Verifier};
 use rand::RngCore;
 use serde::Serialize;
@@ -344,54 +344,11 @@ impl Keys {
         token: &str,
         now: u64,
     ) -> Result<(Identity, Range<u64>), TokenError> {
-        if token.len() > MAX_TOKEN_LEN {
-            return Err(TokenError::Malformed);
-        }
-        let mut parts = token.split('.');
-        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenError::Malformed);
-        };
-        let header_bytes = decode(header_b64)?;
-        let header = json::header(&header_bytes).map_err(|_| TokenError::Malformed)?;
-        if header.crit {
-            return Err(TokenError::CriticalHeader);
-        }
-        if !header
-            .typ
-            .as_deref()
-            .is_some_and(|t| t.eq_ignore_ascii_case("JWT"))
-        {
-            return Err(TokenError::Type);
-        }
-        let alg = header.alg.as_deref().ok_or(TokenError::Algorithm)?;
-        let kid = header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
-        // A retired key whose last token has expired is as unknown as one never seen.
-        let key = ring
-            .keys
-            .iter()
-            .find(|k| k.kid == kid && now < k.verify_until)
-            .ok_or(TokenError::UnknownKey)?;
-        // One algorithm per key, compared exactly: "none", "hs256", an HS256
-        // token keyed with a public key, or another family never reach a verifier.
-        if alg != key.verifier.alg() {
-            return Err(TokenError::Algorithm);
-        }
-        let signature = decode(signature_b64)?;
-        let signed_len = header_b64.len() + 1 + payload_b64.len();
-        if !key
-            .verifier
-            .verify(&token.as_bytes()[..signed_len], &signature)
-        {
-            return Err(TokenError::Signature);
-        }
-        // Only now, with the signature good, is the payload worth parsing.
-        let payload = decode(payload_b64)?;
-        let claims = json::claims(&payload).map_err(|_| TokenError::Malformed)?;
+        let signed = check_signature(&ring.keys, Typ::Required, token, now)?;
+        let claims = json::claims(&signed.payload).map_err(|_| TokenError::Malformed)?;
         let (id, nbf) = self.check_claims(claims, now)?;
         let from = nbf.max(id.iat).saturating_sub(self.leeway);
-        let until = id.exp.saturating_add(self.leeway).min(key.verify_until);
+        let until = id.exp.saturating_add(self.leeway).min(signed.verify_until);
         Ok((id, from..until))
     }
 
@@ -429,15 +386,103 @@ impl Keys {
         let id = Identity {
             sub: sub.into_owned(),
             role: c.role.map(|r| r.into_owned()),
+            more_roles: Vec::new(),
             workspace: c.ws.map(|w| w.into_owned()),
             plan: c.plan.map(|p| p.into_owned()),
             jti: jti.into_owned(),
             sid: c.sid.map(|s| s.into_owned()),
             iat,
             exp,
+            external: None,
         };
         Ok((id, nbf))
     }
+}
+
+/// A token whose signature one key of a key set vouches for: its decoded
+/// payload, not yet looked at, and when that key stops verifying.
+pub(crate) struct Signed {
+    pub payload: Vec<u8>,
+    pub verify_until: u64,
+}
+
+/// What a token's `typ` header must say.
+#[derive(Clone, Copy)]
+pub(crate) enum Typ {
+    /// `JWT`, as the gateway issues (SPEC §3).
+    Required,
+    /// Absent, `JWT`, or the `at+jwt` of RFC 9068, as identity providers send.
+    Optional,
+}
+
+/// Checks the JOSE header and the signature of a compact JWS against `keys` at
+/// `now`, for the gateway's own keys and other issuers' alike. The key is chosen
+/// by `kid` and must verify exactly the `alg` the header names.
+pub(crate) fn check_signature(
+    keys: &[Key],
+    typ: Typ,
+    token: &str,
+    now: u64,
+) -> Result<Signed, TokenError> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(TokenError::Malformed);
+    }
+    let mut parts = token.split('.');
+    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    let header_bytes = decode(header_b64)?;
+    let header = json::header(&header_bytes).map_err(|_| TokenError::Malformed)?;
+    if header.crit {
+        return Err(TokenError::CriticalHeader);
+    }
+    let typ_ok = match (header.typ.as_deref(), typ) {
+        (Some(t), _) if t.eq_ignore_ascii_case("JWT") => true,
+        (Some(t), Typ::Optional) => t.eq_ignore_ascii_case("at+jwt"),
+        (None, Typ::Optional) => true,
+        _ => false,
+    };
+    if !typ_ok {
+        return Err(TokenError::Type);
+    }
+    let alg = header.alg.as_deref().ok_or(TokenError::Algorithm)?;
+    let kid = header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
+    // A retired key whose last token has expired is as unknown as one never seen.
+    let key = keys
+        .iter()
+        .find(|k| k.kid == kid && now < k.verify_until)
+        .ok_or(TokenError::UnknownKey)?;
+    // One algorithm per key, compared exactly: "none", "hs256", an HS256
+    // token keyed with a public key, or another family never reach a verifier.
+    if alg != key.verifier.alg() {
+        return Err(TokenError::Algorithm);
+    }
+    let signature = decode(signature_b64)?;
+    let signed_len = header_b64.len() + 1 + payload_b64.len();
+    if !key
+        .verifier
+        .verify(&token.as_bytes()[..signed_len], &signature)
+    {
+        return Err(TokenError::Signature);
+    }
+    // Only now, with the signature good, is the payload worth decoding.
+    Ok(Signed {
+        payload: decode(payload_b64)?,
+        verify_until: key.verify_until,
+    })
+}
+
+/// The `iss` a token claims, read before any check: it only chooses which
+/// issuer's keys to try, and those keys decide. `None` when unreadable.
+pub(crate) fn claimed_issuer(token: &str) -> Option<String> {
+    if token.len() > MAX_TOKEN_LEN {
+        return None;
+    }
+    let payload = decode(token.split('.').nth(1)?).ok()?;
+    let claims = json::claims(&payload).ok()?;
+    claims.iss.map(|i| i.into_owned())
 }
 
 /// base64url without padding, canonical only: padding, `+`/`/` and stray

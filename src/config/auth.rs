@@ -25,6 +25,7 @@ const AUTH_KEYS: &[&str] = &[
     "rate_limits",
     "keys_dir",
     "key_rotation",
+    "trusted_issuers",
 ];
 const SIGNUP_KEYS: &[&str] = &["enabled", "default_role"];
 const RATE_KEYS: &[&str] = &["login", "login_per_email", "refresh", "signup"];
@@ -142,6 +143,7 @@ pub(super) fn read(
         .filter_map(|(item, origin)| parse_origin(&origin).map_err(|e| item.fail(p, e)).ok())
         .collect();
 
+    let trusted_issuers = super::issuers::read(a.get("trusted_issuers"), &issuer, p);
     let auth = Auth {
         issuer,
         audience,
@@ -162,6 +164,7 @@ pub(super) fn read(
             &a.or(p, "keys_dir", "data/keys".to_string(), |f, p| f.str(p)),
         ),
         key_rotation,
+        trusted_issuers,
     };
     (auth, prefix_problem.is_none())
 }

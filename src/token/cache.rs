@@ -114,6 +114,8 @@ mod tests {
     fn id(sub: &str, exp: u64) -> Identity {
         Identity {
             sub: sub.into(),
+            more_roles: Vec::new(),
+            external: None,
             role: Some("viewer".into()),
             workspace: None,
             plan: None,

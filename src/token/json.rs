@@ -196,6 +196,148 @@ impl<'de> de::Deserialize<'de> for RawClaims<'de> {
     }
 }
 
+/// The claims of a trusted issuer's token: the registered ones this gateway
+/// checks, and the roles found at the issuer's `role_claim`.
+#[derive(Debug, Default)]
+pub struct ForeignClaims<'a> {
+    pub iss: Option<Cow<'a, str>>,
+    pub aud: Option<Audience<'a>>,
+    pub sub: Option<Cow<'a, str>>,
+    pub iat: Option<u64>,
+    pub nbf: Option<u64>,
+    pub exp: Option<u64>,
+    pub jti: Option<Cow<'a, str>>,
+    pub roles: Vec<Cow<'a, str>>,
+}
+
+/// A role claim: one string or a list of strings.
+struct Roles<'a>(Vec<Cow<'a, str>>);
+
+impl<'de> de::Deserialize<'de> for Roles<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Audience::deserialize(d)? {
+            Audience::One(role) => Ok(Roles(vec![role])),
+            Audience::Many(roles) => Ok(Roles(roles)),
+        }
+    }
+}
+
+/// Finds the roles at a dotted `path` inside a value: the member named by the
+/// whole path wins, then the first segment's object is searched for the rest.
+/// Values of any other shape hold no roles.
+struct RolesAt<'p> {
+    path: &'p str,
+}
+
+impl<'de> de::DeserializeSeed<'de> for RolesAt<'_> {
+    type Value = Option<Vec<Cow<'de, str>>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RolesAt<'_> {
+    type Value = Option<Vec<Cow<'de, str>>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut seen = Seen::new();
+        let (mut exact, mut nested) = (None, None);
+        while let Some(Text(name)) = map.next_key()? {
+            let name = seen.first_time(name)?;
+            if name == self.path {
+                exact = Some(map.next_value::<Roles>()?.0);
+            } else if let Some(rest) = self
+                .path
+                .strip_prefix(name.as_ref())
+                .and_then(|r| r.strip_prefix('.'))
+            {
+                nested = map.next_value_seed(RolesAt { path: rest })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(exact.or(nested))
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// Reads a trusted issuer's claims with the strictness of [`claims`]; roles
+/// come from `role_claim` (see [`RolesAt`]), registered claims keep their meaning.
+struct Foreign<'p> {
+    role_claim: &'p str,
+}
+
+impl<'de> de::DeserializeSeed<'de> for Foreign<'_> {
+    type Value = ForeignClaims<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Foreign<'_> {
+    type Value = ForeignClaims<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JWT claims object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut seen = Seen::new();
+        let mut c = ForeignClaims::default();
+        let (mut exact, mut nested) = (None, None);
+        while let Some(Text(name)) = map.next_key()? {
+            let name = seen.first_time(name)?;
+            match name.as_ref() {
+                "iss" => c.iss = Some(map.next_value::<Text>()?.0),
+                "aud" => c.aud = Some(map.next_value()?),
+                "sub" => c.sub = Some(map.next_value::<Text>()?.0),
+                "iat" => c.iat = Some(map.next_value()?),
+                "nbf" => c.nbf = Some(map.next_value()?),
+                "exp" => c.exp = Some(map.next_value()?),
+                "jti" => c.jti = Some(map.next_value::<Text>()?.0),
+                n if n == self.role_claim => exact = Some(map.next_value::<Roles>()?.0),
+                n => match self
+                    .role_claim
+                    .strip_prefix(n)
+                    .and_then(|r| r.strip_prefix('.'))
+                {
+                    Some(rest) => nested = map.next_value_seed(RolesAt { path: rest })?,
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                },
+            }
+        }
+        c.roles = exact.or(nested).unwrap_or_default();
+        Ok(c)
+    }
+}
+
 /// Reads a header object; any JSON error, trailing data or repeated member refuses it.
 pub fn header(bytes: &[u8]) -> Result<Header<'_>, serde_json::Error> {
     serde_json::from_slice(bytes)
@@ -204,6 +346,18 @@ pub fn header(bytes: &[u8]) -> Result<Header<'_>, serde_json::Error> {
 /// Reads a claims object with the same strictness as [`header`].
 pub fn claims(bytes: &[u8]) -> Result<RawClaims<'_>, serde_json::Error> {
     serde_json::from_slice(bytes)
+}
+
+/// Reads a trusted issuer's claims object, with its roles at `role_claim`.
+pub fn foreign_claims<'a>(
+    bytes: &'a [u8],
+    role_claim: &str,
+) -> Result<ForeignClaims<'a>, serde_json::Error> {
+    use serde::de::DeserializeSeed;
+    let mut reader = serde_json::Deserializer::from_slice(bytes);
+    let claims = Foreign { role_claim }.deserialize(&mut reader)?;
+    reader.end()?;
+    Ok(claims)
 }
 
 #[cfg(test)]
@@ -249,6 +403,37 @@ mod tests {
         let many = claims(br#"{"aud":["web","api"]}"#).unwrap().aud.unwrap();
         assert!(many.contains("api"));
         assert!(claims(br#"{"aud":[1]}"#).is_err());
+    }
+
+    fn roles(json: &str, claim: &str) -> Vec<String> {
+        let c = foreign_claims(json.as_bytes(), claim).unwrap();
+        c.roles.into_iter().map(Cow::into_owned).collect()
+    }
+
+    #[test]
+    fn foreign_roles_are_a_string_a_list_or_a_dotted_path() {
+        assert_eq!(roles(r#"{"role":"admin"}"#, "role"), ["admin"]);
+        assert_eq!(roles(r#"{"groups":["a","b"]}"#, "groups"), ["a", "b"]);
+        let keycloak = r#"{"realm_access":{"roles":["creator"]},"sub":"x"}"#;
+        assert_eq!(roles(keycloak, "realm_access.roles"), ["creator"]);
+        // Auth0 namespaces custom claims with a URL, dots included: the whole name wins.
+        let auth0 =
+            r#"{"https://example.com/roles":["admin"],"https://example":{"com/roles":["x"]}}"#;
+        assert_eq!(roles(auth0, "https://example.com/roles"), ["admin"]);
+        assert!(roles(r#"{"realm_access":"nope"}"#, "realm_access.roles").is_empty());
+        assert!(roles(r#"{"sub":"x"}"#, "role").is_empty());
+    }
+
+    #[test]
+    fn foreign_claims_are_as_strict_as_ours() {
+        assert!(foreign_claims(br#"{"sub":"a","sub":"b"}"#, "role").is_err());
+        assert!(foreign_claims(br#"{"role":"a","role":"b"}"#, "role").is_err());
+        assert!(foreign_claims(br#"{"r":{"x":1,"x":2}}"#, "r.roles").is_err());
+        assert!(foreign_claims(br#"{"role":[1]}"#, "role").is_err());
+        assert!(foreign_claims(br#"{"exp":1.5}"#, "role").is_err());
+        assert!(foreign_claims(br#"{"exp":1} x"#, "role").is_err());
+        let c = foreign_claims(br#"{"iss":"i","aud":["a"],"exp":5}"#, "role").unwrap();
+        assert_eq!((c.iss.as_deref(), c.exp, c.nbf), (Some("i"), Some(5), None));
     }
 
     #[test]

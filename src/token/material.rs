@@ -18,9 +18,18 @@ pub enum Verifier {
     /// 200 bytes instead of re-hashing the secret.
     Hs256(Hmac<Sha256>),
     EdDsa(ed25519_dalek::VerifyingKey),
-    Es256(p256::ecdsa::VerifyingKey),
+    /// `any_s` is false for our own keys, whose signer emits low-S only, so the
+    /// high-S twin of a good signature is refused; other issuers' ECDSA signers
+    /// emit either half, so their keys accept both.
+    Es256 {
+        key: p256::ecdsa::VerifyingKey,
+        any_s: bool,
+    },
     Rs256(rsa::pkcs1v15::VerifyingKey<Sha256>),
 }
+
+/// Smallest RSA modulus accepted from another issuer's key set.
+const MIN_RSA_BITS: usize = 2048;
 
 /// Makes signatures; only the keys this gateway issues tokens with have one.
 #[derive(Clone)]
@@ -37,7 +46,7 @@ impl Verifier {
         match self {
             Verifier::Hs256(_) => "HS256",
             Verifier::EdDsa(_) => "EdDSA",
-            Verifier::Es256(_) => "ES256",
+            Verifier::Es256 { .. } => "ES256",
             Verifier::Rs256(_) => "RS256",
         }
     }
@@ -54,9 +63,15 @@ impl Verifier {
             // Strict: no small-order or non-canonical points, so one token has one spelling.
             Verifier::EdDsa(key) => ed25519_dalek::Signature::from_slice(signature)
                 .is_ok_and(|sig| key.verify_strict(message, &sig).is_ok()),
-            // Our signer emits low-S only; a high-S twin of a good signature is refused.
-            Verifier::Es256(key) => p256::ecdsa::Signature::from_slice(signature)
-                .is_ok_and(|sig| sig.normalize_s().is_none() && key.verify(message, &sig).is_ok()),
+            Verifier::Es256 { key, any_s } => p256::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|sig| {
+                    let sig = match sig.normalize_s() {
+                        Some(_) if !any_s => return false,
+                        Some(low) => low,
+                        None => sig,
+                    };
+                    key.verify(message, &sig).is_ok()
+                }),
             Verifier::Rs256(key) => rsa::pkcs1v15::Signature::try_from(signature)
                 .is_ok_and(|sig| key.verify(message, &sig).is_ok()),
         }
@@ -73,7 +88,7 @@ impl Verifier {
                 ("kty", "OKP".to_owned()),
                 ("x", b64(key.as_bytes())),
             ],
-            Verifier::Es256(key) => {
+            Verifier::Es256 { key, .. } => {
                 let point = key.to_encoded_point(false);
                 vec![
                     ("crv", "P-256".to_owned()),
@@ -91,6 +106,65 @@ impl Verifier {
                 ]
             }
         })
+    }
+
+    /// The verifier for another issuer's public JWK (RFC 7517/7518/8037): an
+    /// Ed25519 `OKP`, a P-256 `EC` or an `RSA` key of at least 2048 bits. Shared
+    /// secrets (`oct`) and private members are refused: a key set fetched over
+    /// the network only ever tells us how to check signatures.
+    pub fn from_public_jwk(
+        jwk: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Verifier, String> {
+        let text = |name: &str| {
+            jwk.get(name)
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| format!("no \"{name}\""))
+        };
+        let bytes = |name: &str| {
+            URL_SAFE_NO_PAD
+                .decode(text(name)?)
+                .map_err(|_| format!("\"{name}\" is not base64url"))
+        };
+        if jwk.contains_key("d") {
+            return Err("holds a private key".into());
+        }
+        match (text("kty")?, jwk.get("crv").and_then(|v| v.as_str())) {
+            ("OKP", Some("Ed25519")) => {
+                let x: [u8; 32] = bytes("x")?
+                    .try_into()
+                    .map_err(|_| "\"x\" is not 32 bytes")?;
+                ed25519_dalek::VerifyingKey::from_bytes(&x)
+                    .map(Verifier::EdDsa)
+                    .map_err(|_| "not an Ed25519 point".into())
+            }
+            ("EC", Some("P-256")) => {
+                let (x, y) = (bytes("x")?, bytes("y")?);
+                if x.len() != 32 || y.len() != 32 {
+                    return Err("\"x\" and \"y\" must be 32 bytes each".into());
+                }
+                let point = p256::EncodedPoint::from_affine_coordinates(
+                    x.as_slice().into(),
+                    y.as_slice().into(),
+                    false,
+                );
+                p256::ecdsa::VerifyingKey::from_encoded_point(&point)
+                    .map(|key| Verifier::Es256 { key, any_s: true })
+                    .map_err(|_| "not a P-256 point".into())
+            }
+            ("RSA", _) => {
+                let n = rsa::BigUint::from_bytes_be(&bytes("n")?);
+                let e = rsa::BigUint::from_bytes_be(&bytes("e")?);
+                let key = rsa::RsaPublicKey::new(n, e).map_err(|e| format!("bad RSA key: {e}"))?;
+                if key.n().bits() < MIN_RSA_BITS {
+                    return Err(format!("RSA modulus under {MIN_RSA_BITS} bits"));
+                }
+                Ok(Verifier::Rs256(rsa::pkcs1v15::VerifyingKey::new(key)))
+            }
+            (kty, crv) => Err(format!(
+                "unsupported key type {kty}{}",
+                crv.map(|c| format!(" ({c})")).unwrap_or_default()
+            )),
+        }
     }
 
     /// The RFC 7638 JWK thumbprint (SHA-256, base64url): the `kid` of generated keys,
@@ -124,7 +198,10 @@ impl Signer {
         match self {
             Signer::Hs256(mac) => Verifier::Hs256(mac.clone()),
             Signer::EdDsa(key) => Verifier::EdDsa(key.verifying_key()),
-            Signer::Es256(key) => Verifier::Es256(*key.verifying_key()),
+            Signer::Es256(key) => Verifier::Es256 {
+                key: *key.verifying_key(),
+                any_s: false,
+            },
             Signer::Rs256(key) => Verifier::Rs256(rsa::pkcs1v15::VerifyingKey::new(
                 AsRef::<rsa::RsaPrivateKey>::as_ref(key).to_public_key(),
             )),

@@ -230,6 +230,8 @@ mod tests {
     fn identity(role: &str, workspace: Option<&str>) -> Identity {
         Identity {
             sub: "u1".into(),
+            more_roles: Vec::new(),
+            external: None,
             role: Some(role.into()),
             workspace: workspace.map(str::to_owned),
             plan: workspace.map(|_| "pro".to_owned()),

@@ -1,0 +1,486 @@
+//! Trusted external issuers through the real binary: a small JWKS server on
+//! 127.0.0.1 stands in for an identity provider, with its key rollover and its outage.
+
+mod common;
+
+use common::*;
+use portcullis::token::Signer;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const IDP: &str = "https://idp.test/";
+const AUDIENCE: &str = "https://api.test";
+
+/// What the stand-in IdP answers at its JWKS URL.
+#[derive(Clone)]
+enum Answer {
+    Keys(String),
+    Status(u16),
+}
+
+/// A JWKS server on 127.0.0.1 that counts the requests it gets.
+struct Idp {
+    addr: SocketAddr,
+    answer: Arc<Mutex<Answer>>,
+    hits: Arc<AtomicUsize>,
+}
+
+impl Idp {
+    fn start(keys: &[(&str, &Signer)]) -> Idp {
+        Idp::serve(
+            TcpListener::bind("127.0.0.1:0").expect("bind the IdP"),
+            keys,
+        )
+    }
+
+    fn serve(listener: TcpListener, keys: &[(&str, &Signer)]) -> Idp {
+        let idp = Idp {
+            addr: listener.local_addr().expect("IdP address"),
+            answer: Arc::new(Mutex::new(Answer::Keys(jwks(keys)))),
+            hits: Arc::new(AtomicUsize::new(0)),
+        };
+        let (answer, hits) = (idp.answer.clone(), idp.hits.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let answer = answer.lock().expect("answer lock").clone();
+                hits.fetch_add(1, Ordering::SeqCst);
+                respond(conn, answer);
+            }
+        });
+        idp
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/.well-known/jwks.json", self.addr)
+    }
+
+    fn set(&self, answer: Answer) {
+        *self.answer.lock().expect("answer lock") = answer;
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+fn respond(mut conn: TcpStream, answer: Answer) {
+    conn.set_read_timeout(Some(Duration::from_secs(2))).ok();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).is_ok_and(|n| n == 1) {
+        head.push(byte[0]);
+    }
+    let (status, body) = match answer {
+        Answer::Keys(doc) => (200, doc),
+        Answer::Status(code) => (code, "{}".to_owned()),
+    };
+    let reply = format!(
+        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = conn.write_all(reply.as_bytes());
+}
+
+/// A JWKS document publishing the public halves of `keys`.
+fn jwks(keys: &[(&str, &Signer)]) -> String {
+    let keys: Vec<Value> = keys
+        .iter()
+        .map(|(kid, signer)| {
+            let verifier = signer.verifier();
+            let mut jwk = serde_json::Map::new();
+            for (name, value) in verifier.public_jwk().expect("a public key") {
+                jwk.insert(name.into(), value.into());
+            }
+            jwk.insert("kid".into(), (*kid).into());
+            jwk.insert("alg".into(), verifier.alg().into());
+            jwk.insert("use".into(), "sig".into());
+            Value::Object(jwk)
+        })
+        .collect();
+    serde_json::json!({ "keys": keys }).to_string()
+}
+
+fn ed25519(seed: u8) -> Signer {
+    Signer::EdDsa(ed25519_dalek::SigningKey::from_bytes(&[seed; 32]))
+}
+
+fn p256(seed: u8) -> Signer {
+    Signer::Es256(p256::ecdsa::SigningKey::from_slice(&[seed; 32]).expect("a P-256 scalar"))
+}
+
+fn rsa2048() -> Signer {
+    let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).expect("an RSA key");
+    Signer::Rs256(rsa::pkcs1v15::SigningKey::new(key))
+}
+
+/// A token as an IdP issues it: no `nbf`, no `jti`, no `typ` (as Okta's), roles
+/// inside `realm_access` (as Keycloak's).
+fn idp_token(signer: &Signer, kid: &str, roles: &[&str], extra_header: &str) -> String {
+    let now = now();
+    let claims = serde_json::json!({
+        "iss": IDP, "aud": [AUDIENCE, "other"], "sub": "idp|alice",
+        "iat": now, "exp": now + 300, "realm_access": { "roles": roles },
+    });
+    let header = format!(
+        r#"{{"alg":"{}","kid":"{kid}"{extra_header}}}"#,
+        signer.verifier().alg()
+    );
+    sign(signer, &header, &claims.to_string())
+}
+
+fn sign(signer: &Signer, header: &str, claims: &str) -> String {
+    let input = format!(
+        "{}.{}",
+        b64url(header.as_bytes()),
+        b64url(claims.as_bytes())
+    );
+    let signature = signer.sign(input.as_bytes());
+    format!("{input}.{}", b64url(&signature))
+}
+
+/// BASE_CONFIG trusting the IdP at `url`.
+fn config(url: &str, refetch: &str, refresh: &str) -> String {
+    let trusted = format!(
+        "  trusted_issuers:\n    - {{ issuer: \"{IDP}\", jwks_url: \"{url}\", audience: \"{AUDIENCE}\", role_claim: realm_access.roles, refetch_interval: {refetch}, jwks_refresh: {refresh} }}\n"
+    );
+    let config = BASE_CONFIG.replace("  audience: api\n", &format!("  audience: api\n{trusted}"));
+    assert!(
+        config.contains("trusted_issuers"),
+        "BASE_CONFIG's auth section moved"
+    );
+    config
+}
+
+fn status(gw: &Gateway, path: &str, token: &str) -> u16 {
+    get(
+        gw.addr,
+        path,
+        &[("Authorization", &format!("Bearer {token}"))],
+    )
+    .status
+}
+
+fn fetches(gw: &Gateway, result: &str) -> f64 {
+    let series = format!("portcullis_jwks_fetches_total{{issuer=\"{IDP}\",result=\"{result}\"}}");
+    metric(gw.admin_addr, &series).unwrap_or(0.0)
+}
+
+/// Waits until the gateway has finished `n` fetches, good or bad.
+fn wait_fetches(gw: &Gateway, n: f64) {
+    let done = eventually(Duration::from_secs(10), || {
+        fetches(gw, "ok") + fetches(gw, "error") >= n
+    });
+    assert!(
+        done,
+        "{n} JWKS fetches did not happen; stderr:\n{}",
+        gw.stderr_text()
+    );
+}
+
+#[test]
+fn idp_tokens_of_each_algorithm_are_accepted_with_roles_from_the_named_claim() {
+    let (ed, ec, rs) = (ed25519(1), p256(2), rsa2048());
+    let idp = Idp::start(&[("ed", &ed), ("ec", &ec), ("rs", &rs)]);
+    let echo = Echo::start();
+    let gw = Gateway::start(&config(&idp.url(), "1s", "10m"), echo.addr, &[]);
+
+    for (kid, signer) in [("ed", &ed), ("ec", &ec), ("rs", &rs)] {
+        let admin = idp_token(signer, kid, &["viewer", "admin"], "");
+        let r = get(
+            gw.addr,
+            "/api/admin/reports",
+            &[("Authorization", &format!("Bearer {admin}"))],
+        );
+        assert_eq!(r.status, 200, "{kid}: {}", r.text());
+        let seen = r.json();
+        assert_eq!(
+            echoed_header_values(&seen, "x-user-id"),
+            ["idp|alice"],
+            "{kid}"
+        );
+        assert_eq!(
+            echoed_header_values(&seen, "x-user-role"),
+            ["viewer,admin"],
+            "{kid}"
+        );
+        let viewer = idp_token(signer, kid, &["viewer"], "");
+        assert_eq!(status(&gw, "/api/admin/reports", &viewer), 403, "{kid}");
+        assert_eq!(status(&gw, "/api/protected", &viewer), 200, "{kid}");
+    }
+    // The gateway's own tokens keep working beside the IdP's.
+    assert_eq!(
+        status(&gw, "/api/protected", &token("u1", "viewer", "")),
+        200
+    );
+}
+
+#[test]
+fn idp_tokens_with_wrong_claims_or_forged_signatures_are_refused() {
+    let (ed, rs) = (ed25519(3), rsa2048());
+    let idp = Idp::start(&[("ed", &ed), ("rs", &rs)]);
+    let echo = Echo::start();
+    let gw = Gateway::start(&config(&idp.url(), "1s", "10m"), echo.addr, &[]);
+    let now = now();
+    let with = |claims: Value| {
+        sign(
+            &ed,
+            r#"{"alg":"EdDSA","kid":"ed","typ":"JWT"}"#,
+            &claims.to_string(),
+        )
+    };
+    let base = serde_json::json!({"iss": IDP, "aud": AUDIENCE, "sub": "s", "exp": now + 60});
+    assert_eq!(status(&gw, "/api/protected", &with(base.clone())), 200);
+    let mut cases = Vec::new();
+    for (name, change) in [
+        ("audience", serde_json::json!({"aud": "api"})),
+        ("expired", serde_json::json!({"exp": now - 60})),
+        ("not yet valid", serde_json::json!({"nbf": now + 120})),
+        (
+            "issued in the future",
+            serde_json::json!({"iat": now + 120}),
+        ),
+        (
+            "string exp",
+            serde_json::json!({"exp": (now + 60).to_string()}),
+        ),
+        ("no sub", serde_json::json!({"sub": null})),
+    ] {
+        let mut claims = base.clone();
+        for (k, v) in change.as_object().expect("an object") {
+            match v {
+                Value::Null => claims.as_object_mut().expect("an object").remove(k),
+                v => claims
+                    .as_object_mut()
+                    .expect("an object")
+                    .insert(k.clone(), v.clone()),
+            };
+        }
+        cases.push((name, with(claims)));
+    }
+    // HS256 keyed with the RSA key's public JWK, the classic algorithm confusion.
+    let public = jwks(&[("rs", &rs)]);
+    let claims = base.to_string();
+    cases.push((
+        "HS256 with the public key",
+        mint_hs256(
+            public.as_bytes(),
+            r#"{"alg":"HS256","kid":"rs","typ":"JWT"}"#,
+            &claims,
+        ),
+    ));
+    cases.push((
+        "alg none",
+        format!(
+            "{}.{}.",
+            b64url(br#"{"alg":"none","kid":"ed"}"#),
+            b64url(claims.as_bytes())
+        ),
+    ));
+    cases.push((
+        "wrong key",
+        sign(&ed25519(9), r#"{"alg":"EdDSA","kid":"ed"}"#, &claims),
+    ));
+    cases.push((
+        "foreign typ",
+        sign(
+            &ed,
+            r#"{"alg":"EdDSA","kid":"ed","typ":"dpop+jwt"}"#,
+            &claims,
+        ),
+    ));
+    for (name, t) in &cases {
+        let r = get(
+            gw.addr,
+            "/api/protected",
+            &[("Authorization", &format!("Bearer {t}"))],
+        );
+        assert_eq!(r.status, 401, "{name}: {}", r.text());
+        assert_eq!(error_of(&r), "Invalid or expired token", "{name}");
+    }
+    // The auth module's own endpoints take the gateway's tokens only.
+    let good = idp_token(&ed, "ed", &["admin"], "");
+    assert_eq!(status(&gw, "/api/auth/me", &good), 401);
+    assert_eq!(
+        echo.seen_count(),
+        1,
+        "only the one good token reached the upstream"
+    );
+}
+
+#[test]
+fn a_rolled_in_key_is_fetched_on_first_sight_and_unknown_kids_fetch_at_most_once_per_interval() {
+    let (k1, k2) = (ed25519(11), ed25519(12));
+    let idp = Idp::start(&[("k1", &k1)]);
+    let echo = Echo::start();
+    let gw = Gateway::start(&config(&idp.url(), "3s", "1h"), echo.addr, &[]);
+    wait_fetches(&gw, 1.0);
+    let old = idp_token(&k1, "k1", &["viewer"], "");
+    assert_eq!(status(&gw, "/api/protected", &old), 200);
+    assert_eq!(idp.hits(), 1, "a known kid needs no fetch");
+
+    std::thread::sleep(Duration::from_secs(3));
+    idp.set(Answer::Keys(jwks(&[("k1", &k1), ("k2", &k2)])));
+    let new = idp_token(&k2, "k2", &["viewer"], "");
+    assert_eq!(
+        status(&gw, "/api/protected", &new),
+        200,
+        "the new key was fetched"
+    );
+    assert_eq!(idp.hits(), 2);
+    let refetched = Instant::now();
+
+    // A flood of unknown kids right after a fetch causes none.
+    let ghost = idp_token(&k2, "ghost", &["viewer"], "");
+    for _ in 0..20 {
+        assert_eq!(status(&gw, "/api/protected", &ghost), 401);
+    }
+    assert!(
+        refetched.elapsed() < Duration::from_secs(3),
+        "the loop was too slow to tell"
+    );
+    assert_eq!(
+        idp.hits(),
+        2,
+        "unknown kids within the interval fetched again"
+    );
+
+    // After the interval one more fetch happens; it finds k1 retired.
+    idp.set(Answer::Keys(jwks(&[("k2", &k2)])));
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(refetched.elapsed()));
+    assert_eq!(status(&gw, "/api/protected", &ghost), 401);
+    assert_eq!(idp.hits(), 3);
+    assert_eq!(
+        status(&gw, "/api/protected", &old),
+        401,
+        "a key the IdP dropped stops verifying"
+    );
+    assert_eq!(status(&gw, "/api/protected", &new), 200);
+}
+
+#[test]
+fn during_an_idp_outage_the_last_keys_keep_working_across_a_reload() {
+    let k1 = ed25519(21);
+    let idp = Idp::start(&[("k1", &k1)]);
+    let echo = Echo::start();
+    let gw = Gateway::start(&config(&idp.url(), "1s", "1s"), echo.addr, &[]);
+    wait_fetches(&gw, 1.0);
+    let t = idp_token(&k1, "k1", &["viewer"], "");
+    assert_eq!(status(&gw, "/api/protected", &t), 200);
+
+    idp.set(Answer::Status(500));
+    let errors = eventually(Duration::from_secs(10), || fetches(&gw, "error") >= 2.0);
+    assert!(errors, "the refresh did not run during the outage");
+    assert_eq!(
+        status(&gw, "/api/protected", &t),
+        200,
+        "the last good keys were dropped"
+    );
+    let ghost = idp_token(&k1, "ghost", &["viewer"], "");
+    assert_eq!(
+        status(&gw, "/api/protected", &ghost),
+        401,
+        "known keys: an unknown kid is 401"
+    );
+
+    // A reload with the same issuer settings keeps the keys it has.
+    gw.signal("HUP");
+    let reloaded = eventually(Duration::from_secs(5), || {
+        metric(
+            gw.admin_addr,
+            r#"portcullis_config_reloads_total{result="success"}"#,
+        ) == Some(1.0)
+    });
+    assert!(
+        reloaded,
+        "reload not counted; stderr:\n{}",
+        gw.stderr_text()
+    );
+    assert_eq!(
+        status(&gw, "/api/protected", &t),
+        200,
+        "a reload lost the fetched keys"
+    );
+}
+
+#[test]
+fn an_issuer_whose_keys_were_never_fetched_gets_503_until_they_are() {
+    let k1 = ed25519(31);
+    let port = TcpListener::bind("127.0.0.1:0").expect("bind a port to reserve");
+    let addr = port.local_addr().expect("reserved address");
+    drop(port); // nothing listens there: the IdP is down from the start
+    let url = format!("http://{addr}/.well-known/jwks.json");
+    let echo = Echo::start();
+    let gw = Gateway::start(&config(&url, "1s", "10m"), echo.addr, &[]);
+    let t = idp_token(&k1, "k1", &["viewer"], "");
+    let r = get(
+        gw.addr,
+        "/api/protected",
+        &[("Authorization", &format!("Bearer {t}"))],
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(error_of(&r), "Service unavailable");
+    assert!(r.header("retry-after").is_some());
+    assert!(fetches(&gw, "error") >= 1.0);
+    // The gateway's own tokens do not depend on the IdP.
+    assert_eq!(
+        status(&gw, "/api/protected", &token("u1", "viewer", "")),
+        200
+    );
+
+    let _idp = Idp::serve(
+        TcpListener::bind(addr).expect("rebind the IdP port"),
+        &[("k1", &k1)],
+    );
+    let back = eventually(Duration::from_secs(10), || {
+        status(&gw, "/api/protected", &t) == 200
+    });
+    assert!(back, "the IdP came back but its tokens are still refused");
+    assert_eq!(echo.seen_count(), 2);
+}
+
+#[test]
+fn key_urls_in_a_token_never_make_the_gateway_fetch() {
+    let k1 = ed25519(41);
+    let idp = Idp::start(&[("k1", &k1)]);
+    let echo = Echo::start();
+    let gw = Gateway::start(&config(&idp.url(), "1s", "10m"), echo.addr, &[]);
+    wait_fetches(&gw, 1.0);
+    let bait = TcpListener::bind("127.0.0.1:0").expect("bind the bait");
+    bait.set_nonblocking(true).expect("nonblocking bait");
+    let url = format!(
+        "http://{}/keys.json",
+        bait.local_addr().expect("bait address")
+    );
+    // Signed by the configured key: accepted, and the URL in it is not touched.
+    for member in ["jku", "x5u"] {
+        let t = idp_token(&k1, "k1", &["viewer"], &format!(r#","{member}":"{url}""#));
+        assert_eq!(status(&gw, "/api/protected", &t), 200, "{member}");
+    }
+    // Signed by the attacker's key, embedded or linked: refused.
+    let attacker = ed25519(42);
+    let embedded = format!(
+        r#","jwk":{}"#,
+        jwks(&[("evil", &attacker)])
+            .trim_start_matches(r#"{"keys":["#)
+            .trim_end_matches("]}")
+    );
+    let t = idp_token(&attacker, "evil", &["viewer"], &embedded);
+    assert_eq!(status(&gw, "/api/protected", &t), 401);
+    let t = idp_token(
+        &attacker,
+        "evil",
+        &["viewer"],
+        &format!(r#","jku":"{url}","x5c":["AAAA"]"#),
+    );
+    assert_eq!(status(&gw, "/api/protected", &t), 401);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        bait.accept().is_err(),
+        "the gateway connected to a URL named in a token"
+    );
+}
