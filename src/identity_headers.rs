@@ -185,6 +185,27 @@ mod tests {
     }
 
     #[test]
+    fn several_roles_travel_as_one_comma_separated_value() {
+        let id = Identity {
+            sub: "idp|alice".into(),
+            role: Some("viewer".into()),
+            more_roles: vec!["admin".into(), "billing".into()],
+            external: Some("https://idp.test/".into()),
+            workspace: None,
+            plan: None,
+            jti: String::new(),
+            sid: None,
+            iat: 0,
+            exp: 0,
+        };
+        let role = injected(&names(), &id)
+            .into_iter()
+            .find(|(n, _)| n.as_str() == "x-user-role")
+            .map(|(_, v)| v.to_str().unwrap().to_owned());
+        assert_eq!(role.as_deref(), Some("viewer,admin,billing"));
+    }
+
+    #[test]
     fn upgrade_survives_for_websockets() {
         let mut h = map(&[("Connection", "Upgrade"), ("Upgrade", "websocket")]);
         sanitize(&mut h, &names());

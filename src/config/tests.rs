@@ -273,6 +273,12 @@ fn every_kind_of_mistake_gives_its_message_at_its_position() {
         (auth("  rate_limits: { login: 0/min }\n"), "gateway.yaml:11:25: auth.rate_limits.login: invalid rate \"0/min\": the count must be at least 1"),
         (auth("  rate_limits: { logins: 5/min }\n"), "gateway.yaml:11:18: auth.rate_limits.logins: unknown key (allowed: login, login_per_email, refresh, signup)"),
         (auth("  cookie_name: \"a b\"\n"), "gateway.yaml:11:16: auth.cookie_name: invalid cookie name \"a b\""),
+        (auth("  trusted_issuers: [{ issuer: i, jwks_url: \"http://idp.test/k\", audience: a }]\n"), "gateway.yaml:11:44: auth.trusted_issuers[0].jwks_url: \"http://idp.test/k\": keys must be fetched over https (plain http is allowed to 127.0.0.1, ::1 or localhost only)"),
+        (auth("  trusted_issuers: [{ issuer: i, jwks_url: \"https://idp.test/k\" }]\n"), "gateway.yaml:11:21: auth.trusted_issuers[0].audience: missing required key"),
+        (auth("  trusted_issuers: [{ issuer: https://gw.test, jwks_url: \"https://idp.test/k\", audience: a }]\n"), "gateway.yaml:11:31: auth.trusted_issuers[0].issuer: is auth.issuer, the gateway's own: its tokens are verified with the gateway's keys"),
+        (auth("  trusted_issuers: [{ issuer: i, jwks_url: \"https://idp.test/k\", audience: a, role_clam: r }]\n"), "gateway.yaml:11:79: auth.trusted_issuers[0].role_clam: unknown key (allowed: issuer, jwks_url, audience, role_claim, jwks_refresh, refetch_interval)"),
+        (auth("  trusted_issuers: [{ issuer: i, jwks_url: \"https://idp.test/k\", audience: a, refetch_interval: 500ms }]\n"), "gateway.yaml:11:97: auth.trusted_issuers[0].refetch_interval: must be at least 1s"),
+        (auth("  trusted_issuers: [{ issuer: i, jwks_url: \"https://a.test/k\", audience: a }, { issuer: i, jwks_url: \"https://b.test/k\", audience: a }]\n"), "gateway.yaml:11:89: auth.trusted_issuers[1].issuer: \"i\" is listed twice"),
         (route("  - { path: /a, roles: [admn], upstream: app }\n"), "gateway.yaml:11:25: routes[2].roles[0]: unknown role \"admn\" (known: admin, creator, viewer)"),
         (route("plans: [free]\n").replace("/api/x, ", "/api/x, plans: [pro], "), "gateway.yaml:10:29: routes[1].plans[0]: unknown plan \"pro\" (known: free)"),
         (route("  - { path: /a, upstream: ap }\n"), "gateway.yaml:11:27: routes[2].upstream: unknown upstream \"ap\" (known: app)"),
@@ -298,6 +304,36 @@ fn every_kind_of_mistake_gives_its_message_at_its_position() {
         })
         .collect();
     assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+}
+
+#[test]
+fn trusted_issuers_get_defaults_for_what_they_leave_out() {
+    let text = format!(
+        "{AUTH_LAST}  trusted_issuers:\n    - {{ issuer: \"https://idp.test/\", jwks_url: \"https://idp.test/jwks\", audience: api }}\n    - {{ issuer: m2m, jwks_url: \"http://127.0.0.1:8081/k\", audience: api, role_claim: realm_access.roles, jwks_refresh: 1h, refetch_interval: 5s }}\n"
+    );
+    let issuers = &valid(&text).config.auth.trusted_issuers;
+    assert_eq!(issuers.len(), 2);
+    assert_eq!(issuers[0].jwks_url.to_string(), "https://idp.test/jwks");
+    assert_eq!(
+        (
+            issuers[0].role_claim.as_str(),
+            issuers[0].jwks_refresh,
+            issuers[0].refetch_interval
+        ),
+        ("role", Duration::from_secs(600), Duration::from_secs(30))
+    );
+    assert_eq!(
+        (
+            issuers[1].role_claim.as_str(),
+            issuers[1].jwks_refresh,
+            issuers[1].refetch_interval
+        ),
+        (
+            "realm_access.roles",
+            Duration::from_secs(3600),
+            Duration::from_secs(5)
+        )
+    );
 }
 
 #[test]
