@@ -7,7 +7,9 @@ use crate::authn::Identity;
 use crate::config::IdentityHeaders;
 use crate::identity_headers;
 use crate::route::{normalize, MethodSet, Pattern, RouteTable};
-use crate::token::Keys;
+use crate::token::{self, Keys};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use http::{HeaderName, Method};
 use pingora::http::RequestHeader;
 use std::path::Path;
@@ -26,15 +28,35 @@ pub fn token_verification(input: &[u8]) {
         "api",
         Duration::from_secs(5),
     );
+    // A trusted issuer's claims are read before its keys are chosen: that
+    // reader must hold on any bytes, raw or inside a token.
+    foreign_claims_hold(input);
     let Ok(text) = std::str::from_utf8(input) else {
         return;
     };
+    if let Some(payload) = text
+        .split('.')
+        .nth(1)
+        .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+    {
+        foreign_claims_hold(&payload);
+    }
+    let _ = token::claimed_issuer(text);
     if let Ok(id) = keys.verify(text, 1_800_000_000) {
         assert!(
             !id.sub.is_empty() && !id.jti.is_empty(),
             "accepted a token without sub/jti"
         );
         assert!(id.exp + 5 > 1_800_000_000, "accepted an expired token");
+    }
+}
+
+/// Parsing never panics, and roles found at a path are the strings there.
+fn foreign_claims_hold(bytes: &[u8]) {
+    for claim in ["realm_access.roles", "role"] {
+        if let Ok(c) = token::json::foreign_claims(bytes, claim) {
+            assert!(c.roles.len() <= bytes.len(), "more roles than bytes");
+        }
     }
 }
 
