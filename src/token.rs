@@ -481,8 +481,7 @@ pub(crate) fn claimed_issuer(token: &str) -> Option<String> {
         return None;
     }
     let payload = decode(token.split('.').nth(1)?).ok()?;
-    let claims = json::claims(&payload).ok()?;
-    claims.iss.map(|i| i.into_owned())
+    json::issuer(&payload).map(|i| i.into_owned())
 }
 
 /// base64url without padding, canonical only: padding, `+`/`/` and stray

@@ -119,12 +119,14 @@ fn rsa2048() -> Signer {
 }
 
 /// A token as an IdP issues it: no `nbf`, no `jti`, no `typ` (as Okta's), roles
-/// inside `realm_access` (as Keycloak's).
+/// inside `realm_access` (as Keycloak's), other claims of any shape.
 fn idp_token(signer: &Signer, kid: &str, roles: &[&str], extra_header: &str) -> String {
     let now = now();
     let claims = serde_json::json!({
         "iss": IDP, "aud": [AUDIENCE, "other"], "sub": "idp|alice",
         "iat": now, "exp": now + 300, "realm_access": { "roles": roles },
+        // Shaped unlike the gateway's own claims; only role_claim decides roles.
+        "role": ["idp-internal"], "ws": { "id": 7 },
     });
     let header = format!(
         r#"{{"alg":"{}","kid":"{kid}"{extra_header}}}"#,

@@ -348,6 +348,34 @@ pub fn claims(bytes: &[u8]) -> Result<RawClaims<'_>, serde_json::Error> {
     serde_json::from_slice(bytes)
 }
 
+/// Only the `iss` of a claims object, whatever shape its other members have
+/// (another issuer's `role` may be a list): it chooses which keys to try.
+pub fn issuer(bytes: &[u8]) -> Option<Cow<'_, str>> {
+    struct Iss;
+    impl<'de> Visitor<'de> for Iss {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JWT claims object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut seen = Seen::new();
+            let mut iss = None;
+            while let Some(Text(name)) = map.next_key()? {
+                if seen.first_time(name)? == "iss" {
+                    iss = Some(map.next_value::<Text>()?.0);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(iss)
+        }
+    }
+    let mut reader = serde_json::Deserializer::from_slice(bytes);
+    let iss = de::Deserializer::deserialize_map(&mut reader, Iss).ok()?;
+    reader.end().ok()?;
+    iss
+}
+
 /// Reads a trusted issuer's claims object, with its roles at `role_claim`.
 pub fn foreign_claims<'a>(
     bytes: &'a [u8],
@@ -422,6 +450,15 @@ mod tests {
         assert_eq!(roles(auth0, "https://example.com/roles"), ["admin"]);
         assert!(roles(r#"{"realm_access":"nope"}"#, "realm_access.roles").is_empty());
         assert!(roles(r#"{"sub":"x"}"#, "role").is_empty());
+    }
+
+    #[test]
+    fn the_issuer_is_read_whatever_shape_the_other_claims_have() {
+        let iss = issuer(br#"{"role":["a"],"ws":{"x":1},"iss":"https://idp.test/"}"#);
+        assert_eq!(iss.as_deref(), Some("https://idp.test/"));
+        assert!(issuer(br#"{"iss":"a","iss":"b"}"#).is_none());
+        assert!(issuer(br#"{"iss":1}"#).is_none());
+        assert!(issuer(br#"{"sub":"x"}"#).is_none());
     }
 
     #[test]
