@@ -241,6 +241,29 @@ fn switching_to_a_workspace_the_user_is_not_in_is_403() {
 }
 
 #[test]
+fn switching_is_rate_limited_per_user_like_refreshing() {
+    let echo = Echo::start();
+    let config = tenant_config().replace("refresh: 1000/min", "refresh: 3/min");
+    assert!(
+        config.contains("refresh: 3/min"),
+        "BASE_CONFIG's rate limits moved"
+    );
+    let gw = Gateway::start(&config, echo.addr, &[]);
+    slack_user(&gw);
+    let access = access_token(&login(gw.addr, "sam@example.com", PASSWORD));
+    for n in 0..3 {
+        assert_eq!(switch(&gw, &access, "acme").status, 200, "switch {n}");
+    }
+    let r = switch(&gw, &access, "initech");
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.header("retry-after").is_some());
+    assert!(
+        refresh_cookie(&r).is_none(),
+        "a refused switch started a session"
+    );
+}
+
+#[test]
 fn switch_needs_a_valid_unrevoked_token_and_a_workspace_field() {
     let (_echo, gw) = start();
     slack_user(&gw);

@@ -23,6 +23,10 @@ impl Service {
         now: u64,
     ) -> Result<TokenPair, Reject> {
         self.available()?;
+        // Every switch starts a session family in the store, so a token holder
+        // gets as many per minute as refreshes, counted per user.
+        let rate = &gw.config.auth.rate_limits.refresh;
+        super::limit(&self.limits.routes, ("auth:switch", id.sub.as_str()), rate)?;
         let user = self
             .store
             .user_by_id(&id.sub)
