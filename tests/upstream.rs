@@ -6,6 +6,9 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn start() -> (Echo, Gateway) {
@@ -28,6 +31,81 @@ fn an_upstream_that_closes_without_answering_is_502() {
     let r = get(gw.addr, "/__close", &[]);
     assert_eq!(r.status, 502);
     assert_eq!(r.json(), serde_json::json!({"error": "Bad gateway"}));
+}
+
+/// An upstream on 127.0.0.1 that reads each request head and then, while
+/// `reset` is set, aborts the connection (RST, via SO_LINGER 0), else answers 200.
+fn resetting_upstream(reset: Arc<AtomicBool>) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the upstream");
+    let addr = listener.local_addr().expect("upstream address");
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let reset = reset.clone();
+            std::thread::spawn(move || {
+                conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                loop {
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match conn.read(&mut byte) {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    head.clear();
+                    if reset.load(Ordering::SeqCst) {
+                        let linger = libc::linger {
+                            l_onoff: 1,
+                            l_linger: 0,
+                        };
+                        // SAFETY: a valid socket fd and a correctly sized option value.
+                        unsafe {
+                            libc::setsockopt(
+                                conn.as_raw_fd(),
+                                libc::SOL_SOCKET,
+                                libc::SO_LINGER,
+                                (&linger as *const libc::linger).cast(),
+                                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                            );
+                        }
+                        return; // dropped with linger 0: the peer gets a RST
+                    }
+                    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if conn.write_all(ok).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn an_upstream_that_resets_is_502_and_the_gateway_recovers_by_itself() {
+    let reset = Arc::new(AtomicBool::new(false));
+    let upstream = resetting_upstream(reset.clone());
+    let gw = Gateway::start(&pair_config(&upstream.to_string()), upstream, &[]);
+    // Pooled keep-alive connections exist before the resets start.
+    for _ in 0..3 {
+        assert_eq!(get(gw.addr, "/x", &[]).status, 200);
+    }
+    reset.store(true, Ordering::SeqCst);
+    for i in 0..5 {
+        let r = get(gw.addr, "/x", &[]);
+        assert_eq!(r.status, 502, "request {i}: {}", r.text());
+        assert_eq!(r.json(), serde_json::json!({"error": "Bad gateway"}));
+    }
+    reset.store(false, Ordering::SeqCst);
+    for i in 0..5 {
+        let r = get(gw.addr, "/x", &[]);
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "ok"),
+            "request {i} after the resets"
+        );
+    }
 }
 
 #[test]
