@@ -227,3 +227,46 @@ fn an_hs256_gateway_publishes_no_keys_and_refuses_to_rotate() {
     assert_eq!(code, 1);
     assert!(err.contains("auth.algorithm is HS256"), "{err}");
 }
+
+#[test]
+fn two_gateways_sharing_keys_dir_agree_on_the_keys_through_a_rotation() {
+    let echo = Echo::start();
+    let shared = fresh_temp_dir().join("keys");
+    let yaml = config("EdDSA").replace(
+        "  algorithm: EdDSA\n",
+        &format!("  algorithm: EdDSA\n  keys_dir: {}\n", shared.display()),
+    );
+    assert!(
+        yaml.contains("keys_dir"),
+        "config() moved the algorithm line"
+    );
+    let a = Gateway::start(&yaml, echo.addr, NO_SECRET);
+    let b = Gateway::start(&yaml, echo.addr, NO_SECRET);
+    let first = kids(&jwks(&a));
+    assert_eq!(first.len(), 1, "the second gateway made a key of its own");
+    assert_eq!(kids(&jwks(&b)), first);
+    let old_token = cli_token(&a, "user-1");
+    assert_eq!(protected(&b, &old_token), 200);
+
+    let config_a = a.dir.join("gateway.yaml");
+    let (code, _, err) = portcullis(
+        &["keys", "rotate", "-c", config_a.to_str().expect("utf-8")],
+        NO_SECRET,
+    );
+    assert_eq!(code, 0, "keys rotate: {err}");
+    for gw in [&a, &b] {
+        assert!(
+            eventually(Duration::from_secs(5), || kids(&jwks(gw)).len() == 2),
+            "a gateway did not pick up the rotation"
+        );
+    }
+    assert_eq!(kids(&jwks(&a)), kids(&jwks(&b)));
+    // Tokens from either key verify on either gateway.
+    let new_token = cli_token(&b, "user-2");
+    assert_ne!(header_of(&new_token)["kid"], first[0].as_str());
+    for gw in [&a, &b] {
+        assert_eq!(protected(gw, &new_token), 200);
+        assert_eq!(protected(gw, &old_token), 200);
+    }
+    let _ = std::fs::remove_dir_all(shared.parent().expect("a temp dir"));
+}
