@@ -137,16 +137,16 @@ impl Proxy {
         }
     }
 
-    /// Rewrites the request the upstream will see: the matched path, no
-    /// client identity headers, the verified ones, forwarding headers.
-    fn rewrite(&self, session: &mut Session, ctx: &Ctx) -> Result<()> {
+    /// Rewrites the request the upstream will see (pingora's copy of the client's,
+    /// already sanitized): the matched path, the verified identity headers,
+    /// forwarding headers. Done on the copy, not on the client's request, so the
+    /// added headers are not cloned and dropped once more per request.
+    fn rewrite(&self, session: &Session, req: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
         let client_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip().to_string());
         let names = &ctx.gateway.config.headers;
-        let req = session.req_header_mut();
-        identity_headers::sanitize(req, names);
         if let Some(id) = &ctx.identity {
             for (name, value) in identity_headers::injected(names, id) {
                 req.insert_header(name.clone(), value)?;
@@ -278,8 +278,19 @@ impl ProxyHttp for Proxy {
             self.serve_auth(session, ctx).await?;
             return Ok(true);
         }
-        self.rewrite(session, ctx)?;
+        // Client-sent identity headers go now; the verified ones are added to the
+        // upstream's copy in `upstream_request_filter`.
+        identity_headers::sanitize(session.req_header_mut(), &ctx.gateway.config.headers);
         Ok(false)
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        self.rewrite(session, upstream_request, ctx)
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {

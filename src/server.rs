@@ -85,9 +85,15 @@ pub fn run(path: &Path) -> Result<(), String> {
     let inflight = Arc::new(AtomicUsize::new(0));
     let ready = auth.ready_flag();
 
+    // Under `taskset` this is the number of CPUs we may use, not the machine's.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let conf = ServerConf {
-        // Under `taskset` this is the number of CPUs we may use, not the machine's.
-        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        threads,
+        // With one thread there is nobody to steal work from, and pingora then runs
+        // each service on a current-thread runtime, which skips the multi-thread
+        // scheduler's bookkeeping on every wake-up (about +10 % req/s pinned to one
+        // core, docs/benchmarks.md).
+        work_stealing: threads > 1,
         // Pingora sleeps this long after SIGTERM; our drain watcher exits
         // sooner once the last request is done.
         grace_period_seconds: Some(grace.as_secs().max(1)),
