@@ -486,3 +486,30 @@ fn key_urls_in_a_token_never_make_the_gateway_fetch() {
         "the gateway connected to a URL named in a token"
     );
 }
+
+#[test]
+fn es256_signatures_with_r_or_s_zero_are_refused() {
+    let ec = p256(51);
+    let idp = Idp::start(&[("ec", &ec)]);
+    let echo = Echo::start();
+    let gw = Gateway::start(&config(&idp.url(), "1s", "10m"), echo.addr, &[]);
+    let good = idp_token(&ec, "ec", &["viewer"], "");
+    assert_eq!(status(&gw, "/api/protected", &good), 200);
+    let (input, sig) = good.rsplit_once('.').expect("a signature part");
+    let sig = b64url_decode(sig).expect("base64url signature");
+    assert_eq!(sig.len(), 64, "r || s, 32 bytes each");
+    let zero = [0u8; 32];
+    for (name, forged) in [
+        ("r = s = 0", [zero, zero].concat()),
+        ("r = 0", [&zero[..], &sig[32..]].concat()),
+        ("s = 0", [&sig[..32], &zero[..]].concat()),
+    ] {
+        let t = format!("{input}.{}", b64url(&forged));
+        assert_eq!(status(&gw, "/api/protected", &t), 401, "{name}");
+    }
+    assert_eq!(
+        echo.seen_count(),
+        1,
+        "only the good token reached the upstream"
+    );
+}
