@@ -32,7 +32,8 @@ pub enum Reject {
     },
     BadGateway,
     GatewayTimeout,
-    /// The store does not answer; auth endpoints only.
+    /// The store does not answer (auth endpoints), or a trusted issuer's keys
+    /// were never fetched (its tokens may be fine; nobody can tell yet).
     Unavailable {
         retry_after: u64,
     },

@@ -21,7 +21,7 @@ use crate::authn::Identity;
 use crate::config::TrustedIssuer;
 use crate::error::Reject;
 use crate::metrics::METRICS;
-use crate::token::{self, json, Cache, Key, TokenError, Typ};
+use crate::token::{self, json, Cache, Expected, Key, TokenError, Typ};
 use arc_swap::ArcSwapOption;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -36,6 +36,8 @@ pub struct TrustedIssuers {
 pub struct Issuer {
     config: TrustedIssuer,
     name: Arc<str>,
+    /// `jwks_url` without its query, which may carry an access key: what logs show.
+    logged_url: String,
     leeway: u64,
     /// `None` until a fetch has succeeded once.
     keys: ArcSwapOption<KeySet>,
@@ -100,6 +102,12 @@ impl Issuer {
         let (wake, wakes) = mpsc::channel(1);
         let issuer = Arc::new(Issuer {
             name: config.issuer.as_str().into(),
+            logged_url: format!(
+                "{}://{}{}",
+                config.jwks_url.scheme_str().unwrap_or("https"),
+                config.jwks_url.authority().map_or("", |a| a.as_str()),
+                config.jwks_url.path()
+            ),
             config,
             leeway,
             keys: ArcSwapOption::empty(),
@@ -169,43 +177,27 @@ impl Issuer {
         c: json::ForeignClaims<'_>,
         now: u64,
     ) -> Result<(Identity, u64, u64), TokenError> {
-        let iss = c.iss.ok_or(TokenError::MissingClaim("iss"))?;
-        let aud = c.aud.ok_or(TokenError::MissingClaim("aud"))?;
-        let sub = c.sub.ok_or(TokenError::MissingClaim("sub"))?;
-        let exp = c.exp.ok_or(TokenError::MissingClaim("exp"))?;
-        if iss != self.config.issuer {
-            return Err(TokenError::Issuer);
-        }
-        if !aud.contains(&self.config.audience) {
-            return Err(TokenError::Audience);
-        }
-        if now >= exp.saturating_add(self.leeway) {
-            return Err(TokenError::Expired);
-        }
-        if c.nbf.is_some_and(|nbf| nbf > now + self.leeway) {
-            return Err(TokenError::NotYetValid);
-        }
-        if c.iat.is_some_and(|iat| iat > now + self.leeway) {
-            return Err(TokenError::IssuedInFuture);
-        }
-        if sub.is_empty() {
-            return Err(TokenError::Malformed);
-        }
-        let from = c.nbf.max(c.iat).unwrap_or(0).saturating_sub(self.leeway);
+        let expect = Expected {
+            issuer: &self.config.issuer,
+            audience: &self.config.audience,
+            leeway: self.leeway,
+        };
+        let v = expect.check(c.registered, now)?;
+        let from = v.nbf.max(v.iat).unwrap_or(0).saturating_sub(self.leeway);
         let mut roles = c.roles.into_iter().map(|r| r.into_owned());
         let id = Identity {
-            sub: sub.into_owned(),
+            sub: v.sub.into_owned(),
             role: roles.next(),
             more_roles: roles.collect(),
             workspace: None,
             plan: None,
-            jti: c.jti.map(|j| j.into_owned()).unwrap_or_default(),
+            jti: v.jti.map(|j| j.into_owned()).unwrap_or_default(),
             sid: None,
-            iat: c.iat.unwrap_or(0),
-            exp,
+            iat: v.iat.unwrap_or(0),
+            exp: v.exp,
             external: Some(self.name.clone()),
         };
-        Ok((id, from, exp.saturating_add(self.leeway)))
+        Ok((id, from, v.exp.saturating_add(self.leeway)))
     }
 
     /// Asks for a fetch now and waits for it, unless the last one started
@@ -255,13 +247,13 @@ impl Issuer {
             Ok(keys) => {
                 self.install(keys);
                 if failing_before {
-                    log::info!("jwks: {} answers again", self.config.jwks_url);
+                    log::info!("jwks: {} answers again", self.logged_url);
                 }
             }
-            Err(why) if failing_before => log::debug!("jwks: {}: {why}", self.config.jwks_url),
+            Err(why) if failing_before => log::debug!("jwks: {}: {why}", self.logged_url),
             Err(why) => log::warn!(
                 "jwks: {} for issuer {}: {why}; {}",
-                self.config.jwks_url,
+                self.logged_url,
                 self.name,
                 match self.keys.load().is_some() {
                     true => "the last fetched keys stay in use",

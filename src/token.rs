@@ -13,6 +13,7 @@ pub(crate) use cache::Cache;
 pub use material::{Signer, Verifier};
 use rand::RngCore;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 use std::sync::{Arc, Weak};
@@ -358,31 +359,20 @@ impl Keys {
         c: json::RawClaims<'_>,
         now: u64,
     ) -> Result<(Identity, u64), TokenError> {
-        let iss = c.iss.ok_or(TokenError::MissingClaim("iss"))?;
-        let aud = c.aud.ok_or(TokenError::MissingClaim("aud"))?;
-        let sub = c.sub.ok_or(TokenError::MissingClaim("sub"))?;
-        let exp = c.exp.ok_or(TokenError::MissingClaim("exp"))?;
-        let iat = c.iat.ok_or(TokenError::MissingClaim("iat"))?;
-        let nbf = c.nbf.ok_or(TokenError::MissingClaim("nbf"))?;
-        let jti = c.jti.ok_or(TokenError::MissingClaim("jti"))?;
-        if iss != self.issuer {
-            return Err(TokenError::Issuer);
-        }
-        if !aud.contains(&self.audience) {
-            return Err(TokenError::Audience);
-        }
-        if now >= exp.saturating_add(self.leeway) {
-            return Err(TokenError::Expired);
-        }
-        if nbf > now + self.leeway {
-            return Err(TokenError::NotYetValid);
-        }
-        if iat > now + self.leeway {
-            return Err(TokenError::IssuedInFuture);
-        }
-        if sub.is_empty() || jti.is_empty() {
+        let expect = Expected {
+            issuer: &self.issuer,
+            audience: &self.audience,
+            leeway: self.leeway,
+        };
+        let v = expect.check(c.registered, now)?;
+        // Ours always carry these (SPEC §3); another issuer's may not.
+        let iat = v.iat.ok_or(TokenError::MissingClaim("iat"))?;
+        let nbf = v.nbf.ok_or(TokenError::MissingClaim("nbf"))?;
+        let jti = v.jti.ok_or(TokenError::MissingClaim("jti"))?;
+        if jti.is_empty() {
             return Err(TokenError::Malformed);
         }
+        let (sub, exp) = (v.sub, v.exp);
         let id = Identity {
             sub: sub.into_owned(),
             role: c.role.map(|r| r.into_owned()),
@@ -396,6 +386,65 @@ impl Keys {
             external: None,
         };
         Ok((id, nbf))
+    }
+}
+
+/// What an accepted token's registered claims must say, ours or a trusted
+/// issuer's.
+pub(crate) struct Expected<'e> {
+    pub issuer: &'e str,
+    pub audience: &'e str,
+    /// Seconds of clock skew allowed on `exp`, `nbf` and `iat`.
+    pub leeway: u64,
+}
+
+/// Registered claims that passed [`Expected::check`].
+pub(crate) struct Valid<'a> {
+    pub sub: Cow<'a, str>,
+    pub exp: u64,
+    pub iat: Option<u64>,
+    pub nbf: Option<u64>,
+    pub jti: Option<Cow<'a, str>>,
+}
+
+impl Expected<'_> {
+    /// `iss`, `aud`, `sub` and `exp` must be present and right; `nbf` and `iat`,
+    /// when present, must not be in the future. Whether those two and `jti` are
+    /// required is the caller's to say.
+    pub(crate) fn check<'a>(
+        &self,
+        c: json::Registered<'a>,
+        now: u64,
+    ) -> Result<Valid<'a>, TokenError> {
+        let iss = c.iss.ok_or(TokenError::MissingClaim("iss"))?;
+        let aud = c.aud.ok_or(TokenError::MissingClaim("aud"))?;
+        let sub = c.sub.ok_or(TokenError::MissingClaim("sub"))?;
+        let exp = c.exp.ok_or(TokenError::MissingClaim("exp"))?;
+        if iss != self.issuer {
+            return Err(TokenError::Issuer);
+        }
+        if !aud.contains(self.audience) {
+            return Err(TokenError::Audience);
+        }
+        if now >= exp.saturating_add(self.leeway) {
+            return Err(TokenError::Expired);
+        }
+        if c.nbf.is_some_and(|nbf| nbf > now + self.leeway) {
+            return Err(TokenError::NotYetValid);
+        }
+        if c.iat.is_some_and(|iat| iat > now + self.leeway) {
+            return Err(TokenError::IssuedInFuture);
+        }
+        if sub.is_empty() {
+            return Err(TokenError::Malformed);
+        }
+        Ok(Valid {
+            sub,
+            exp,
+            iat: c.iat,
+            nbf: c.nbf,
+            jti: c.jti,
+        })
     }
 }
 

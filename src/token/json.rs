@@ -20,9 +20,9 @@ pub struct Header<'a> {
     pub crit: bool,
 }
 
-/// The claims an access token carries, as found in the payload.
+/// The registered claims (RFC 7519 §4.1) verification looks at, as found.
 #[derive(Debug, Default)]
-pub struct RawClaims<'a> {
+pub struct Registered<'a> {
     pub iss: Option<Cow<'a, str>>,
     pub aud: Option<Audience<'a>>,
     pub sub: Option<Cow<'a, str>>,
@@ -30,6 +30,32 @@ pub struct RawClaims<'a> {
     pub nbf: Option<u64>,
     pub exp: Option<u64>,
     pub jti: Option<Cow<'a, str>>,
+}
+
+impl<'de> Registered<'de> {
+    /// Reads the value of member `name` when it is one of these claims; false,
+    /// with nothing read, when it is not.
+    fn read<A: MapAccess<'de>>(&mut self, name: &str, map: &mut A) -> Result<bool, A::Error> {
+        match name {
+            "iss" => self.iss = Some(map.next_value::<Text>()?.0),
+            "aud" => self.aud = Some(map.next_value()?),
+            "sub" => self.sub = Some(map.next_value::<Text>()?.0),
+            // u64 refuses strings, floats and negatives: a NumericDate
+            // in any other shape is a malformed token, not a rounding job.
+            "iat" => self.iat = Some(map.next_value()?),
+            "nbf" => self.nbf = Some(map.next_value()?),
+            "exp" => self.exp = Some(map.next_value()?),
+            "jti" => self.jti = Some(map.next_value::<Text>()?.0),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// The claims an access token of ours carries, as found in the payload.
+#[derive(Debug, Default)]
+pub struct RawClaims<'a> {
+    pub registered: Registered<'a>,
     pub sid: Option<Cow<'a, str>>,
     pub role: Option<Cow<'a, str>>,
     pub ws: Option<Cow<'a, str>>,
@@ -170,16 +196,10 @@ impl<'de> de::Deserialize<'de> for RawClaims<'de> {
                 let mut c = RawClaims::default();
                 while let Some(Text(name)) = map.next_key()? {
                     let name = seen.first_time(name)?;
+                    if c.registered.read(&name, &mut map)? {
+                        continue;
+                    }
                     match name.as_ref() {
-                        "iss" => c.iss = Some(map.next_value::<Text>()?.0),
-                        "aud" => c.aud = Some(map.next_value()?),
-                        "sub" => c.sub = Some(map.next_value::<Text>()?.0),
-                        // u64 refuses strings, floats and negatives: a NumericDate
-                        // in any other shape is a malformed token, not a rounding job.
-                        "iat" => c.iat = Some(map.next_value()?),
-                        "nbf" => c.nbf = Some(map.next_value()?),
-                        "exp" => c.exp = Some(map.next_value()?),
-                        "jti" => c.jti = Some(map.next_value::<Text>()?.0),
                         "sid" => c.sid = Some(map.next_value::<Text>()?.0),
                         "role" => c.role = Some(map.next_value::<Text>()?.0),
                         "ws" => c.ws = Some(map.next_value::<Text>()?.0),
@@ -200,13 +220,7 @@ impl<'de> de::Deserialize<'de> for RawClaims<'de> {
 /// checks, and the roles found at the issuer's `role_claim`.
 #[derive(Debug, Default)]
 pub struct ForeignClaims<'a> {
-    pub iss: Option<Cow<'a, str>>,
-    pub aud: Option<Audience<'a>>,
-    pub sub: Option<Cow<'a, str>>,
-    pub iat: Option<u64>,
-    pub nbf: Option<u64>,
-    pub exp: Option<u64>,
-    pub jti: Option<Cow<'a, str>>,
+    pub registered: Registered<'a>,
     pub roles: Vec<Cow<'a, str>>,
 }
 
@@ -312,14 +326,10 @@ impl<'de> Visitor<'de> for Foreign<'_> {
         let (mut exact, mut nested) = (None, None);
         while let Some(Text(name)) = map.next_key()? {
             let name = seen.first_time(name)?;
+            if c.registered.read(&name, &mut map)? {
+                continue;
+            }
             match name.as_ref() {
-                "iss" => c.iss = Some(map.next_value::<Text>()?.0),
-                "aud" => c.aud = Some(map.next_value()?),
-                "sub" => c.sub = Some(map.next_value::<Text>()?.0),
-                "iat" => c.iat = Some(map.next_value()?),
-                "nbf" => c.nbf = Some(map.next_value()?),
-                "exp" => c.exp = Some(map.next_value()?),
-                "jti" => c.jti = Some(map.next_value::<Text>()?.0),
                 n if n == self.role_claim => exact = Some(map.next_value::<Roles>()?.0),
                 n => match self
                     .role_claim
@@ -412,7 +422,7 @@ mod tests {
         assert!(claims(br#"{"exp":1700000000.5}"#).is_err());
         assert!(claims(br#"{"exp":-1}"#).is_err());
         assert_eq!(
-            claims(br#"{"exp":1700000000}"#).unwrap().exp,
+            claims(br#"{"exp":1700000000}"#).unwrap().registered.exp,
             Some(1_700_000_000)
         );
     }
@@ -426,9 +436,13 @@ mod tests {
 
     #[test]
     fn audience_is_a_string_or_a_list_of_strings() {
-        let one = claims(br#"{"aud":"api"}"#).unwrap().aud.unwrap();
+        let one = claims(br#"{"aud":"api"}"#).unwrap().registered.aud.unwrap();
         assert!(one.contains("api") && !one.contains("web"));
-        let many = claims(br#"{"aud":["web","api"]}"#).unwrap().aud.unwrap();
+        let many = claims(br#"{"aud":["web","api"]}"#)
+            .unwrap()
+            .registered
+            .aud
+            .unwrap();
         assert!(many.contains("api"));
         assert!(claims(br#"{"aud":[1]}"#).is_err());
     }
@@ -470,7 +484,8 @@ mod tests {
         assert!(foreign_claims(br#"{"exp":1.5}"#, "role").is_err());
         assert!(foreign_claims(br#"{"exp":1} x"#, "role").is_err());
         let c = foreign_claims(br#"{"iss":"i","aud":["a"],"exp":5}"#, "role").unwrap();
-        assert_eq!((c.iss.as_deref(), c.exp, c.nbf), (Some("i"), Some(5), None));
+        let r = &c.registered;
+        assert_eq!((r.iss.as_deref(), r.exp, r.nbf), (Some("i"), Some(5), None));
     }
 
     #[test]
