@@ -126,11 +126,20 @@ impl Reject {
             Reject::WrongMethod { allow } => headers.push(("allow", (*allow).to_owned())),
             _ => {}
         }
-        let body = serde_json::json!({ "error": self.message() }).to_string();
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            error: &'a str,
+        }
+        // Serialized straight from the struct: no `Value` tree on a path that
+        // refuses floods of bad tokens.
+        let body = serde_json::to_vec(&Body {
+            error: &self.message(),
+        })
+        .unwrap_or_default();
         Answer {
             status: self.status(),
             headers,
-            body: body.into_bytes(),
+            body,
         }
     }
 }

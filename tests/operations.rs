@@ -204,3 +204,24 @@ fn startup_refuses_a_short_secret_with_one_clear_line() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_client_that_leaves_before_the_answer_is_counted_as_499_not_as_a_bad_gateway() {
+    let (_echo, gw) = start();
+    let mut conn = Conn::open(gw.addr);
+    conn.send(b"GET /__sleep/600 HTTP/1.1\r\nHost: x\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(150));
+    drop(conn);
+    let line = |lines: Vec<String>| {
+        lines
+            .into_iter()
+            .find(|l| l.contains(r#""path":"/__sleep/600""#))
+    };
+    let logged = eventually(Duration::from_secs(5), || line(gw.stdout_lines()).is_some());
+    assert!(logged, "no access log line: {:?}", gw.stdout_lines());
+    let entry: serde_json::Value = serde_json::from_str(&line(gw.stdout_lines()).unwrap()).unwrap();
+    assert_eq!(entry["status"], 499, "{entry}");
+    let metrics = get(gw.admin_addr, "/metrics", &[]).text();
+    assert!(metrics.contains(r#"status="499"} 1"#), "{metrics}");
+    assert!(!metrics.contains(r#"status="502""#), "{metrics}");
+}
