@@ -21,7 +21,7 @@ use crate::authn::Identity;
 use crate::config::TrustedIssuer;
 use crate::error::Reject;
 use crate::metrics::METRICS;
-use crate::token::{self, json, Cache, Expected, Key, TokenError, Typ};
+use crate::token::{self, json, Answers, Expected, Key, TokenError, Typ};
 use arc_swap::ArcSwapOption;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -51,7 +51,7 @@ pub struct Issuer {
 /// One generation of fetched keys, with the tokens verified by them.
 struct KeySet {
     keys: Vec<Key>,
-    cache: Cache,
+    answers: Answers,
 }
 
 #[derive(Default)]
@@ -156,16 +156,13 @@ impl Issuer {
     }
 
     fn verify_with(&self, set: &KeySet, token: &str, now: u64) -> Result<Identity, TokenError> {
-        if let Some(id) = set.cache.get(token, now) {
-            return Ok(id);
-        }
-        let signed = token::check_signature(&set.keys, Typ::Optional, token, now)?;
-        let claims = json::foreign_claims(&signed.payload, &self.config.role_claim)
-            .map_err(|_| TokenError::Malformed)?;
-        let (id, from, until) = self.check_claims(claims, now)?;
-        set.cache
-            .insert(token, &id, from..until.min(signed.verify_until));
-        Ok(id)
+        set.answers.verify(token, now, || {
+            let signed = token::check_signature(&set.keys, Typ::Optional, token, now)?;
+            let claims = json::foreign_claims(&signed.payload, &self.config.role_claim)
+                .map_err(|_| TokenError::Malformed)?;
+            let (id, from, until) = self.check_claims(claims, now)?;
+            Ok((id, from..until.min(signed.verify_until)))
+        })
     }
 
     /// Registered claims as RFC 7519 defines them: `iss`, `aud`, `sub` and
@@ -285,7 +282,7 @@ impl Issuer {
         log::info!("jwks: issuer {} now has keys {kids:?}", self.name);
         self.keys.store(Some(Arc::new(KeySet {
             keys,
-            cache: Cache::new(),
+            answers: Answers::new(),
         })));
     }
 }

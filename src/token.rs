@@ -9,7 +9,7 @@ use crate::authn::Identity;
 use arc_swap::ArcSwap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-pub(crate) use cache::Cache;
+pub(crate) use cache::Answers;
 pub use material::{Signer, Verifier};
 use rand::RngCore;
 use serde::Serialize;
@@ -86,7 +86,8 @@ pub struct Key {
 /// whole, so a request never sees half a key set.
 struct Ring {
     keys: Vec<Key>,
-    cache: Option<Cache>,
+    /// Verification answers for these keys; gone with them.
+    answers: Option<Answers>,
 }
 
 impl Ring {
@@ -208,7 +209,7 @@ impl Keys {
             leeway: leeway.as_secs(),
             ring: Arc::new(ArcSwap::from_pointee(Ring {
                 keys,
-                cache: Some(Cache::new()),
+                answers: Some(Answers::new()),
             })),
             refresh_secret: refresh_secret.into(),
             jwks_max_age: 300,
@@ -325,15 +326,10 @@ impl Keys {
     /// token is checked for revocation like any other).
     pub fn verify(&self, token: &str, now: u64) -> Result<Identity, TokenError> {
         let ring = self.ring.load();
-        let Some(cache) = &ring.cache else {
-            return self.verify_in(&ring, token, now).map(|(id, _)| id);
-        };
-        if let Some(id) = cache.get(token, now) {
-            return Ok(id);
+        match &ring.answers {
+            Some(answers) => answers.verify(token, now, || self.verify_in(&ring, token, now)),
+            None => self.verify_in(&ring, token, now).map(|(id, _)| id),
         }
-        let (id, valid) = self.verify_in(&ring, token, now)?;
-        cache.insert(token, &id, valid);
-        Ok(id)
     }
 
     /// Verification itself, answering also the span of `now` over which the
@@ -563,7 +559,7 @@ impl WeakRing {
         }
         ring.store(Arc::new(Ring {
             keys,
-            cache: self.1.then(Cache::new),
+            answers: self.1.then(Answers::new),
         }));
         true
     }
