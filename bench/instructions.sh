@@ -15,6 +15,12 @@ N=${1:-2000}
 RUN=$(mktemp -d /tmp/instructions.XXXXXX)
 chmod 755 "$RUN"
 export JWT_SECRET=instructions-bench-secret-0123456789abcdef0123456789abcdef
+for port in 9001 9104 9190; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port is taken (a gateway or upstream left running?)" >&2
+    exit 1
+  fi
+done
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT

@@ -13,7 +13,10 @@ const HSTS: &str = "max-age=31536000; includeSubDomains";
 /// Headers on every response, proxied or not: the request id, no version-
 /// naming `Server`, HSTS over HTTPS.
 pub fn common_headers(resp: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
-    resp.remove_header("server");
+    // Checked first: a lookup by the parsed name is cheaper than a removal by text.
+    if resp.headers.contains_key(http::header::SERVER) {
+        resp.remove_header(&http::header::SERVER);
+    }
     resp.insert_header("x-request-id", ctx.request_id.as_str())?;
     if ctx.tls {
         resp.insert_header("strict-transport-security", HSTS)?;
