@@ -50,13 +50,13 @@ impl<V> Default for Set<V> {
 }
 
 /// At most `SETS * WAYS` tokens, each with the answer `V` that verifying it gives.
-pub struct Cache<V = Arc<Identity>> {
+struct Cache<V> {
     sets: Box<[Mutex<Set<V>>]>,
     hasher: RandomState,
 }
 
 impl<V: Clone> Cache<V> {
-    pub fn new() -> Cache<V> {
+    fn new() -> Cache<V> {
         Cache {
             sets: (0..SETS).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
@@ -78,7 +78,7 @@ impl<V: Clone> Cache<V> {
 
     /// The answer remembered for `token`, while it is still the answer at `now`.
     /// (For identities, `V` is an `Arc`: a hit clones a pointer under the lock.)
-    pub fn get(&self, token: &str, now: u64) -> Option<V> {
+    fn get(&self, token: &str, now: u64) -> Option<V> {
         if token.len() > MAX_CACHED_LEN {
             return None;
         }
@@ -98,7 +98,7 @@ impl<V: Clone> Cache<V> {
     }
 
     /// Remembers that verifying `token` answers `value` at any time in `valid`.
-    pub fn insert(&self, token: &str, value: V, valid: Range<u64>) {
+    fn insert(&self, token: &str, value: V, valid: Range<u64>) {
         if token.len() > MAX_CACHED_LEN {
             return;
         }
@@ -188,7 +188,7 @@ mod tests {
 
     #[test]
     fn a_cached_token_is_returned_only_within_its_validity() {
-        let cache: Cache = Cache::new();
+        let cache: Cache<Arc<Identity>> = Cache::new();
         cache.insert("a.b.c", id("u1", 100), 10..105);
         assert_eq!(cache.get("a.b.c", 9), None);
         cache.insert("a.b.c", id("u1", 100), 10..105);
@@ -207,7 +207,7 @@ mod tests {
 
     #[test]
     fn only_the_exact_token_hits() {
-        let cache: Cache = Cache::new();
+        let cache: Cache<Arc<Identity>> = Cache::new();
         cache.insert("a.b.c", id("u1", 100), 10..105);
         assert_eq!(cache.get("a.b.d", 50), None);
         assert_eq!(cache.get("a.b.c ", 50), None);
@@ -215,7 +215,7 @@ mod tests {
 
     #[test]
     fn the_cache_stays_bounded() {
-        let cache: Cache = Cache::new();
+        let cache: Cache<Arc<Identity>> = Cache::new();
         for i in 0..(SETS * WAYS * 3) {
             cache.insert(&format!("t{i}"), id("u", 100), 10..105);
         }
@@ -232,7 +232,7 @@ mod tests {
 
     #[test]
     fn oversized_tokens_are_not_cached() {
-        let cache: Cache = Cache::new();
+        let cache: Cache<Arc<Identity>> = Cache::new();
         let long = "x".repeat(MAX_CACHED_LEN + 1);
         cache.insert(&long, id("u", 100), 10..105);
         assert_eq!(cache.get(&long, 50), None);
