@@ -8,6 +8,8 @@
 //! Each pingora phase below delegates to one stage in a few lines.
 
 mod auth_route;
+mod chunked;
+mod direct;
 mod framing;
 mod respond;
 
@@ -23,6 +25,7 @@ use crate::route;
 use crate::{access_log, clock};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use http::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -137,37 +140,39 @@ impl Proxy {
         }
     }
 
-    /// Rewrites the request the upstream will see (pingora's copy of the client's,
-    /// already sanitized): the matched path, the verified identity headers,
-    /// forwarding headers. Done on the copy, not on the client's request, so the
-    /// added headers are not cloned and dropped once more per request.
-    fn rewrite(&self, session: &Session, req: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
+    /// What the upstream's request gets beyond the client's (already sanitized)
+    /// one: the matched path, the verified identity headers, forwarding headers.
+    /// `gw` is the request's config snapshot, lent apart from `ctx` so that the
+    /// edits can outlive this borrow of it.
+    fn additions<'g>(
+        &self,
+        session: &Session,
+        ctx: &Ctx,
+        gw: &'g Gateway,
+    ) -> Result<Additions<'g>> {
+        let req = session.req_header();
+        let names = &gw.config.headers;
+        let mut headers: Vec<(&HeaderName, HeaderValue)> = Vec::with_capacity(8);
+        if let Some(id) = &ctx.identity {
+            headers.extend(identity_headers::injected(names, id));
+        }
+        let (raw_path, query) =
+            framing::target(req).map_err(|_| Error::new(ErrorType::InternalError))?;
+        let target = (raw_path != ctx.path).then(|| match query {
+            Some(q) => format!("{}?{q}", ctx.path),
+            None => ctx.path.clone(),
+        });
+        headers.push((&X_REQUEST_ID, header_value(ctx.request_id.clone())?));
         let client_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let names = &ctx.gateway.config.headers;
-        if let Some(id) = &ctx.identity {
-            for (name, value) in identity_headers::injected(names, id) {
-                req.insert_header(name.clone(), value)?;
-            }
-        }
-        let (raw_path, query) =
-            framing::target(req).map_err(|_| Error::new(ErrorType::InternalError))?;
-        if raw_path != ctx.path {
-            let target = match query {
-                Some(q) => format!("{}?{q}", ctx.path),
-                None => ctx.path.clone(),
-            };
-            req.set_raw_path(target.as_bytes())?;
-        }
-        req.insert_header("x-request-id", ctx.request_id.as_str())?;
         if let Some(ip) = client_ip {
             // Trusted: append our hop to every value the proxy in front sent (all
             // header lines, in order); untrusted: the TCP peer is the only truth.
             let mut forwarded = String::new();
-            if ctx.gateway.config.trust_forwarded_for {
-                for prior in req.headers.get_all("x-forwarded-for") {
+            if gw.config.trust_forwarded_for {
+                for prior in req.headers.get_all(&X_FORWARDED_FOR) {
                     if let Ok(prior) = prior.to_str() {
                         forwarded.push_str(prior);
                         forwarded.push_str(", ");
@@ -175,10 +180,51 @@ impl Proxy {
                 }
             }
             push_ip(&mut forwarded, ip);
-            req.insert_header("x-forwarded-for", forwarded)?;
+            headers.push((&X_FORWARDED_FOR, header_value(forwarded)?));
         }
-        req.insert_header("x-forwarded-proto", if ctx.tls { "https" } else { "http" })?;
+        let proto = if ctx.tls { "https" } else { "http" };
+        headers.push((&X_FORWARDED_PROTO, HeaderValue::from_static(proto)));
+        Ok(Additions { target, headers })
+    }
+}
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+fn header_value(text: String) -> Result<HeaderValue> {
+    HeaderValue::try_from(text).or_err(ErrorType::InternalError, "header value")
+}
+
+/// The upstream's request as edits to the client's: computed once, applied
+/// by whichever path forwards it (`direct`, or pingora's proxy path).
+pub struct Additions<'g> {
+    /// The request-target, when normalization changed the path.
+    target: Option<String>,
+    /// Set on the upstream's request, replacing any client value.
+    headers: Vec<(&'g HeaderName, HeaderValue)>,
+}
+
+impl Additions<'_> {
+    /// Applies the edits to pingora's copy of the request.
+    fn apply(self, req: &mut RequestHeader) -> Result<()> {
+        if let Some(target) = &self.target {
+            req.set_raw_path(target.as_bytes())?;
+        }
+        for (name, value) in self.headers {
+            req.insert_header(name.clone(), value)?;
+        }
         Ok(())
+    }
+}
+
+/// Records how long the upstream took to answer (its head), once.
+fn observe_upstream(ctx: &mut Ctx) {
+    if let Some(start) = ctx.upstream_start.take() {
+        METRICS
+            .upstream_duration
+            .with_label_values(&[ctx.route_label()])
+            .observe(start.elapsed().as_secs_f64());
     }
 }
 
@@ -303,8 +349,16 @@ impl ProxyHttp for Proxy {
             return Ok(true);
         }
         // Client-sent identity headers go now; the verified ones are added to the
-        // upstream's copy in `upstream_request_filter`.
+        // upstream's request by whichever path forwards it.
         identity_headers::sanitize(session.req_header_mut(), &ctx.gateway.config.headers);
+        if let Some(index) = route.upstream {
+            if direct::eligible(session.req_header(), &ctx.gateway.pools[index]) {
+                let gateway = ctx.gateway.clone();
+                let adds = self.additions(session, ctx, &gateway)?;
+                direct::forward(session, ctx, index, &adds).await?;
+                return Ok(true);
+            }
+        }
         Ok(false)
     }
 
@@ -314,7 +368,9 @@ impl ProxyHttp for Proxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        self.rewrite(session, upstream_request, ctx)
+        let gateway = ctx.gateway.clone();
+        self.additions(session, ctx, &gateway)?
+            .apply(upstream_request)
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -353,12 +409,7 @@ impl ProxyHttp for Proxy {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if let Some(start) = ctx.upstream_start.take() {
-            METRICS
-                .upstream_duration
-                .with_label_values(&[ctx.route_label()])
-                .observe(start.elapsed().as_secs_f64());
-        }
+        observe_upstream(ctx);
         respond::common_headers(resp, ctx)
     }
 

@@ -2,8 +2,11 @@
 //! healthy ones, and a background TCP health check that takes a dead address
 //! out of rotation and puts it back when it answers again.
 
+mod idle;
+
 use crate::config;
 use async_trait::async_trait;
+pub use idle::Idle;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use pingora::upstreams::peer::HttpPeer;
@@ -32,6 +35,8 @@ pub struct Pool {
 struct Target {
     addr: SocketAddr,
     healthy: AtomicBool,
+    /// Kept-alive connections of the direct exchange (pingora's proxy path keeps its own).
+    idle: Idle,
 }
 
 impl Pool {
@@ -47,6 +52,7 @@ impl Pool {
             targets.extend(resolved.map(|addr| Target {
                 addr,
                 healthy: AtomicBool::new(true),
+                idle: Idle::default(),
             }));
             if targets.len() == before {
                 return Err(format!(
@@ -92,9 +98,39 @@ impl Pool {
     /// Passive check: a refused connection takes the address out until the
     /// next successful probe.
     pub fn mark_down(&self, addr: SocketAddr) {
-        if let Some(t) = self.targets.iter().find(|t| t.addr == addr) {
+        if let Some(t) = self.target(addr) {
             t.healthy.store(false, Ordering::Relaxed);
         }
+    }
+
+    /// Whether requests to this upstream go over TLS.
+    pub fn tls(&self) -> bool {
+        self.tls
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// How long one read from (or write to) this upstream may wait.
+    pub fn read_timeout(&self) -> Duration {
+        self.read_timeout
+    }
+
+    /// An idle kept-alive connection to `addr`, if one is fit for a request.
+    pub fn take_idle(&self, addr: SocketAddr) -> Option<tokio::net::TcpStream> {
+        self.target(addr)?.idle.take(IDLE_TIMEOUT)
+    }
+
+    /// Keeps `conn` to `addr` for a later request.
+    pub fn put_idle(&self, addr: SocketAddr, conn: tokio::net::TcpStream) {
+        if let Some(t) = self.target(addr) {
+            t.idle.put(conn);
+        }
+    }
+
+    fn target(&self, addr: SocketAddr) -> Option<&Target> {
+        self.targets.iter().find(|t| t.addr == addr)
     }
 
     pub fn len(&self) -> usize {

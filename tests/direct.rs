@@ -1,0 +1,322 @@
+//! The direct exchange (bodiless requests to a plain HTTP/1.1 upstream),
+//! through the real binary against scripted upstreams: every way an answer
+//! can be framed, and the kept-alive upstream connections it reuses.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const CONFIG: &str = r#"
+listen: "{LISTEN}"
+admin_listen: "{ADMIN}"
+store: sqlite://data/portcullis.db
+upstreams:
+  app: { addrs: ["{UPSTREAM}"], connect_timeout: 1s, read_timeout: 2s }
+auth:
+  issuer: https://gw.test
+  audience: api
+roles: [viewer]
+routes:
+  - { path: /**, upstream: app, auth: none }
+"#;
+
+/// What a scripted upstream does after writing an answer.
+#[derive(Clone, Copy)]
+enum After {
+    /// Reads the next request on the same connection.
+    KeepOpen,
+    /// Closes the connection.
+    Close,
+    /// Keeps the connection for one more request only if it comes within this long.
+    CloseWhenIdle(Duration),
+}
+
+/// An upstream on 127.0.0.1 whose answers come from a script: given each
+/// request head and its number on its connection (from 0), the bytes to write
+/// (none: close without answering) and what to do next.
+struct Scripted {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl Scripted {
+    fn start(script: impl Fn(&str, usize) -> (Vec<u8>, After) + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the upstream");
+        let addr = listener.local_addr().expect("upstream address");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(script);
+        let (count, seen) = (connections.clone(), heads.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                count.fetch_add(1, Ordering::SeqCst);
+                let (script, seen) = (script.clone(), seen.clone());
+                std::thread::spawn(move || serve(conn, &*script, &seen));
+            }
+        });
+        Scripted {
+            addr,
+            connections,
+            heads,
+        }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+fn serve(
+    mut conn: TcpStream,
+    script: &(impl Fn(&str, usize) -> (Vec<u8>, After) + ?Sized),
+    seen: &Mutex<Vec<String>>,
+) {
+    conn.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    for n in 0.. {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match conn.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return,
+            }
+        }
+        let head = String::from_utf8_lossy(&head).into_owned();
+        seen.lock().unwrap().push(head.clone());
+        let (answer, after) = script(&head, n);
+        if answer.is_empty() || conn.write_all(&answer).is_err() {
+            return;
+        }
+        match after {
+            After::KeepOpen => {}
+            After::Close => return,
+            After::CloseWhenIdle(idle) => {
+                conn.set_read_timeout(Some(idle)).ok();
+            }
+        }
+    }
+}
+
+fn answer(text: &str) -> Vec<u8> {
+    text.as_bytes().to_vec()
+}
+
+fn start(upstream: &Scripted) -> Gateway {
+    Gateway::start(CONFIG, upstream.addr, &[])
+}
+
+#[test]
+fn a_chunked_answer_arrives_whole_and_its_connection_is_reused() {
+    let upstream = Scripted::start(|_, _| {
+        let wire = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                    5\r\nhello\r\n2;ext=1\r\n, \r\n5\r\nworld\r\n0\r\nX-Trailer: t\r\n\r\n";
+        (answer(wire), After::KeepOpen)
+    });
+    let gw = start(&upstream);
+    for i in 0..3 {
+        let r = get(gw.addr, "/chunked", &[]);
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "hello, world"),
+            "request {i}"
+        );
+    }
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "one kept-alive upstream connection"
+    );
+}
+
+#[test]
+fn an_answer_ended_by_close_arrives_whole_and_the_client_keeps_its_connection() {
+    let upstream = Scripted::start(|_, _| {
+        (
+            answer("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end"),
+            After::Close,
+        )
+    });
+    let gw = start(&upstream);
+    let mut client = Conn::open(gw.addr);
+    for i in 0..2 {
+        client.send(b"GET /close HTTP/1.1\r\nHost: gw.test\r\n\r\n");
+        let r = client.read_response();
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "until the end"),
+            "request {i}"
+        );
+        assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    }
+    assert_eq!(
+        upstream.connections(),
+        2,
+        "a close-delimited answer ends its connection"
+    );
+}
+
+#[test]
+fn head_and_no_content_answers_carry_no_body_and_keep_both_connections() {
+    let upstream = Scripted::start(|head, _| {
+        let wire = if head.starts_with("HEAD") {
+            "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n"
+        } else {
+            "HTTP/1.1 204 No Content\r\n\r\n"
+        };
+        (answer(wire), After::KeepOpen)
+    });
+    let gw = start(&upstream);
+    let mut client = Conn::open(gw.addr);
+    client.send(b"HEAD /h HTTP/1.1\r\nHost: gw.test\r\n\r\n");
+    let r = client
+        .try_read_response(true, Duration::from_secs(5))
+        .expect("an answer to HEAD");
+    assert_eq!((r.status, r.header("content-length")), (200, Some("9")));
+    client.send(b"GET /none HTTP/1.1\r\nHost: gw.test\r\n\r\n");
+    let r = client.read_response();
+    assert_eq!((r.status, r.body.len()), (204, 0));
+    // Had the gateway waited for 9 body bytes after HEAD, the 204 would never have come.
+    assert_eq!(upstream.connections(), 1);
+}
+
+#[test]
+fn a_large_answer_streams_through_intact() {
+    const SIZE: usize = 3 * 1024 * 1024 + 17;
+    let body: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+    let wire = {
+        let mut wire = format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n").into_bytes();
+        wire.extend_from_slice(&body);
+        wire
+    };
+    let upstream = Scripted::start(move |_, _| (wire.clone(), After::KeepOpen));
+    let gw = start(&upstream);
+    for _ in 0..2 {
+        let r = get(gw.addr, "/big", &[]);
+        assert_eq!(r.status, 200);
+        assert!(
+            r.body == body,
+            "body differs ({} bytes received)",
+            r.body.len()
+        );
+    }
+    assert_eq!(upstream.connections(), 1);
+}
+
+#[test]
+fn a_connection_the_upstream_closed_while_idle_is_not_used() {
+    let upstream = Scripted::start(|_, _| {
+        (
+            answer("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            After::CloseWhenIdle(Duration::from_millis(100)),
+        )
+    });
+    let gw = start(&upstream);
+    for i in 0..3 {
+        let r = get(gw.addr, "/idle", &[]);
+        assert_eq!((r.status, r.text().as_str()), (200, "ok"), "request {i}");
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    assert_eq!(upstream.connections(), 3);
+}
+
+#[test]
+fn only_a_repeatable_request_is_sent_again_when_a_kept_alive_connection_drops_it() {
+    // Every second request on a connection is dropped unanswered: the race of a
+    // kept-alive connection that the upstream closes just as a request arrives.
+    let upstream = Scripted::start(|_, n| {
+        if n == 0 {
+            (
+                answer("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+                After::KeepOpen,
+            )
+        } else {
+            (Vec::new(), After::Close)
+        }
+    });
+    let gw = start(&upstream);
+    assert_eq!(get(gw.addr, "/warm", &[]).status, 200);
+    let r = get(gw.addr, "/again", &[]);
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "ok"),
+        "a GET is repeated on a new connection"
+    );
+    let r = request(gw.addr, "POST", "/once", &[], None);
+    assert_eq!(
+        r.status, 502,
+        "a POST may have been acted on: never sent twice"
+    );
+    let posts = upstream
+        .heads()
+        .iter()
+        .filter(|h| h.starts_with("POST /once"))
+        .count();
+    assert_eq!(posts, 1);
+}
+
+#[test]
+fn answer_headers_pass_and_connection_headers_stay_on_their_side() {
+    let upstream = Scripted::start(|_, _| {
+        let wire = "HTTP/1.1 200 OK\r\nX-Two: a\r\nKeep-Alive: timeout=5\r\nX-Two: b\r\n\
+                    Connection: keep-alive\r\nContent-Length: 2\r\n\r\nok";
+        (answer(wire), After::KeepOpen)
+    });
+    let gw = start(&upstream);
+    let r = get(
+        gw.addr,
+        "/headers",
+        &[
+            ("Keep-Alive", "300"),
+            ("Proxy-Connection", "keep-alive"),
+            ("X-Client-Case", "1"),
+        ],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers_named("x-two"), ["a", "b"]);
+    assert!(r.header("keep-alive").is_none());
+    assert!(r.header("x-request-id").is_some());
+    let head = upstream
+        .heads()
+        .pop()
+        .expect("the upstream saw the request");
+    assert!(
+        head.contains("\r\nX-Client-Case: 1\r\n"),
+        "client case kept: {head}"
+    );
+    for hop in ["keep-alive:", "proxy-connection:", "connection:"] {
+        assert!(
+            !head.to_ascii_lowercase().contains(&format!("\r\n{hop}")),
+            "{hop} forwarded: {head}"
+        );
+    }
+}
+
+#[test]
+fn a_broken_answer_is_a_bad_gateway_and_its_connection_is_not_reused() {
+    let upstream = Scripted::start(|head, _| {
+        let wire = if head.starts_with("GET /broken") {
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"
+        } else {
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        };
+        (answer(wire), After::KeepOpen)
+    });
+    let gw = start(&upstream);
+    let r = get(gw.addr, "/broken", &[]);
+    assert_eq!(r.status, 502);
+    assert_eq!(r.json(), serde_json::json!({"error": "Bad gateway"}));
+    let r = get(gw.addr, "/fine", &[]);
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    assert_eq!(upstream.connections(), 2);
+}
