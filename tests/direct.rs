@@ -320,3 +320,49 @@ fn a_broken_answer_is_a_bad_gateway_and_its_connection_is_not_reused() {
     assert_eq!((r.status, r.text().as_str()), (200, "ok"));
     assert_eq!(upstream.connections(), 2);
 }
+
+#[test]
+fn an_http10_client_gets_a_chunked_answer_whole_without_chunks() {
+    let upstream = Scripted::start(|_, _| {
+        let wire = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+        (answer(wire), After::KeepOpen)
+    });
+    let gw = start(&upstream);
+    let reply = raw(
+        gw.addr,
+        b"GET /old HTTP/1.0\r\nHost: gw.test\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    let reply = String::from_utf8_lossy(&reply).into_owned();
+    let (head, body) = reply.split_once("\r\n\r\n").expect("a whole answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("transfer-encoding"),
+        "{head}"
+    );
+    assert_eq!(body, "hello");
+}
+
+#[test]
+fn a_request_pipelined_behind_a_slow_one_does_not_turn_it_into_an_error() {
+    let upstream = Scripted::start(|_, _| {
+        std::thread::sleep(Duration::from_millis(150));
+        (
+            answer("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow"),
+            After::KeepOpen,
+        )
+    });
+    let gw = start(&upstream);
+    let mut client = Conn::open(gw.addr);
+    client.send(b"GET /one HTTP/1.1\r\nHost: gw.test\r\n\r\n");
+    // Sent while the upstream still works on the first, so it waits on the socket.
+    std::thread::sleep(Duration::from_millis(60));
+    client.send(b"GET /two HTTP/1.1\r\nHost: gw.test\r\n\r\n");
+    let r = client.read_response();
+    assert_eq!((r.status, r.text().as_str()), (200, "slow"));
+    // The second request may be answered or the connection closed for the client
+    // to send it again; it is never answered with an error.
+    if let Some(second) = client.try_read_response(false, Duration::from_secs(3)) {
+        assert_eq!((second.status, second.text().as_str()), (200, "slow"));
+    }
+}

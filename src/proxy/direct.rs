@@ -24,6 +24,7 @@ use tokio::net::TcpStream;
 /// `MAX_HEADERS`) is refused as a bad gateway rather than buffered.
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
+const FEW_HEADERS: usize = 24;
 /// Room made before each read from the upstream.
 const READ_SIZE: usize = 16 * 1024;
 /// Idle connections tried for one request before a fresh one is opened.
@@ -90,13 +91,17 @@ pub async fn forward(
         framing,
         keep_alive,
     } = answer;
-    if framing == Framing::Close {
-        if downstream_h11 {
-            // Re-framed in chunks, so the client's connection can stay open.
+    match framing {
+        // Re-framed in chunks, so the client's connection can stay open.
+        Framing::Close if downstream_h11 => {
             resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
-        } else {
+        }
+        // An HTTP/1.0 client knows no chunks: its answer ends with the connection.
+        Framing::Close | Framing::Chunked if !downstream_h11 => {
+            resp.remove_header(&header::TRANSFER_ENCODING);
             session.set_keepalive(None);
         }
+        _ => {}
     }
     respond::common_headers(&mut resp, ctx)?;
     let done = matches!(framing, Framing::Empty | Framing::Length(0));
@@ -177,10 +182,15 @@ fn is_hop_by_hop(name: &[u8]) -> bool {
 /// watching costs a read.
 async fn client_gone(session: &mut Session) -> Box<Error> {
     sleep(CLIENT_WATCH_AFTER).await;
-    let gone = session.as_downstream_mut().read_body_or_idle(true).await;
-    gone.err()
-        .unwrap_or_else(|| Error::explain(ConnectionClosed, "client left"))
-        .into_down()
+    match session.as_downstream_mut().read_body_or_idle(true).await {
+        Err(e) if matches!(e.etype(), ConnectionClosed | ReadError) => e.into_down(),
+        // The client sent its next request early (pipelining). The watch took a
+        // byte of it, so this connection ends after this answer; the answer stands.
+        _ => {
+            session.set_keepalive(None);
+            std::future::pending().await
+        }
+    }
 }
 
 /// A connection to the next address in turn: a kept-alive one when allowed
@@ -332,9 +342,18 @@ async fn exchange(
 /// more bytes are needed. Interim (1xx) answers are consumed and skipped.
 fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Answer>> {
     loop {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Response::new(&mut slots);
-        let len = match parsed.parse(buf) {
+        // Most answers have a handful of headers: a small table first, the
+        // full one only for an answer that needs it.
+        let mut few = [httparse::EMPTY_HEADER; FEW_HEADERS];
+        let mut many = Vec::new();
+        let mut parsed = httparse::Response::new(&mut few);
+        let mut outcome = parsed.parse(buf);
+        if outcome == Err(httparse::Error::TooManyHeaders) {
+            many.resize(MAX_HEADERS, httparse::EMPTY_HEADER);
+            parsed = httparse::Response::new(&mut many);
+            outcome = parsed.parse(buf);
+        }
+        let len = match outcome {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(e) => {
@@ -608,6 +627,26 @@ mod tests {
             ),
             Framing::Close
         );
+    }
+
+    #[test]
+    fn an_answer_with_many_headers_keeps_them_all() {
+        let mut wire = String::from("HTTP/1.1 200 OK\r\n");
+        for i in 0..100 {
+            wire.push_str(&format!("X-H{i}: {i}\r\n"));
+        }
+        wire.push_str("Content-Length: 0\r\n\r\n");
+        let (a, _) = answer(wire.as_bytes(), Method::GET);
+        let a = a.unwrap();
+        assert_eq!(a.resp.headers.len(), 101);
+        assert_eq!(header(&a, "x-h99"), Some("99"));
+        let mut wire = String::from("HTTP/1.1 200 OK\r\n");
+        for i in 0..MAX_HEADERS + 1 {
+            wire.push_str(&format!("X-H{i}: {i}\r\n"));
+        }
+        wire.push_str("\r\n");
+        let mut buf = BytesMut::from(wire.as_bytes());
+        assert!(parse_head(&mut buf, &Method::GET).is_err());
     }
 
     #[test]
