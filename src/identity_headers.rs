@@ -91,7 +91,7 @@ pub fn sanitize(req: &mut RequestHeader, names: &IdentityHeaders) {
 pub fn injected<'a>(
     names: &'a IdentityHeaders,
     id: &Identity,
-) -> Vec<(&'a HeaderName, HeaderValue)> {
+) -> impl Iterator<Item = (&'a HeaderName, HeaderValue)> {
     // Several roles (from a trusted issuer's list claim) travel as one
     // comma-separated value, the usual form of a list in an HTTP header.
     let joined;
@@ -101,16 +101,16 @@ pub fn injected<'a>(
         joined = id.roles().collect::<Vec<_>>().join(",");
         Some(joined.as_str())
     };
-    let claims = [
-        (&names.user_id, Some(id.sub.as_str())),
-        (&names.role, role),
-        (&names.workspace, id.workspace.as_deref()),
-        (&names.plan, id.plan.as_deref()),
-    ];
-    claims
-        .into_iter()
-        .filter_map(|(name, value)| Some((name, HeaderValue::from_str(value?).ok()?)))
-        .collect()
+    // Converted now (a value is a copy), so the result borrows nothing from `id`.
+    let header = |name, value: Option<&str>| Some((name, HeaderValue::from_str(value?).ok()?));
+    [
+        header(&names.user_id, Some(id.sub.as_str())),
+        header(&names.role, role),
+        header(&names.workspace, id.workspace.as_deref()),
+        header(&names.plan, id.plan.as_deref()),
+    ]
+    .into_iter()
+    .flatten()
 }
 
 #[cfg(test)]

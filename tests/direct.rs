@@ -269,6 +269,7 @@ fn only_a_repeatable_request_is_sent_again_when_a_kept_alive_connection_drops_it
 fn answer_headers_pass_and_connection_headers_stay_on_their_side() {
     let upstream = Scripted::start(|_, _| {
         let wire = "HTTP/1.1 200 OK\r\nX-Two: a\r\nKeep-Alive: timeout=5\r\nX-Two: b\r\n\
+                    Server: upstream/1.2.3\r\nDate: Mon, 01 Jan 2001 00:00:00 GMT\r\n\
                     Connection: keep-alive\r\nContent-Length: 2\r\n\r\nok";
         (answer(wire), After::KeepOpen)
     });
@@ -286,6 +287,9 @@ fn answer_headers_pass_and_connection_headers_stay_on_their_side() {
     assert_eq!(r.headers_named("x-two"), ["a", "b"]);
     assert!(r.header("keep-alive").is_none());
     assert!(r.header("x-request-id").is_some());
+    assert!(r.header("server").is_none(), "no server version leaks");
+    let date = r.header("date").expect("a Date of the gateway's clock");
+    assert!(!date.contains("2001"), "{date}");
     let head = upstream
         .heads()
         .pop()

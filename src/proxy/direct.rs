@@ -24,7 +24,6 @@ use tokio::net::TcpStream;
 /// `MAX_HEADERS`) is refused as a bad gateway rather than buffered.
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
-const FEW_HEADERS: usize = 24;
 /// Room made before each read from the upstream.
 const READ_SIZE: usize = 16 * 1024;
 /// Idle connections tried for one request before a fresh one is opened.
@@ -342,17 +341,9 @@ async fn exchange(
 /// more bytes are needed. Interim (1xx) answers are consumed and skipped.
 fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Answer>> {
     loop {
-        // Most answers have a handful of headers: a small table first, the
-        // full one only for an answer that needs it.
-        let mut few = [httparse::EMPTY_HEADER; FEW_HEADERS];
-        let mut many = Vec::new();
-        let mut parsed = httparse::Response::new(&mut few);
-        let mut outcome = parsed.parse(buf);
-        if outcome == Err(httparse::Error::TooManyHeaders) {
-            many.resize(MAX_HEADERS, httparse::EMPTY_HEADER);
-            parsed = httparse::Response::new(&mut many);
-            outcome = parsed.parse(buf);
-        }
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut slots);
+        let outcome = parsed.parse(buf);
         let len = match outcome {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return Ok(None),
@@ -410,7 +401,10 @@ fn build_answer(
             }
             continue;
         }
-        if is_hop_by_hop(name.as_str().as_bytes()) {
+        // Server would be dropped and Date replaced on the way out (respond::common_headers,
+        // pingora's writer): not adding them saves both steps.
+        if is_hop_by_hop(name.as_str().as_bytes()) || name == header::SERVER || name == header::DATE
+        {
             continue;
         }
         if name == header::CONTENT_LENGTH {
