@@ -172,7 +172,6 @@ mod tests {
             exp: 0,
         };
         let added: Vec<_> = injected(&names(), &id)
-            .into_iter()
             .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap().to_owned()))
             .collect();
         assert_eq!(
@@ -199,7 +198,6 @@ mod tests {
             exp: 0,
         };
         let role = injected(&names(), &id)
-            .into_iter()
             .find(|(n, _)| n.as_str() == "x-user-role")
             .map(|(_, v)| v.to_str().unwrap().to_owned());
         assert_eq!(role.as_deref(), Some("viewer,admin,billing"));
