@@ -370,3 +370,55 @@ fn a_request_pipelined_behind_a_slow_one_does_not_turn_it_into_an_error() {
         assert_eq!((second.status, second.text().as_str()), (200, "slow"));
     }
 }
+
+#[test]
+fn an_upgrade_is_tunnelled_until_the_upstream_ends_it_and_a_refusal_is_an_answer() {
+    let upstream = Scripted::start(|head, _| {
+        if head.contains("/refuse") {
+            let wire = "HTTP/1.1 426 Upgrade Required\r\nContent-Length: 2\r\n\r\nno";
+            return (answer(wire), After::KeepOpen);
+        }
+        let wire =
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: demo\r\nConnection: Upgrade\r\n\r\nhello";
+        (answer(wire), After::Close)
+    });
+    let gw = start(&upstream);
+    let upgrade = |path: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade\r\nUpgrade: demo\r\n\r\n"
+        )
+    };
+    let mut client = Conn::open(gw.addr);
+    client.send(upgrade("/tunnel").as_bytes());
+    let r = client
+        .try_read_response(false, Duration::from_secs(5))
+        .expect("101");
+    assert_eq!(r.status, 101);
+    assert_eq!(r.header("upgrade"), Some("demo"));
+    assert_eq!(
+        r.header("connection")
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("upgrade")
+    );
+    assert_eq!(client.read_bytes(5, Duration::from_secs(5)), b"hello");
+    assert!(
+        client.closed_within(Duration::from_secs(5)),
+        "the upstream's end ends the tunnel"
+    );
+    let head = upstream
+        .heads()
+        .pop()
+        .expect("the upstream saw the upgrade");
+    assert!(head.contains("\r\nConnection: Upgrade\r\n"), "{head}");
+    assert!(head.contains("\r\nUpgrade: demo\r\n"), "{head}");
+
+    let r = request(
+        gw.addr,
+        "GET",
+        "/refuse",
+        &[("Connection", "Upgrade"), ("Upgrade", "demo")],
+        None,
+    );
+    assert_eq!((r.status, r.text().as_str()), (426, "no"));
+}

@@ -1,9 +1,10 @@
 //! The direct exchange with a plain HTTP/1.1 upstream, for the requests most
-//! traffic is made of: no request body, no upgrade. One write of the request
-//! head and, for a small answer, one read, on a kept-alive connection from
-//! `upstream::Idle`. pingora's proxy path spends about four times our own
-//! per-request work on its generic machinery (docs/benchmarks.md, issue 7);
-//! requests with a body, upgrades and TLS upstreams still take that path.
+//! traffic is made of: no request body. One write of the request head and, for
+//! a small answer, one read, on a kept-alive connection from `upstream::Idle`;
+//! an upgrade (WebSocket) becomes a tunnel after the upstream's 101. pingora's
+//! proxy path spends about four times our own per-request work on its generic
+//! machinery (docs/benchmarks.md, issue 7); requests with a body and TLS
+//! upstreams still take that path.
 
 use super::chunked::{self, Decoder};
 use super::{respond, Additions, Ctx};
@@ -32,13 +33,13 @@ const STALE_TRIES: usize = 3;
 const CLIENT_WATCH_AFTER: Duration = Duration::from_millis(20);
 
 /// Whether `req` can take the direct exchange to `pool`: nothing to stream
-/// after the head, nothing to switch protocols to, plain TCP.
+/// after the head (an upgrade streams only once switched), plain TCP.
 pub fn eligible(req: &RequestHeader, pool: &Pool) -> bool {
     let h = &req.headers;
     !pool.tls()
         && req.method != Method::CONNECT
         && !h.contains_key(header::TRANSFER_ENCODING)
-        && !h.contains_key(header::UPGRADE)
+        && (!h.contains_key(header::UPGRADE) || is_upgrade(req))
         && !h.contains_key(header::EXPECT)
         && h.get_all(header::CONTENT_LENGTH)
             .iter()
@@ -60,6 +61,7 @@ pub async fn forward(
     let head = request_head(req, adds);
     let method = req.method.clone();
     let downstream_h11 = req.version == Version::HTTP_11;
+    let upgrade = is_upgrade(req);
 
     let mut buf = BytesMut::with_capacity(READ_SIZE);
     let mut stale_tries = STALE_TRIES;
@@ -69,7 +71,7 @@ pub async fn forward(
         ctx.upstream = Some((index, addr));
         let exchanged = tokio::select! {
             biased;
-            answer = exchange(&mut conn, &head, &mut buf, pool.read_timeout(), &method) => answer,
+            answer = exchange(&mut conn, &head, &mut buf, pool.read_timeout(), &method, upgrade) => answer,
             gone = client_gone(session) => return Err(gone),
         };
         match exchanged {
@@ -103,6 +105,9 @@ pub async fn forward(
         _ => {}
     }
     respond::common_headers(&mut resp, ctx)?;
+    if framing == Framing::Tunnel {
+        resp.insert_header(header::CONNECTION, "Upgrade")?;
+    }
     let done = matches!(framing, Framing::Empty | Framing::Length(0));
     session
         .write_response_header(Box::new(resp), done)
@@ -117,6 +122,10 @@ pub async fn forward(
         Framing::Chunked => copy_chunked(session, &mut conn, &mut buf, read_timeout).await?,
         Framing::Close => {
             copy_until_close(session, &mut conn, &mut buf, read_timeout).await?;
+            false
+        }
+        Framing::Tunnel => {
+            tunnel(session, &mut conn, &mut buf).await?;
             false
         }
     };
@@ -157,8 +166,18 @@ fn request_head(req: &RequestHeader, adds: &Additions) -> Vec<u8> {
     for (name, value) in &adds.headers {
         push_header(&mut out, name.as_str().as_bytes(), value.as_bytes());
     }
+    if is_upgrade(req) {
+        // The client's `Connection` stays on its side; this one asks our hop.
+        push_header(&mut out, b"Connection", b"Upgrade");
+    }
     out.extend_from_slice(b"\r\n");
     out
+}
+
+/// An HTTP/1.1 request to switch protocols (pingora's own test, so both sides
+/// of the session agree on it).
+fn is_upgrade(req: &RequestHeader) -> bool {
+    req.version == Version::HTTP_11 && req.headers.contains_key(header::UPGRADE)
 }
 
 fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -242,6 +261,8 @@ enum Framing {
     Length(u64),
     Chunked,
     Close,
+    /// Switched protocols: bytes flow both ways until either side ends.
+    Tunnel,
 }
 
 struct Answer {
@@ -277,6 +298,7 @@ async fn exchange(
     buf: &mut BytesMut,
     read_timeout: Duration,
     method: &Method,
+    upgrade: bool,
 ) -> std::result::Result<Answer, Failure> {
     let sent = match timeout(read_timeout, conn.write_all(head)).await {
         Ok(Ok(())) => Ok(()),
@@ -294,7 +316,7 @@ async fn exchange(
     loop {
         if !buf.is_empty() {
             received = true;
-            match parse_head(buf, method) {
+            match parse_head(buf, method, upgrade) {
                 Ok(Some(answer)) => return Ok(answer),
                 Ok(None) => {}
                 Err(e) => {
@@ -339,7 +361,7 @@ async fn exchange(
 
 /// One complete, final answer head taken off the front of `buf`, `None` if
 /// more bytes are needed. Interim (1xx) answers are consumed and skipped.
-fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Answer>> {
+fn parse_head(buf: &mut BytesMut, method: &Method, upgrade: bool) -> Result<Option<Answer>> {
     loop {
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut parsed = httparse::Response::new(&mut slots);
@@ -352,11 +374,11 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Answer>> {
             }
         };
         let status = parsed.code.unwrap_or(0);
-        if status == 101 {
+        if status == 101 && !upgrade {
             return Error::e_explain(InvalidHTTPHeader, "upstream switched protocols unasked")
                 .map_err(|e| e.into_up());
         }
-        if (100..200).contains(&status) {
+        if (100..200).contains(&status) && status != 101 {
             buf.advance(len);
             continue;
         }
@@ -426,7 +448,9 @@ fn build_answer(
         // Transfer-Encoding wins (RFC 9112 §6.3); a length beside it is a smuggling shape.
         resp.remove_header(&header::CONTENT_LENGTH);
     }
-    let framing = if *method == Method::HEAD || status == 204 || status == 304 {
+    let framing = if status == 101 {
+        Framing::Tunnel
+    } else if *method == Method::HEAD || status == 204 || status == 304 {
         Framing::Empty
     } else {
         match (chunked, length) {
@@ -521,6 +545,44 @@ async fn copy_chunked(
     }
 }
 
+/// Relays bytes both ways after a 101. An upgraded connection may idle for
+/// long, so no read timeout applies here. The client finishing first half-
+/// closes toward the upstream; the upstream finishing ends the tunnel.
+async fn tunnel(session: &mut Session, conn: &mut TcpStream, buf: &mut BytesMut) -> Result<()> {
+    let (mut from_upstream, mut to_upstream) = conn.split();
+    let mut client_open = true;
+    loop {
+        if !buf.is_empty() {
+            send(session, buf.split().freeze(), false).await?;
+        }
+        if buf.capacity() < READ_SIZE / 4 {
+            buf.reserve(READ_SIZE);
+        }
+        tokio::select! {
+            read = from_upstream.read_buf(buf) => match read {
+                Ok(0) => return send(session, Bytes::new(), true).await,
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(Error::because(ReadError, "reading from upstream", e).into_up())
+                }
+            },
+            data = session.read_request_body(), if client_open => {
+                match data.map_err(|e| e.into_down())? {
+                    Some(data) => to_upstream
+                        .write_all(&data)
+                        .await
+                        .or_err(WriteError, "writing to upstream")
+                        .map_err(|e| e.into_up())?,
+                    None => {
+                        client_open = false;
+                        let _ = to_upstream.shutdown().await;
+                    }
+                }
+            }
+        }
+    }
+}
+
 async fn copy_until_close(
     session: &mut Session,
     conn: &mut TcpStream,
@@ -543,7 +605,7 @@ mod tests {
 
     fn answer(wire: &[u8], method: Method) -> (Option<Answer>, BytesMut) {
         let mut buf = BytesMut::from(wire);
-        let answer = parse_head(&mut buf, &method).unwrap();
+        let answer = parse_head(&mut buf, &method, false).unwrap();
         (answer, buf)
     }
 
@@ -640,7 +702,7 @@ mod tests {
         }
         wire.push_str("\r\n");
         let mut buf = BytesMut::from(wire.as_bytes());
-        assert!(parse_head(&mut buf, &Method::GET).is_err());
+        assert!(parse_head(&mut buf, &Method::GET, false).is_err());
     }
 
     #[test]
@@ -678,7 +740,9 @@ mod tests {
             b"NOT HTTP\r\n\r\n",
         ] {
             let mut buf = BytesMut::from(wire);
-            let e = parse_head(&mut buf, &Method::GET).err().expect("refused");
+            let e = parse_head(&mut buf, &Method::GET, false)
+                .err()
+                .expect("refused");
             assert_eq!(*e.esource(), ErrorSource::Upstream, "{wire:?}");
         }
     }
@@ -727,7 +791,7 @@ mod tests {
         assert!(eligible(&req(&[("content-length", "0")]), &pool));
         assert!(!eligible(&req(&[("content-length", "3")]), &pool));
         assert!(!eligible(&req(&[("transfer-encoding", "chunked")]), &pool));
-        assert!(!eligible(&req(&[("upgrade", "websocket")]), &pool));
+        assert!(eligible(&req(&[("upgrade", "websocket")]), &pool));
         assert!(!eligible(&req(&[("expect", "100-continue")]), &pool));
     }
 }
