@@ -422,3 +422,42 @@ fn an_upgrade_is_tunnelled_until_the_upstream_ends_it_and_a_refusal_is_an_answer
     );
     assert_eq!((r.status, r.text().as_str()), (426, "no"));
 }
+
+#[test]
+fn length_and_chunked_bodies_reach_the_upstream_whole() {
+    let echo = Echo::start();
+    let gw = Gateway::start(CONFIG, echo.addr, &[]);
+    let big: String = (0..200_000)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    for round in 0..2 {
+        let r = request(gw.addr, "POST", "/len", &[], Some(big.as_bytes()));
+        assert_eq!(r.status, 200, "round {round}");
+        assert!(
+            r.json()["body"] == big.as_str(),
+            "round {round}: length body differs"
+        );
+
+        let chunked = b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n";
+        let r = request(
+            gw.addr,
+            "PUT",
+            "/chunks",
+            &[("Transfer-Encoding", "chunked")],
+            Some(chunked),
+        );
+        assert_eq!(r.status, 200, "round {round}");
+        assert_eq!(r.json()["body"], "hello, world", "round {round}");
+    }
+}
+
+#[test]
+fn an_upstream_that_answers_before_reading_the_body_is_relayed() {
+    let upstream = Scripted::start(|_, _| {
+        let wire = "HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\n\r\ntoo much";
+        (answer(wire), After::KeepOpen)
+    });
+    let gw = start(&upstream);
+    let r = request(gw.addr, "POST", "/upload", &[], Some(&[b'x'; 2048]));
+    assert_eq!((r.status, r.text().as_str()), (413, "too much"));
+}

@@ -1,10 +1,10 @@
-//! The direct exchange with a plain HTTP/1.1 upstream, for the requests most
-//! traffic is made of: no request body. One write of the request head and, for
-//! a small answer, one read, on a kept-alive connection from `upstream::Idle`;
-//! an upgrade (WebSocket) becomes a tunnel after the upstream's 101. pingora's
+//! The direct exchange with a plain HTTP/1.1 upstream. A bodiless request is
+//! one write of its head and, for a small answer, one read, on a kept-alive
+//! connection from `upstream::Idle`; a body is streamed after the head; an
+//! upgrade (WebSocket) becomes a tunnel after the upstream's 101. pingora's
 //! proxy path spends about four times our own per-request work on its generic
-//! machinery (docs/benchmarks.md, issue 7); requests with a body and TLS
-//! upstreams still take that path.
+//! machinery (docs/benchmarks.md, issue 7); TLS upstreams and requests that
+//! expect a `100 Continue` still take that path.
 
 use super::chunked::{self, Decoder};
 use super::{respond, Additions, Ctx};
@@ -32,18 +32,39 @@ const STALE_TRIES: usize = 3;
 /// How long the upstream may work before we also watch for the client leaving.
 const CLIENT_WATCH_AFTER: Duration = Duration::from_millis(20);
 
-/// Whether `req` can take the direct exchange to `pool`: nothing to stream
-/// after the head (an upgrade streams only once switched), plain TCP.
+/// Whether `req` can take the direct exchange to `pool`: plain TCP, and no
+/// interim answer to negotiate before the body.
 pub fn eligible(req: &RequestHeader, pool: &Pool) -> bool {
     let h = &req.headers;
     !pool.tls()
         && req.method != Method::CONNECT
-        && !h.contains_key(header::TRANSFER_ENCODING)
         && (!h.contains_key(header::UPGRADE) || is_upgrade(req))
         && !h.contains_key(header::EXPECT)
-        && h.get_all(header::CONTENT_LENGTH)
-            .iter()
-            .all(|v| v.as_bytes() == b"0")
+}
+
+/// How the request's body (already checked by `framing::check`) is sent on.
+#[derive(Debug, PartialEq, Clone, Copy)]
+enum Body {
+    None,
+    /// As many bytes as its `Content-Length` says, passed as they come.
+    Length,
+    /// Decoded by pingora as it is read, so chunked again on the way out.
+    Chunked,
+}
+
+fn request_body(req: &RequestHeader) -> Body {
+    let h = &req.headers;
+    if h.contains_key(header::TRANSFER_ENCODING) {
+        Body::Chunked
+    } else if h
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .any(|v| v.as_bytes() != b"0")
+    {
+        Body::Length
+    } else {
+        Body::None
+    }
 }
 
 /// Sends the request to the upstream of `pool` and the answer to the client.
@@ -62,23 +83,58 @@ pub async fn forward(
     let method = req.method.clone();
     let downstream_h11 = req.version == Version::HTTP_11;
     let upgrade = is_upgrade(req);
+    let body = request_body(req);
 
     let mut buf = BytesMut::with_capacity(READ_SIZE);
     let mut stale_tries = STALE_TRIES;
+    let mut body_cut = false;
     ctx.upstream_start = Some(std::time::Instant::now());
     let (mut conn, addr, answer) = loop {
         let (mut conn, addr, reused) = connection(pool, stale_tries > 0).await?;
         ctx.upstream = Some((index, addr));
-        let exchanged = tokio::select! {
-            biased;
-            answer = exchange(&mut conn, &head, &mut buf, pool.read_timeout(), &method, upgrade) => answer,
-            gone = client_gone(session) => return Err(gone),
+        let t = pool.read_timeout();
+        let mut exchanged = write_head(&mut conn, &head, t).await;
+        if exchanged.is_ok() && body != Body::None {
+            // From here the client's body is being consumed: the request can no
+            // longer be sent again, whatever happens.
+            stale_tries = 0;
+            if let Err(e) = send_body(session, &mut conn, body, t).await {
+                if *e.esource() == ErrorSource::Downstream {
+                    return Err(e);
+                }
+                // The upstream stopped reading. It may have answered (a 413, a 401)
+                // before closing: that answer is better than a 502. Neither
+                // connection can carry another request after a cut body.
+                session.set_keepalive(None);
+                body_cut = true;
+                exchanged = Err(Failure {
+                    error: e,
+                    nothing_back: false,
+                    unsent: false,
+                });
+                if let Ok(answer) = read_answer(&mut conn, &mut buf, t, &method, upgrade).await {
+                    break (conn, addr, answer);
+                }
+            }
+        }
+        let exchanged = match exchanged {
+            Ok(()) => tokio::select! {
+                biased;
+                answer = read_answer(&mut conn, &mut buf, t, &method, upgrade) => answer,
+                gone = client_gone(session) => return Err(gone),
+            },
+            Err(failure) => Err(failure),
         };
         match exchanged {
             Ok(answer) => break (conn, addr, answer),
             // A kept-alive connection the upstream closed just as we sent: nothing
             // reached it that it acted on, unless the method says a repeat could harm.
-            Err(failure) if reused && failure.nothing_back && retry_safe(&method, &failure) => {
+            Err(failure)
+                if reused
+                    && failure.nothing_back
+                    && stale_tries > 0
+                    && retry_safe(&method, &failure) =>
+            {
                 stale_tries -= 1;
                 buf.clear();
             }
@@ -131,7 +187,7 @@ pub async fn forward(
     };
     // Bytes past the end of the answer mean the upstream and we disagree on
     // framing: that connection carries no further request.
-    if clean && keep_alive && buf.is_empty() {
+    if clean && keep_alive && !body_cut && buf.is_empty() {
         pool.put_idle(addr, conn);
     }
     Ok(())
@@ -290,28 +346,68 @@ fn retry_safe(method: &Method, failure: &Failure) -> bool {
         )
 }
 
-/// Writes the head and reads the answer's head (interim 1xx answers skipped).
-/// What followed the head stays in `buf`.
-async fn exchange(
+async fn write_up(conn: &mut TcpStream, bytes: &[u8], t: Duration) -> Result<()> {
+    match timeout(t, conn.write_all(bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Error::because(WriteError, "writing to upstream", e).into_up()),
+        Err(_) => Err(Error::explain(WriteTimedout, "writing to upstream").into_up()),
+    }
+}
+
+async fn write_head(
     conn: &mut TcpStream,
     head: &[u8],
+    t: Duration,
+) -> std::result::Result<(), Failure> {
+    write_up(conn, head, t).await.map_err(|error| Failure {
+        error,
+        nothing_back: true,
+        unsent: true,
+    })
+}
+
+/// Streams the client's body to the upstream as it arrives. Errors reading
+/// the client are marked as the client's, errors writing as the upstream's.
+async fn send_body(
+    session: &mut Session,
+    conn: &mut TcpStream,
+    body: Body,
+    t: Duration,
+) -> Result<()> {
+    let mut framed = Vec::new();
+    while let Some(data) = session
+        .read_request_body()
+        .await
+        .map_err(|e| e.into_down())?
+    {
+        if data.is_empty() {
+            continue;
+        }
+        if body == Body::Chunked {
+            framed.clear();
+            framed.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            framed.extend_from_slice(&data);
+            framed.extend_from_slice(b"\r\n");
+            write_up(conn, &framed, t).await?;
+        } else {
+            write_up(conn, &data, t).await?;
+        }
+    }
+    if body == Body::Chunked {
+        write_up(conn, b"0\r\n\r\n", t).await?;
+    }
+    Ok(())
+}
+
+/// Reads the answer's head (interim 1xx answers skipped). What followed the
+/// head stays in `buf`.
+async fn read_answer(
+    conn: &mut TcpStream,
     buf: &mut BytesMut,
     read_timeout: Duration,
     method: &Method,
     upgrade: bool,
 ) -> std::result::Result<Answer, Failure> {
-    let sent = match timeout(read_timeout, conn.write_all(head)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(Error::because(WriteError, "writing to upstream", e)),
-        Err(_) => Err(Error::explain(WriteTimedout, "writing to upstream")),
-    };
-    if let Err(e) = sent {
-        return Err(Failure {
-            error: e.into_up(),
-            nothing_back: true,
-            unsent: true,
-        });
-    }
     let mut received = false;
     loop {
         if !buf.is_empty() {
@@ -770,7 +866,7 @@ mod tests {
     }
 
     #[test]
-    fn only_bodiless_plain_requests_are_eligible() {
+    fn plain_requests_are_eligible_unless_they_wait_for_100_continue() {
         let pool = Pool::resolve(&crate::config::Upstream {
             name: "app".into(),
             addrs: vec!["127.0.0.1:1".into()],
@@ -789,8 +885,8 @@ mod tests {
         };
         assert!(eligible(&req(&[]), &pool));
         assert!(eligible(&req(&[("content-length", "0")]), &pool));
-        assert!(!eligible(&req(&[("content-length", "3")]), &pool));
-        assert!(!eligible(&req(&[("transfer-encoding", "chunked")]), &pool));
+        assert!(eligible(&req(&[("content-length", "3")]), &pool));
+        assert!(eligible(&req(&[("transfer-encoding", "chunked")]), &pool));
         assert!(eligible(&req(&[("upgrade", "websocket")]), &pool));
         assert!(!eligible(&req(&[("expect", "100-continue")]), &pool));
     }
