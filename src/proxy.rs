@@ -8,7 +8,6 @@
 //! Each pingora phase below delegates to one stage in a few lines.
 
 mod auth_route;
-mod chunked;
 mod direct;
 mod framing;
 mod respond;

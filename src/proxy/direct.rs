@@ -6,27 +6,27 @@
 //! machinery (docs/benchmarks.md, issue 7); TLS upstreams and requests that
 //! expect a `100 Continue` still take that path.
 
-use super::chunked::{self, Decoder};
+mod answer;
+mod chunked;
+mod relay;
+
 use super::{respond, Additions, Ctx};
 use crate::upstream::Pool;
-use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderName, HeaderValue};
+use answer::{parse_head, Answer, Framing};
+use bytes::BytesMut;
+use http::header;
 use http::{Method, Version};
-use pingora::http::{HeaderNameVariant, RequestHeader, ResponseHeader};
+use pingora::http::{HeaderNameVariant, RequestHeader};
 use pingora::prelude::*;
 use pingora::proxy::Session;
+use relay::{copy_chunked, copy_length, copy_until_close, read_more, tunnel, READ_SIZE};
 use std::net::SocketAddr;
-use std::ops::Range;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-/// A response head larger than this (or with more header lines than
-/// `MAX_HEADERS`) is refused as a bad gateway rather than buffered.
+/// An answer head larger than this is refused as a bad gateway rather than buffered.
 const MAX_HEAD: usize = 64 * 1024;
-const MAX_HEADERS: usize = 128;
-/// Room made before each read from the upstream.
-const READ_SIZE: usize = 16 * 1024;
 /// Idle connections tried for one request before a fresh one is opened.
 const STALE_TRIES: usize = 3;
 /// How long the upstream may work before we also watch for the client leaving.
@@ -244,7 +244,7 @@ fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 }
 
 /// Headers that describe one connection, never forwarded across it.
-fn is_hop_by_hop(name: &[u8]) -> bool {
+pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
     [&b"connection"[..], b"keep-alive", b"proxy-connection"]
         .iter()
         .any(|h| h.eq_ignore_ascii_case(name))
@@ -308,24 +308,6 @@ async fn connect(pool: &Pool, first: SocketAddr) -> Result<(TcpStream, SocketAdd
         last = failure.into_up();
     }
     Err(last)
-}
-
-/// How the upstream's answer body is delimited.
-#[derive(Debug, PartialEq, Clone, Copy)]
-enum Framing {
-    Empty,
-    Length(u64),
-    Chunked,
-    Close,
-    /// Switched protocols: bytes flow both ways until either side ends.
-    Tunnel,
-}
-
-struct Answer {
-    resp: ResponseHeader,
-    framing: Framing,
-    /// The upstream will read another request on this connection.
-    keep_alive: bool,
 }
 
 struct Failure {
@@ -455,393 +437,9 @@ async fn read_answer(
     }
 }
 
-/// One complete, final answer head taken off the front of `buf`, `None` if
-/// more bytes are needed. Interim (1xx) answers are consumed and skipped.
-fn parse_head(buf: &mut BytesMut, method: &Method, upgrade: bool) -> Result<Option<Answer>> {
-    loop {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Response::new(&mut slots);
-        let outcome = parsed.parse(buf);
-        let len = match outcome {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(e) => {
-                return Err(Error::because(InvalidHTTPHeader, "upstream answer head", e).into_up())
-            }
-        };
-        let status = parsed.code.unwrap_or(0);
-        if status == 101 && !upgrade {
-            return Error::e_explain(InvalidHTTPHeader, "upstream switched protocols unasked")
-                .map_err(|e| e.into_up());
-        }
-        if (100..200).contains(&status) && status != 101 {
-            buf.advance(len);
-            continue;
-        }
-        let http10 = parsed.version == Some(0);
-        // Values are sliced out of the head rather than copied: note where they are.
-        let base = buf.as_ptr() as usize;
-        let mut fields: Vec<(HeaderName, Range<usize>)> = Vec::with_capacity(parsed.headers.len());
-        for h in parsed.headers.iter() {
-            let name = HeaderName::from_bytes(h.name.as_bytes())
-                .or_err(InvalidHTTPHeader, "upstream header name")
-                .map_err(|e| e.into_up())?;
-            let start = h.value.as_ptr() as usize - base;
-            fields.push((name, start..start + h.value.len()));
-        }
-        let head = buf.split_to(len).freeze();
-        return build_answer(status, http10, &head, fields, method).map(Some);
-    }
-}
-
-fn build_answer(
-    status: u16,
-    http10: bool,
-    head: &Bytes,
-    fields: Vec<(HeaderName, Range<usize>)>,
-    method: &Method,
-) -> Result<Answer> {
-    let bad = |what: &'static str| Error::explain(InvalidHTTPHeader, what).into_up();
-    let mut resp =
-        ResponseHeader::build_no_case(status, Some(fields.len() + 4)).map_err(|e| e.into_up())?;
-    let mut length: Option<u64> = None;
-    let mut chunked = None;
-    let mut close = http10;
-    for (name, range) in fields {
-        let value = &head[range.clone()];
-        if name == header::CONNECTION {
-            for token in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") && http10 {
-                    close = false;
-                }
-            }
-            continue;
-        }
-        // Server would be dropped and Date replaced on the way out (respond::common_headers,
-        // pingora's writer): not adding them saves both steps.
-        if is_hop_by_hop(name.as_str().as_bytes()) || name == header::SERVER || name == header::DATE
-        {
-            continue;
-        }
-        if name == header::CONTENT_LENGTH {
-            let n = parse_length(value).ok_or_else(|| bad("upstream content-length"))?;
-            if length.is_some_and(|seen| seen != n) {
-                return Err(bad("upstream sent two content-lengths"));
-            }
-            length = Some(n);
-        } else if name == header::TRANSFER_ENCODING {
-            let last = value.rsplit(|b| *b == b',').next().unwrap_or_default();
-            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        }
-        let value = HeaderValue::from_maybe_shared(head.slice(range))
-            .or_err(InvalidHTTPHeader, "upstream header value")
-            .map_err(|e| e.into_up())?;
-        resp.append_header(name, value).map_err(|e| e.into_up())?;
-    }
-    if chunked.is_some() && length.is_some() {
-        // Transfer-Encoding wins (RFC 9112 §6.3); a length beside it is a smuggling shape.
-        resp.remove_header(&header::CONTENT_LENGTH);
-    }
-    let framing = if status == 101 {
-        Framing::Tunnel
-    } else if *method == Method::HEAD || status == 204 || status == 304 {
-        Framing::Empty
-    } else {
-        match (chunked, length) {
-            (Some(true), _) => Framing::Chunked,
-            (Some(false), _) => Framing::Close,
-            (None, Some(n)) => Framing::Length(n),
-            (None, None) => Framing::Close,
-        }
-    };
-    Ok(Answer {
-        resp,
-        framing,
-        keep_alive: !close && framing != Framing::Close,
-    })
-}
-
-fn parse_length(value: &[u8]) -> Option<u64> {
-    if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    value.iter().try_fold(0u64, |n, d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
-}
-
-/// Reads what the upstream has into `buf`; 0 means it closed.
-async fn read_more(conn: &mut TcpStream, buf: &mut BytesMut, t: Duration) -> Result<usize> {
-    if buf.capacity() - buf.len() < READ_SIZE / 4 {
-        buf.reserve(READ_SIZE);
-    }
-    match timeout(t, conn.read_buf(buf)).await {
-        Ok(Ok(n)) => Ok(n),
-        Ok(Err(e)) => Err(Error::because(ReadError, "reading from upstream", e).into_up()),
-        Err(_) => Err(Error::explain(ReadTimedout, "reading from upstream").into_up()),
-    }
-}
-
-async fn send(session: &mut Session, data: Bytes, end: bool) -> Result<()> {
-    session
-        .write_response_body(Some(data), end)
-        .await
-        .map_err(|e| e.into_down())
-}
-
-fn cut_short() -> Box<Error> {
-    Error::explain(ConnectionClosed, "upstream closed mid-answer").into_up()
-}
-
-/// Copies a body of `len` bytes. True when it ended where it said it would.
-async fn copy_length(
-    session: &mut Session,
-    conn: &mut TcpStream,
-    buf: &mut BytesMut,
-    len: u64,
-    t: Duration,
-) -> Result<bool> {
-    let mut left = len;
-    while left > 0 {
-        if buf.is_empty() && read_more(conn, buf, t).await? == 0 {
-            return Err(cut_short());
-        }
-        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        left -= n as u64;
-        send(session, buf.split_to(n).freeze(), left == 0).await?;
-    }
-    Ok(true)
-}
-
-async fn copy_chunked(
-    session: &mut Session,
-    conn: &mut TcpStream,
-    buf: &mut BytesMut,
-    t: Duration,
-) -> Result<bool> {
-    let mut decoder = Decoder::default();
-    loop {
-        match decoder.next(buf) {
-            Ok(chunked::Step::Data(data)) => send(session, data, false).await?,
-            Ok(chunked::Step::NeedMore) => {
-                if read_more(conn, buf, t).await? == 0 {
-                    return Err(cut_short());
-                }
-            }
-            Ok(chunked::Step::Done) => {
-                send(session, Bytes::new(), true).await?;
-                return Ok(true);
-            }
-            Err(chunked::Malformed) => {
-                return Err(Error::explain(InvalidHTTPHeader, "upstream chunk framing").into_up())
-            }
-        }
-    }
-}
-
-/// Relays bytes both ways after a 101. An upgraded connection may idle for
-/// long, so no read timeout applies here. The client finishing first half-
-/// closes toward the upstream; the upstream finishing ends the tunnel.
-async fn tunnel(session: &mut Session, conn: &mut TcpStream, buf: &mut BytesMut) -> Result<()> {
-    let (mut from_upstream, mut to_upstream) = conn.split();
-    let mut client_open = true;
-    loop {
-        if !buf.is_empty() {
-            send(session, buf.split().freeze(), false).await?;
-        }
-        if buf.capacity() < READ_SIZE / 4 {
-            buf.reserve(READ_SIZE);
-        }
-        tokio::select! {
-            read = from_upstream.read_buf(buf) => match read {
-                Ok(0) => return send(session, Bytes::new(), true).await,
-                Ok(_) => {}
-                Err(e) => {
-                    return Err(Error::because(ReadError, "reading from upstream", e).into_up())
-                }
-            },
-            data = session.read_request_body(), if client_open => {
-                match data.map_err(|e| e.into_down())? {
-                    Some(data) => to_upstream
-                        .write_all(&data)
-                        .await
-                        .or_err(WriteError, "writing to upstream")
-                        .map_err(|e| e.into_up())?,
-                    None => {
-                        client_open = false;
-                        let _ = to_upstream.shutdown().await;
-                    }
-                }
-            }
-        }
-    }
-}
-
-async fn copy_until_close(
-    session: &mut Session,
-    conn: &mut TcpStream,
-    buf: &mut BytesMut,
-    t: Duration,
-) -> Result<()> {
-    loop {
-        if !buf.is_empty() {
-            send(session, buf.split().freeze(), false).await?;
-        }
-        if read_more(conn, buf, t).await? == 0 {
-            return send(session, Bytes::new(), true).await;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn answer(wire: &[u8], method: Method) -> (Option<Answer>, BytesMut) {
-        let mut buf = BytesMut::from(wire);
-        let answer = parse_head(&mut buf, &method, false).unwrap();
-        (answer, buf)
-    }
-
-    fn header<'a>(a: &'a Answer, name: &str) -> Option<&'a str> {
-        a.resp.headers.get(name).map(|v| v.to_str().unwrap())
-    }
-
-    #[test]
-    fn a_length_framed_answer_keeps_its_headers_and_leaves_the_body() {
-        let (a, rest) = answer(
-            b"HTTP/1.1 201 Created\r\nContent-Type: text/plain\r\nX-Two: a\r\nX-Two: b\r\nContent-Length: 5\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\nhello",
-            Method::GET,
-        );
-        let a = a.unwrap();
-        assert_eq!(a.resp.status, 201);
-        assert_eq!(a.framing, Framing::Length(5));
-        assert!(a.keep_alive);
-        assert_eq!(header(&a, "content-type"), Some("text/plain"));
-        let two: Vec<_> = a.resp.headers.get_all("x-two").iter().collect();
-        assert_eq!(two, ["a", "b"]);
-        assert!(header(&a, "connection").is_none());
-        assert!(header(&a, "keep-alive").is_none());
-        assert_eq!(&rest[..], b"hello");
-    }
-
-    #[test]
-    fn interim_answers_are_skipped_and_a_partial_head_waits() {
-        let (a, _) = answer(
-            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Le",
-            Method::GET,
-        );
-        assert!(a.is_none());
-        let (a, _) = answer(
-            b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
-            Method::GET,
-        );
-        let a = a.unwrap();
-        assert_eq!(a.resp.status, 204);
-        assert_eq!(a.framing, Framing::Empty);
-        assert!(header(&a, "link").is_none());
-    }
-
-    #[test]
-    fn framing_follows_rfc_9112() {
-        let framing = |wire: &[u8], method| answer(wire, method).0.unwrap().framing;
-        assert_eq!(
-            framing(
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-                Method::GET
-            ),
-            Framing::Chunked
-        );
-        assert_eq!(
-            framing(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n",
-                Method::HEAD
-            ),
-            Framing::Empty
-        );
-        assert_eq!(
-            framing(
-                b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
-                Method::GET
-            ),
-            Framing::Empty
-        );
-        assert_eq!(
-            framing(b"HTTP/1.1 200 OK\r\n\r\n", Method::GET),
-            Framing::Close
-        );
-        assert_eq!(
-            framing(
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
-                Method::GET
-            ),
-            Framing::Close
-        );
-    }
-
-    #[test]
-    fn an_answer_with_many_headers_keeps_them_all() {
-        let mut wire = String::from("HTTP/1.1 200 OK\r\n");
-        for i in 0..100 {
-            wire.push_str(&format!("X-H{i}: {i}\r\n"));
-        }
-        wire.push_str("Content-Length: 0\r\n\r\n");
-        let (a, _) = answer(wire.as_bytes(), Method::GET);
-        let a = a.unwrap();
-        assert_eq!(a.resp.headers.len(), 101);
-        assert_eq!(header(&a, "x-h99"), Some("99"));
-        let mut wire = String::from("HTTP/1.1 200 OK\r\n");
-        for i in 0..MAX_HEADERS + 1 {
-            wire.push_str(&format!("X-H{i}: {i}\r\n"));
-        }
-        wire.push_str("\r\n");
-        let mut buf = BytesMut::from(wire.as_bytes());
-        assert!(parse_head(&mut buf, &Method::GET, false).is_err());
-    }
-
-    #[test]
-    fn chunked_beside_a_length_drops_the_length() {
-        let (a, _) = answer(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
-            Method::GET,
-        );
-        let a = a.unwrap();
-        assert_eq!(a.framing, Framing::Chunked);
-        assert!(header(&a, "content-length").is_none());
-    }
-
-    #[test]
-    fn keep_alive_follows_version_and_connection() {
-        let keep = |wire: &[u8]| answer(wire, Method::GET).0.unwrap().keep_alive;
-        assert!(keep(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
-        assert!(!keep(
-            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-        ));
-        assert!(!keep(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"));
-        assert!(keep(
-            b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n"
-        ));
-        assert!(!keep(b"HTTP/1.1 200 OK\r\n\r\n"));
-    }
-
-    #[test]
-    fn bad_heads_are_errors_not_guesses() {
-        for wire in [
-            &b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"[..],
-            b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
-            b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
-            b"NOT HTTP\r\n\r\n",
-        ] {
-            let mut buf = BytesMut::from(wire);
-            let e = parse_head(&mut buf, &Method::GET, false)
-                .err()
-                .expect("refused");
-            assert_eq!(*e.esource(), ErrorSource::Upstream, "{wire:?}");
-        }
-    }
 
     #[test]
     fn the_request_head_keeps_client_case_and_drops_hop_by_hop_and_ours() {
@@ -855,7 +453,7 @@ mod tests {
             target: Some("/b?q=1".into()),
             headers: vec![(
                 &super::super::X_REQUEST_ID,
-                HeaderValue::from_static("ours"),
+                http::HeaderValue::from_static("ours"),
             )],
         };
         let head = String::from_utf8(request_head(&req, &adds)).unwrap();

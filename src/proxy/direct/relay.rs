@@ -1,0 +1,136 @@
+//! Moving an answer's body (and, after a 101, both directions) between the
+//! upstream connection and the client's session, as the bytes arrive.
+
+use super::chunked::{self, Decoder};
+use bytes::{Bytes, BytesMut};
+use pingora::prelude::*;
+use pingora::proxy::Session;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Room made before each read from the upstream.
+pub const READ_SIZE: usize = 16 * 1024;
+
+/// Reads what the upstream has into `buf`; 0 means it closed.
+pub async fn read_more(conn: &mut TcpStream, buf: &mut BytesMut, t: Duration) -> Result<usize> {
+    if buf.capacity() - buf.len() < READ_SIZE / 4 {
+        buf.reserve(READ_SIZE);
+    }
+    match timeout(t, conn.read_buf(buf)).await {
+        Ok(Ok(n)) => Ok(n),
+        Ok(Err(e)) => Err(Error::because(ReadError, "reading from upstream", e).into_up()),
+        Err(_) => Err(Error::explain(ReadTimedout, "reading from upstream").into_up()),
+    }
+}
+
+pub async fn send(session: &mut Session, data: Bytes, end: bool) -> Result<()> {
+    session
+        .write_response_body(Some(data), end)
+        .await
+        .map_err(|e| e.into_down())
+}
+
+fn cut_short() -> Box<Error> {
+    Error::explain(ConnectionClosed, "upstream closed mid-answer").into_up()
+}
+
+/// Copies a body of `len` bytes. True when it ended where it said it would.
+pub async fn copy_length(
+    session: &mut Session,
+    conn: &mut TcpStream,
+    buf: &mut BytesMut,
+    len: u64,
+    t: Duration,
+) -> Result<bool> {
+    let mut left = len;
+    while left > 0 {
+        if buf.is_empty() && read_more(conn, buf, t).await? == 0 {
+            return Err(cut_short());
+        }
+        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        left -= n as u64;
+        send(session, buf.split_to(n).freeze(), left == 0).await?;
+    }
+    Ok(true)
+}
+
+pub async fn copy_chunked(
+    session: &mut Session,
+    conn: &mut TcpStream,
+    buf: &mut BytesMut,
+    t: Duration,
+) -> Result<bool> {
+    let mut decoder = Decoder::default();
+    loop {
+        match decoder.next(buf) {
+            Ok(chunked::Step::Data(data)) => send(session, data, false).await?,
+            Ok(chunked::Step::NeedMore) => {
+                if read_more(conn, buf, t).await? == 0 {
+                    return Err(cut_short());
+                }
+            }
+            Ok(chunked::Step::Done) => {
+                send(session, Bytes::new(), true).await?;
+                return Ok(true);
+            }
+            Err(chunked::Malformed) => {
+                return Err(Error::explain(InvalidHTTPHeader, "upstream chunk framing").into_up())
+            }
+        }
+    }
+}
+
+/// Relays bytes both ways after a 101. An upgraded connection may idle for
+/// long, so no read timeout applies here. The client finishing first half-
+/// closes toward the upstream; the upstream finishing ends the tunnel.
+pub async fn tunnel(session: &mut Session, conn: &mut TcpStream, buf: &mut BytesMut) -> Result<()> {
+    let (mut from_upstream, mut to_upstream) = conn.split();
+    let mut client_open = true;
+    loop {
+        if !buf.is_empty() {
+            send(session, buf.split().freeze(), false).await?;
+        }
+        if buf.capacity() < READ_SIZE / 4 {
+            buf.reserve(READ_SIZE);
+        }
+        tokio::select! {
+            read = from_upstream.read_buf(buf) => match read {
+                Ok(0) => return send(session, Bytes::new(), true).await,
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(Error::because(ReadError, "reading from upstream", e).into_up())
+                }
+            },
+            data = session.read_request_body(), if client_open => {
+                match data.map_err(|e| e.into_down())? {
+                    Some(data) => to_upstream
+                        .write_all(&data)
+                        .await
+                        .or_err(WriteError, "writing to upstream")
+                        .map_err(|e| e.into_up())?,
+                    None => {
+                        client_open = false;
+                        let _ = to_upstream.shutdown().await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub async fn copy_until_close(
+    session: &mut Session,
+    conn: &mut TcpStream,
+    buf: &mut BytesMut,
+    t: Duration,
+) -> Result<()> {
+    loop {
+        if !buf.is_empty() {
+            send(session, buf.split().freeze(), false).await?;
+        }
+        if read_more(conn, buf, t).await? == 0 {
+            return send(session, Bytes::new(), true).await;
+        }
+    }
+}
