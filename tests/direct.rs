@@ -461,3 +461,32 @@ fn an_upstream_that_answers_before_reading_the_body_is_relayed() {
     let r = request(gw.addr, "POST", "/upload", &[], Some(&[b'x'; 2048]));
     assert_eq!((r.status, r.text().as_str()), (413, "too much"));
 }
+
+#[test]
+fn a_tunnel_without_a_byte_either_way_for_read_timeout_is_closed() {
+    let upstream = Scripted::start(|_, _| {
+        let wire =
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: demo\r\nConnection: Upgrade\r\n\r\n";
+        (answer(wire), After::KeepOpen)
+    });
+    let gw = start(&upstream);
+    let mut client = Conn::open(gw.addr);
+    client.send(
+        b"GET /quiet HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade\r\nUpgrade: demo\r\n\r\n",
+    );
+    let r = client
+        .try_read_response(false, Duration::from_secs(5))
+        .expect("101");
+    assert_eq!(r.status, 101);
+    let opened = std::time::Instant::now();
+    // CONFIG's read_timeout is 2 s.
+    assert!(
+        client.closed_within(Duration::from_secs(6)),
+        "an idle tunnel stays open"
+    );
+    assert!(
+        opened.elapsed() >= Duration::from_millis(1500),
+        "closed too early: {:?}",
+        opened.elapsed()
+    );
+}

@@ -181,7 +181,7 @@ pub async fn forward(
             false
         }
         Framing::Tunnel => {
-            tunnel(session, &mut conn, &mut buf).await?;
+            tunnel(session, &mut conn, &mut buf, read_timeout).await?;
             false
         }
     };

@@ -81,10 +81,16 @@ pub async fn copy_chunked(
     }
 }
 
-/// Relays bytes both ways after a 101. An upgraded connection may idle for
-/// long, so no read timeout applies here. The client finishing first half-
-/// closes toward the upstream; the upstream finishing ends the tunnel.
-pub async fn tunnel(session: &mut Session, conn: &mut TcpStream, buf: &mut BytesMut) -> Result<()> {
+/// Relays bytes both ways after a 101. The client finishing first half-closes
+/// toward the upstream; the upstream finishing ends the tunnel, and so does
+/// `idle` without a byte either way (as nginx's read timeout does), so that
+/// forgotten tunnels do not hold two connections forever.
+pub async fn tunnel(
+    session: &mut Session,
+    conn: &mut TcpStream,
+    buf: &mut BytesMut,
+    idle: Duration,
+) -> Result<()> {
     let (mut from_upstream, mut to_upstream) = conn.split();
     let mut client_open = true;
     loop {
@@ -115,6 +121,7 @@ pub async fn tunnel(session: &mut Session, conn: &mut TcpStream, buf: &mut Bytes
                     }
                 }
             }
+            _ = sleep(idle) => return send(session, Bytes::new(), true).await,
         }
     }
 }
