@@ -251,6 +251,13 @@ fn client_ip(session: &Session, trust_forwarded_for: bool) -> Option<IpAddr> {
         .map(|a| a.ip())
 }
 
+/// The answer the client got, if any: an interim `100 Continue` is not one.
+fn final_answer(session: &Session) -> Option<&ResponseHeader> {
+    session
+        .response_written()
+        .filter(|r| !r.status.is_informational() || r.status == 101)
+}
+
 /// The status logged and counted for a request whose client left before any
 /// answer (nginx's convention; never sent on the wire).
 const CLIENT_CLOSED: u16 = 499;
@@ -433,7 +440,7 @@ impl ProxyHttp for Proxy {
         };
         log::warn!("request {} failed: {e}", ctx.request_id);
         let code = match reject {
-            Some(reject) if session.response_written().is_none() => {
+            Some(reject) if final_answer(session).is_none() => {
                 if ctx.decision == "none" {
                     ctx.decision = reject.decision();
                 }
@@ -473,8 +480,7 @@ impl ProxyHttp for Proxy {
         // Failed with nothing written: `fail_to_proxy` answers every failure it
         // can, so the client went away first. Counted as nginx's 499, not as a
         // 502 that would page someone about a healthy upstream.
-        let status = session
-            .response_written()
+        let status = final_answer(session)
             .map(|r| r.status.as_u16())
             .unwrap_or(if e.is_some() { CLIENT_CLOSED } else { 0 });
         let elapsed = ctx.start.elapsed();

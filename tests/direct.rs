@@ -490,3 +490,43 @@ fn a_tunnel_without_a_byte_either_way_for_read_timeout_is_closed() {
         opened.elapsed()
     );
 }
+
+#[test]
+fn expect_100_continue_is_answered_by_the_gateway_before_the_body_is_sent() {
+    let echo = Echo::start();
+    let gw = Gateway::start(CONFIG, echo.addr, &[]);
+    let mut client = Conn::open(gw.addr);
+    client.send(b"POST /expect HTTP/1.1\r\nHost: gw.test\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    // Nothing of the body has left the client yet.
+    assert_eq!(
+        client.read_bytes(25, Duration::from_secs(5)),
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+    );
+    client.send(b"hello");
+    let r = client.read_response();
+    assert_eq!(r.status, 200);
+    let seen = r.json();
+    assert_eq!(seen["body"], "hello");
+    let sent = seen.to_string().to_ascii_lowercase();
+    assert!(
+        !sent.contains("100-continue"),
+        "the upstream was asked again: {sent}"
+    );
+}
+
+#[test]
+fn a_failure_after_100_continue_still_gets_its_502() {
+    // Reads the head, then leaves without a word.
+    let upstream = Scripted::start(|_, _| (Vec::new(), After::Close));
+    let gw = start(&upstream);
+    let mut client = Conn::open(gw.addr);
+    client.send(b"POST /gone HTTP/1.1\r\nHost: gw.test\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    assert_eq!(
+        client.read_bytes(25, Duration::from_secs(5)),
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+    );
+    client.send(b"hello");
+    let r = client.read_response();
+    assert_eq!(r.status, 502);
+    assert_eq!(r.json(), serde_json::json!({"error": "Bad gateway"}));
+}

@@ -3,8 +3,8 @@
 //! connection from `upstream::Idle`; a body is streamed after the head; an
 //! upgrade (WebSocket) becomes a tunnel after the upstream's 101. pingora's
 //! proxy path spends about four times our own per-request work on its generic
-//! machinery (docs/benchmarks.md, issue 7); TLS upstreams and requests that
-//! expect a `100 Continue` still take that path.
+//! machinery (docs/benchmarks.md, issue 7); TLS upstreams still take that
+//! path.
 
 mod answer;
 mod chunked;
@@ -32,14 +32,11 @@ const STALE_TRIES: usize = 3;
 /// How long the upstream may work before we also watch for the client leaving.
 const CLIENT_WATCH_AFTER: Duration = Duration::from_millis(20);
 
-/// Whether `req` can take the direct exchange to `pool`: plain TCP, and no
-/// interim answer to negotiate before the body.
+/// Whether `req` can take the direct exchange to `pool`: plain TCP.
 pub fn eligible(req: &RequestHeader, pool: &Pool) -> bool {
-    let h = &req.headers;
     !pool.tls()
         && req.method != Method::CONNECT
-        && (!h.contains_key(header::UPGRADE) || is_upgrade(req))
-        && !h.contains_key(header::EXPECT)
+        && (!req.headers.contains_key(header::UPGRADE) || is_upgrade(req))
 }
 
 /// How the request's body (already checked by `framing::check`) is sent on.
@@ -84,6 +81,12 @@ pub async fn forward(
     let downstream_h11 = req.version == Version::HTTP_11;
     let upgrade = is_upgrade(req);
     let body = request_body(req);
+    // Answered here, once the request is admitted and its upstream reached; the
+    // upstream then gets the body without being asked (nginx does the same).
+    let expects_continue = req
+        .headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
 
     let mut buf = BytesMut::with_capacity(READ_SIZE);
     let mut stale_tries = STALE_TRIES;
@@ -98,6 +101,12 @@ pub async fn forward(
             // From here the client's body is being consumed: the request can no
             // longer be sent again, whatever happens.
             stale_tries = 0;
+            if expects_continue {
+                session
+                    .write_continue_response()
+                    .await
+                    .map_err(|e| e.into_down())?;
+            }
             if let Err(e) = send_body(session, &mut conn, body, t).await {
                 if *e.esource() == ErrorSource::Downstream {
                     return Err(e);
@@ -214,7 +223,7 @@ fn request_head(req: &RequestHeader, adds: &Additions) -> Vec<u8> {
             .headers
             .iter()
             .any(|(n, _)| n.as_str().as_bytes().eq_ignore_ascii_case(name));
-        if !ours && !is_hop_by_hop(name) {
+        if !ours && !is_hop_by_hop(name) && !name.eq_ignore_ascii_case(b"expect") {
             push_header(&mut out, name, value.as_bytes());
         }
         Ok(())
@@ -464,7 +473,7 @@ mod tests {
     }
 
     #[test]
-    fn plain_requests_are_eligible_unless_they_wait_for_100_continue() {
+    fn every_request_to_a_plain_http_upstream_is_eligible() {
         let pool = Pool::resolve(&crate::config::Upstream {
             name: "app".into(),
             addrs: vec!["127.0.0.1:1".into()],
@@ -486,6 +495,6 @@ mod tests {
         assert!(eligible(&req(&[("content-length", "3")]), &pool));
         assert!(eligible(&req(&[("transfer-encoding", "chunked")]), &pool));
         assert!(eligible(&req(&[("upgrade", "websocket")]), &pool));
-        assert!(!eligible(&req(&[("expect", "100-continue")]), &pool));
+        assert!(eligible(&req(&[("expect", "100-continue")]), &pool));
     }
 }
