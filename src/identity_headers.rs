@@ -44,9 +44,21 @@ impl IdentityHeaders {
     }
 }
 
-/// Removes every identity and rewrite header the client sent, and every header
-/// the client's `Connection` names; `Connection` keeps only hop options.
-/// Runs on every route, public ones included.
+/// Whether the client asks to switch to WebSocket, the one protocol the
+/// gateway tunnels (SPEC: "WebSocket upgrades pass through"). Any other
+/// `Upgrade`, `h2c` above all, would turn the connection into a channel for
+/// requests the route rules never see.
+fn asks_for_websocket(req: &RequestHeader) -> bool {
+    let mut upgrades = req.headers.get_all(http::header::UPGRADE).iter();
+    matches!(
+        (upgrades.next(), upgrades.next()),
+        (Some(one), None) if one.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket")
+    )
+}
+
+/// Removes every identity and rewrite header the client sent, every header
+/// the client's `Connection` names, and any `Upgrade` other than WebSocket;
+/// `Connection` keeps only hop options. Runs on every route, public ones included.
 pub fn sanitize(req: &mut RequestHeader, names: &IdentityHeaders) {
     let headers = &req.headers;
     let mut doomed: Vec<HeaderName> = headers
@@ -74,6 +86,10 @@ pub fn sanitize(req: &mut RequestHeader, names: &IdentityHeaders) {
                 }
             }
         }
+    }
+    if headers.contains_key(http::header::UPGRADE) && !asks_for_websocket(req) {
+        doomed.push(http::header::UPGRADE);
+        kept_options.retain(|o| *o != "upgrade");
     }
     for name in &doomed {
         req.remove_header(name);
@@ -201,6 +217,29 @@ mod tests {
             .find(|(n, _)| n.as_str() == "x-user-role")
             .map(|(_, v)| v.to_str().unwrap().to_owned());
         assert_eq!(role.as_deref(), Some("viewer,admin,billing"));
+    }
+
+    #[test]
+    fn only_a_websocket_upgrade_survives() {
+        for (upgrade, kept) in [
+            ("h2c", false),
+            ("websocket, h2c", false),
+            ("TLS/1.0", false),
+            ("WebSocket", true),
+        ] {
+            let mut h = map(&[
+                ("Connection", "Upgrade, HTTP2-Settings"),
+                ("Upgrade", upgrade),
+                ("HTTP2-Settings", "AAMAAABkAAQAoAAAAAIAAAAA"),
+            ]);
+            sanitize(&mut h, &names());
+            assert_eq!(h.headers.get("upgrade").is_some(), kept, "{upgrade}");
+            assert_eq!(h.headers.get("connection").is_some(), kept, "{upgrade}");
+            assert!(h.headers.get("http2-settings").is_none(), "{upgrade}");
+        }
+        let mut two = map(&[("Upgrade", "websocket"), ("Upgrade", "h2c")]);
+        sanitize(&mut two, &names());
+        assert!(two.headers.get("upgrade").is_none());
     }
 
     #[test]

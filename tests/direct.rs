@@ -379,13 +379,13 @@ fn an_upgrade_is_tunnelled_until_the_upstream_ends_it_and_a_refusal_is_an_answer
             return (answer(wire), After::KeepOpen);
         }
         let wire =
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: demo\r\nConnection: Upgrade\r\n\r\nhello";
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nhello";
         (answer(wire), After::Close)
     });
     let gw = start(&upstream);
     let upgrade = |path: &str| {
         format!(
-            "GET {path} HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade\r\nUpgrade: demo\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
         )
     };
     let mut client = Conn::open(gw.addr);
@@ -394,7 +394,7 @@ fn an_upgrade_is_tunnelled_until_the_upstream_ends_it_and_a_refusal_is_an_answer
         .try_read_response(false, Duration::from_secs(5))
         .expect("101");
     assert_eq!(r.status, 101);
-    assert_eq!(r.header("upgrade"), Some("demo"));
+    assert_eq!(r.header("upgrade"), Some("websocket"));
     assert_eq!(
         r.header("connection")
             .map(str::to_ascii_lowercase)
@@ -411,13 +411,13 @@ fn an_upgrade_is_tunnelled_until_the_upstream_ends_it_and_a_refusal_is_an_answer
         .pop()
         .expect("the upstream saw the upgrade");
     assert!(head.contains("\r\nConnection: Upgrade\r\n"), "{head}");
-    assert!(head.contains("\r\nUpgrade: demo\r\n"), "{head}");
+    assert!(head.contains("\r\nUpgrade: websocket\r\n"), "{head}");
 
     let r = request(
         gw.addr,
         "GET",
         "/refuse",
-        &[("Connection", "Upgrade"), ("Upgrade", "demo")],
+        &[("Connection", "Upgrade"), ("Upgrade", "websocket")],
         None,
     );
     assert_eq!((r.status, r.text().as_str()), (426, "no"));
@@ -466,13 +466,13 @@ fn an_upstream_that_answers_before_reading_the_body_is_relayed() {
 fn a_tunnel_without_a_byte_either_way_for_read_timeout_is_closed() {
     let upstream = Scripted::start(|_, _| {
         let wire =
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: demo\r\nConnection: Upgrade\r\n\r\n";
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
         (answer(wire), After::KeepOpen)
     });
     let gw = start(&upstream);
     let mut client = Conn::open(gw.addr);
     client.send(
-        b"GET /quiet HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade\r\nUpgrade: demo\r\n\r\n",
+        b"GET /quiet HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
     );
     let r = client
         .try_read_response(false, Duration::from_secs(5))
@@ -529,4 +529,39 @@ fn a_failure_after_100_continue_still_gets_its_502() {
     let r = client.read_response();
     assert_eq!(r.status, 502);
     assert_eq!(r.json(), serde_json::json!({"error": "Bad gateway"}));
+}
+
+#[test]
+fn an_h2c_upgrade_is_never_forwarded_so_no_tunnel_can_bypass_the_routes() {
+    // An upstream that would switch to anything it is asked for.
+    let upstream = Scripted::start(|head, _| {
+        if head.to_ascii_lowercase().contains("\r\nupgrade:") {
+            let wire =
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n";
+            return (answer(wire), After::KeepOpen);
+        }
+        (
+            answer("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            After::KeepOpen,
+        )
+    });
+    let gw = start(&upstream);
+    let r = get(
+        gw.addr,
+        "/h2c",
+        &[
+            ("Connection", "Upgrade, HTTP2-Settings"),
+            ("Upgrade", "h2c"),
+            ("HTTP2-Settings", "AAMAAABkAAQAoAAAAAIAAAAA"),
+        ],
+    );
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    let head = upstream
+        .heads()
+        .pop()
+        .expect("the upstream saw the request");
+    let lower = head.to_ascii_lowercase();
+    for gone in ["\r\nupgrade:", "\r\nhttp2-settings:", "\r\nconnection:"] {
+        assert!(!lower.contains(gone), "{gone} forwarded: {head}");
+    }
 }
