@@ -5,7 +5,8 @@
 //!         → rewrite identity headers → upstream → response headers → log
 //! ```
 //!
-//! Each pingora phase below delegates to one stage in a few lines.
+//! `Proxy::serve` runs one request through them; each stage is a few lines
+//! that delegate to its module.
 
 mod auth_route;
 mod direct;
@@ -25,23 +26,33 @@ use crate::{access_log, clock};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use http::{HeaderName, HeaderValue};
+use pingora::apps::ServerApp;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
-use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::protocols::http::ReusableHttpStream;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
 use pingora::ErrorType;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
+use tokio::sync::Notify;
 
-/// The gateway as pingora sees it: the current config, the auth module's
-/// state (which outlives config reloads) and a count of requests in flight
-/// (for a graceful drain).
+/// The gateway as pingora's listeners see it: the current config, the auth
+/// module's state (which outlives config reloads) and a count of requests in
+/// flight (for a graceful drain).
 pub struct Proxy {
-    pub state: Arc<ArcSwap<Gateway>>,
-    pub auth: Arc<auth::Service>,
-    pub inflight: Arc<AtomicUsize>,
+    state: Arc<ArcSwap<Gateway>>,
+    auth: Arc<auth::Service>,
+    inflight: Arc<AtomicUsize>,
+    /// Set, and `stop` notified, once the gateway shuts down.
+    stopping: AtomicBool,
+    stop: Notify,
 }
+
+/// The client's HTTP/1.x session (pingora-core's).
+pub type Session = pingora::protocols::http::ServerSession;
 
 /// Per-request state. Holds the config snapshot the request started with, so
 /// a reload mid-request changes nothing for it.
@@ -85,7 +96,7 @@ impl Proxy {
     /// the module doc up to authorization, as one pure-ish sequence.
     async fn admit(&self, session: &Session, ctx: &mut Ctx) -> Result<(), Reject> {
         let req = session.req_header();
-        framing::check(req, &session.as_downstream().to_h1_raw())?;
+        framing::check(req, &session.to_h1_raw())?;
         let (raw_path, _) = framing::target(req)?;
         ctx.path =
             route::normalize(raw_path).map_err(|e| Reject::BadRequest(e.to_string().into()))?;
@@ -195,26 +206,13 @@ fn header_value(text: String) -> Result<HeaderValue> {
     HeaderValue::try_from(text).or_err(ErrorType::InternalError, "header value")
 }
 
-/// The upstream's request as edits to the client's: computed once, applied
-/// by whichever path forwards it (`direct`, or pingora's proxy path).
+/// The upstream's request as edits to the client's, computed before it is
+/// written (`direct::request_head`).
 pub struct Additions<'g> {
     /// The request-target, when normalization changed the path.
     target: Option<String>,
     /// Set on the upstream's request, replacing any client value.
     headers: Vec<(&'g HeaderName, HeaderValue)>,
-}
-
-impl Additions<'_> {
-    /// Applies the edits to pingora's copy of the request.
-    fn apply(self, req: &mut RequestHeader) -> Result<()> {
-        if let Some(target) = &self.target {
-            req.set_raw_path(target.as_bytes())?;
-        }
-        for (name, value) in self.headers {
-            req.insert_header(name.clone(), value)?;
-        }
-        Ok(())
-    }
 }
 
 /// Records how long the upstream took to answer (its head), once.
@@ -298,9 +296,96 @@ fn request_id(req: &RequestHeader) -> String {
         .unwrap_or_else(crate::token::random_id)
 }
 
+/// How long a client's kept-alive connection may sit idle between requests.
+const KEEPALIVE_SECS: u64 = 60;
+
+/// The connection loop: HTTP/1.x requests, one after another, each through
+/// `serve`. Written on pingora-core's session rather than pingora-proxy's
+/// generic proxy: that one's per-request state (cache, modules, retries) cost
+/// more than the whole pipeline here (docs/benchmarks.md, issue 7).
 #[async_trait]
-impl ProxyHttp for Proxy {
-    type CTX = Ctx;
+impl ServerApp for Proxy {
+    async fn process_new(self: &Arc<Self>, stream: Stream, _: &ShutdownWatch) -> Option<Stream> {
+        let mut session = Session::new_http1(stream);
+        loop {
+            let keepalive = (!self.stopping.load(Ordering::Acquire)).then_some(KEEPALIVE_SECS);
+            session.set_keepalive(keepalive);
+            let (stream, _) = self.serve(session).await?.into_parts();
+            session = Session::new_http1(stream);
+        }
+    }
+
+    /// Called once the listeners are closed: connections waiting for their
+    /// next request end now instead of at their keep-alive timeout.
+    async fn cleanup(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.stop.notify_waiters();
+    }
+}
+
+impl Proxy {
+    pub fn new(
+        state: Arc<ArcSwap<Gateway>>,
+        auth: Arc<auth::Service>,
+        inflight: Arc<AtomicUsize>,
+    ) -> Proxy {
+        Proxy {
+            state,
+            auth,
+            inflight,
+            stopping: AtomicBool::new(false),
+            stop: Notify::new(),
+        }
+    }
+
+    /// Resolves once the gateway is shutting down.
+    async fn stopped(&self) {
+        let notified = self.stop.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if !self.stopping.load(Ordering::Acquire) {
+            notified.await;
+        }
+    }
+
+    /// One request, start to end: read its head, handle it, answer any failure,
+    /// log it. The connection comes back when it can carry another request.
+    async fn serve(&self, mut session: Session) -> Option<ReusableHttpStream> {
+        let read = tokio::select! {
+            // Biased: a request already sent is served, not dropped, at shutdown.
+            biased;
+            read = session.read_request() => read,
+            _ = self.stopped() => return None,
+        };
+        match read {
+            Ok(true) => {}
+            // The client closed an idle kept-alive connection.
+            Ok(false) => return None,
+            Err(e) => {
+                if *e.etype() == ErrorType::InvalidHTTPHeader {
+                    let ctx = self.new_ctx();
+                    let reject = Reject::BadRequest("malformed request".into());
+                    let _ = respond::reject_unparsed(&mut session, &ctx, &reject).await;
+                } else {
+                    log::debug!("reading a request head failed: {e}");
+                }
+                session.shutdown().await;
+                return None;
+            }
+        }
+        let mut ctx = self.new_ctx();
+        let failure = self.handle(&mut session, &mut ctx).await.err();
+        if let Some(e) = &failure {
+            self.fail(&mut session, e, &mut ctx).await;
+        }
+        self.log(&session, failure.is_some(), &ctx);
+        drop(ctx);
+        if failure.is_some() {
+            // Whatever was half-read or half-written, this connection is done.
+            return None;
+        }
+        session.finish().await.ok().flatten()
+    }
 
     fn new_ctx(&self) -> Ctx {
         self.inflight.fetch_add(1, Ordering::AcqRel);
@@ -321,17 +406,16 @@ impl ProxyHttp for Proxy {
         }
     }
 
-    /// Runs once the request head is read: decide, then either answer now
-    /// (`Ok(true)`) or let the request go on to the upstream.
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+    /// The pipeline of the module doc, once the request head is read: decide,
+    /// then answer now or forward.
+    async fn handle(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
         ctx.request_id = request_id(session.req_header());
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         if let Some(jwks) =
             crate::keys::jwks::answer(session.req_header(), &ctx.gateway.keys, clock::now())
         {
             ctx.decision = "public";
-            respond::send(session, ctx, 200, &jwks.headers, jwks.body).await?;
-            return Ok(true);
+            return respond::send(session, ctx, 200, &jwks.headers, jwks.body).await;
         }
         ctx.client_ip = client_ip(session, ctx.gateway.config.trust_forwarded_for);
         if let Err(reject) = self.admit(session, ctx).await {
@@ -343,83 +427,28 @@ impl ProxyHttp for Proxy {
                 // The request's framing or target is suspect: do not read another one from this connection.
                 session.set_keepalive(None);
             }
-            respond::reject(session, ctx, &reject).await?;
-            return Ok(true);
+            return respond::reject(session, ctx, &reject).await;
         }
-        let Some(route) = ctx.route.map(|i| &ctx.gateway.config.routes[i]) else {
-            return Ok(false);
-        };
-        if route.upstream.is_none() {
-            // Routes without an upstream belong to the embedded auth module.
-            self.serve_auth(session, ctx).await?;
-            return Ok(true);
-        }
-        // Client-sent identity headers go now; the verified ones are added to the
-        // upstream's request by whichever path forwards it.
-        identity_headers::sanitize(session.req_header_mut(), &ctx.gateway.config.headers);
-        if let Some(index) = route.upstream {
-            if direct::eligible(session.req_header(), &ctx.gateway.pools[index]) {
-                let gateway = ctx.gateway.clone();
-                let adds = self.additions(session, ctx, &gateway)?;
-                direct::forward(session, ctx, index, &adds).await?;
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
-    async fn upstream_request_filter(
-        &self,
-        session: &mut Session,
-        upstream_request: &mut RequestHeader,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
         let gateway = ctx.gateway.clone();
-        self.additions(session, ctx, &gateway)?
-            .apply(upstream_request)
-    }
-
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let index = ctx
+        let route = ctx
             .route
-            .and_then(|r| ctx.gateway.config.routes[r].upstream)
+            .map(|i| &gateway.config.routes[i])
             .ok_or_else(|| Error::new(ErrorType::InternalError))?;
-        let pool = &ctx.gateway.pools[index];
-        let addr = pool.pick();
-        ctx.upstream = Some((index, addr));
-        ctx.upstream_start = Some(Instant::now());
-        Ok(pool.peer(addr))
+        let Some(index) = route.upstream else {
+            // Routes without an upstream belong to the embedded auth module.
+            return self.serve_auth(session, ctx).await;
+        };
+        // Client-sent identity headers go now; the verified ones are added to the
+        // upstream's request with the other additions.
+        identity_headers::sanitize(session.req_header_mut(), &gateway.config.headers);
+        let adds = self.additions(session, ctx, &gateway)?;
+        direct::forward(session, ctx, index, &adds).await
     }
 
-    fn fail_to_connect(
-        &self,
-        _session: &mut Session,
-        _peer: &HttpPeer,
-        ctx: &mut Ctx,
-        mut e: Box<Error>,
-    ) -> Box<Error> {
-        if let Some((index, addr)) = ctx.upstream {
-            let pool = &ctx.gateway.pools[index];
-            if pool.len() > 1 {
-                // Another address may answer; nothing was sent yet, so a retry is safe.
-                pool.mark_down(addr);
-                e.set_retry(true);
-            }
-        }
-        e
-    }
-
-    async fn response_filter(
-        &self,
-        _session: &mut Session,
-        resp: &mut ResponseHeader,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
-        observe_upstream(ctx);
-        respond::common_headers(resp, ctx)
-    }
-
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+    /// Answers a failure of `handle` when the client has no answer yet: 502/504
+    /// for the upstream's failures, 400 for a broken request; nothing when the
+    /// client itself went away.
+    async fn fail(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) {
         let reject = match e.etype() {
             ErrorType::ReadTimedout | ErrorType::WriteTimedout => Some(Reject::GatewayTimeout),
             ErrorType::ConnectTimedout
@@ -438,51 +467,35 @@ impl ProxyHttp for Proxy {
                 _ => Some(Reject::Internal),
             },
         };
-        log::warn!("request {} failed: {e}", ctx.request_id);
-        let code = match reject {
-            Some(reject) if final_answer(session).is_none() => {
-                if ctx.decision == "none" {
-                    ctx.decision = reject.decision();
-                }
-                let status = reject.status();
-                if respond::reject(session, ctx, &reject).await.is_err() {
-                    0
-                } else {
-                    status
-                }
-            }
-            Some(reject) => reject.status(),
-            None => 0,
-        };
-        FailToProxy {
-            error_code: code,
-            can_reuse_downstream: false,
-        }
-    }
-
-    /// What pingora puts in its own error-log lines for this request. Its default
-    /// includes the raw query string, where clients sometimes put tokens; this
-    /// keeps to what the access log shows.
-    fn request_summary(&self, session: &Session, ctx: &Ctx) -> String {
         let path = if ctx.path.is_empty() {
             "-"
         } else {
             ctx.path.as_str()
         };
-        format!(
-            "{} {path} (request {})",
-            session.req_header().method,
-            ctx.request_id
-        )
+        // The path, never the query: clients sometimes put tokens there.
+        log::warn!(
+            "request {} ({} {path}) failed: {e}",
+            ctx.request_id,
+            session.req_header().method
+        );
+        if let Some(reject) = reject {
+            if final_answer(session).is_none() {
+                if ctx.decision == "none" {
+                    ctx.decision = reject.decision();
+                }
+                let _ = respond::reject(session, ctx, &reject).await;
+            }
+        }
     }
 
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
-        // Failed with nothing written: `fail_to_proxy` answers every failure it
-        // can, so the client went away first. Counted as nginx's 499, not as a
-        // 502 that would page someone about a healthy upstream.
+    /// Counts the request and writes its access-log line. `failed` with
+    /// nothing written means the client left first: `fail` answers every
+    /// failure it can. That is counted as nginx's 499, not as a 502 that would
+    /// page someone about a healthy upstream.
+    fn log(&self, session: &Session, failed: bool, ctx: &Ctx) {
         let status = final_answer(session)
             .map(|r| r.status.as_u16())
-            .unwrap_or(if e.is_some() { CLIENT_CLOSED } else { 0 });
+            .unwrap_or(if failed { CLIENT_CLOSED } else { 0 });
         let elapsed = ctx.start.elapsed();
         let route = ctx.route_label();
         let method = session.req_header().method.as_str();

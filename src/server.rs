@@ -14,7 +14,6 @@ use crate::proxy::Proxy;
 use crate::upstream::HealthCheck;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use pingora::proxy::http_proxy_service_with_name;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::background_service;
@@ -103,12 +102,8 @@ pub fn run(path: &Path) -> Result<(), String> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let proxy = Proxy {
-        state: state.clone(),
-        auth,
-        inflight: inflight.clone(),
-    };
-    let mut public = http_proxy_service_with_name(&server.configuration, proxy, "portcullis");
+    let proxy = Proxy::new(state.clone(), auth, inflight.clone());
+    let mut public = Service::new("portcullis".to_owned(), proxy);
     public.add_tcp(&listen);
     if let Some(tls) = &tls {
         let (cert, key) = (tls.cert.to_string_lossy(), tls.key.to_string_lossy());

@@ -1,12 +1,17 @@
 //! Upstream pools: addresses resolved once at start, round-robin over the
-//! healthy ones, and a background TCP health check that takes a dead address
-//! out of rotation and puts it back when it answers again.
+//! healthy ones, new connections (plain or TLS) and kept-alive idle ones per
+//! address, and a background TCP health check that takes a dead address out
+//! of rotation and puts it back when it answers again.
 
+mod conn;
 mod idle;
 
 use crate::config;
 use async_trait::async_trait;
+pub use conn::Conn;
 pub use idle::Idle;
+use pingora::connectors::TransportConnector;
+use pingora::prelude::*;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use pingora::upstreams::peer::HttpPeer;
@@ -14,6 +19,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::net::TcpStream;
 
 /// How often each address is probed, and how long a probe may take.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
@@ -26,7 +32,9 @@ pub struct Pool {
     pub name: String,
     targets: Vec<Target>,
     next: AtomicUsize,
-    tls: bool,
+    /// Present for TLS upstreams: pingora's TLS client (system roots, or the
+    /// bundle `SSL_CERT_FILE` names), used for the handshake only.
+    tls: Option<TransportConnector>,
     sni: String,
     connect_timeout: Duration,
     read_timeout: Duration,
@@ -35,7 +43,7 @@ pub struct Pool {
 struct Target {
     addr: SocketAddr,
     healthy: AtomicBool,
-    /// Kept-alive connections of the direct exchange (pingora's proxy path keeps its own).
+    /// Kept-alive connections, reused newest first.
     idle: Idle,
 }
 
@@ -65,7 +73,10 @@ impl Pool {
             name: upstream.name.clone(),
             targets,
             next: AtomicUsize::new(0),
-            tls: upstream.tls,
+            tls: match upstream.tls {
+                true => Some(tls_client(&upstream.name)?),
+                false => None,
+            },
             sni: upstream.sni.clone(),
             connect_timeout: upstream.connect_timeout,
             read_timeout: upstream.read_timeout,
@@ -84,15 +95,37 @@ impl Pool {
             .addr
     }
 
-    /// A peer for `addr` with this upstream's timeouts and TLS settings.
-    pub fn peer(&self, addr: SocketAddr) -> Box<HttpPeer> {
-        let mut peer = HttpPeer::new(addr, self.tls, self.sni.clone());
+    /// A new connection to `addr`, TLS handshake included. Errors carry
+    /// pingora's connect error types, marked as the upstream's.
+    pub async fn connect(&self, addr: SocketAddr) -> Result<Conn> {
+        let Some(connector) = &self.tls else {
+            return match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await
+            {
+                Ok(Ok(conn)) => {
+                    // Request heads are written whole; waiting to coalesce only adds latency.
+                    let _ = conn.set_nodelay(true);
+                    Ok(Conn::Plain(conn))
+                }
+                Ok(Err(e)) => {
+                    let etype = if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                        ConnectRefused
+                    } else {
+                        ConnectError
+                    };
+                    Err(Error::because(etype, format!("connecting to {addr}"), e).into_up())
+                }
+                Err(_) => {
+                    Err(Error::explain(ConnectTimedout, format!("connecting to {addr}")).into_up())
+                }
+            };
+        };
+        let mut peer = HttpPeer::new(addr, true, self.sni.clone());
         peer.options.connection_timeout = Some(self.connect_timeout);
         peer.options.total_connection_timeout = Some(self.connect_timeout);
-        peer.options.read_timeout = Some(self.read_timeout);
-        peer.options.write_timeout = Some(self.read_timeout);
-        peer.options.idle_timeout = Some(IDLE_TIMEOUT);
-        Box::new(peer)
+        match connector.new_stream(&peer).await {
+            Ok(stream) => Ok(Conn::Tls(stream)),
+            Err(e) => Err(e.into_up()),
+        }
     }
 
     /// Passive check: a refused connection takes the address out until the
@@ -105,11 +138,7 @@ impl Pool {
 
     /// Whether requests to this upstream go over TLS.
     pub fn tls(&self) -> bool {
-        self.tls
-    }
-
-    pub fn connect_timeout(&self) -> Duration {
-        self.connect_timeout
+        self.tls.is_some()
     }
 
     /// How long one read from (or write to) this upstream may wait.
@@ -118,12 +147,12 @@ impl Pool {
     }
 
     /// An idle kept-alive connection to `addr`, if one is fit for a request.
-    pub fn take_idle(&self, addr: SocketAddr) -> Option<tokio::net::TcpStream> {
+    pub fn take_idle(&self, addr: SocketAddr) -> Option<Conn> {
         self.target(addr)?.idle.take(IDLE_TIMEOUT)
     }
 
     /// Keeps `conn` to `addr` for a later request.
-    pub fn put_idle(&self, addr: SocketAddr, conn: tokio::net::TcpStream) {
+    pub fn put_idle(&self, addr: SocketAddr, conn: Conn) {
         if let Some(t) = self.target(addr) {
             t.idle.put(conn);
         }
@@ -144,7 +173,7 @@ impl Pool {
     async fn probe_all(&self) {
         for t in &self.targets {
             let ok = matches!(
-                tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(t.addr)).await,
+                tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect(t.addr)).await,
                 Ok(Ok(_))
             );
             let was = t.healthy.swap(ok, Ordering::Relaxed);
@@ -162,6 +191,15 @@ impl Pool {
             }
         }
     }
+}
+
+/// pingora's TLS client with the platform's roots. Building it panics when
+/// they cannot be loaded (a broken `SSL_CERT_FILE`, say): that is a start-up
+/// error naming the upstream, not a crash.
+fn tls_client(name: &str) -> Result<TransportConnector, String> {
+    std::panic::catch_unwind(|| TransportConnector::new(None)).map_err(|_| {
+        format!("upstream {name}: cannot load the CA certificates for tls (check SSL_CERT_FILE / SSL_CERT_DIR)")
+    })
 }
 
 /// Probes the pools of the current config. Pools with one address are left

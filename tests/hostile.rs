@@ -307,3 +307,23 @@ fn a_raw_fragment_in_the_request_target_is_refused() {
     );
     assert_eq!(echo.seen_count(), 0);
 }
+
+#[test]
+fn a_request_head_that_cannot_be_parsed_gets_the_json_400_and_the_connection_closes() {
+    let (echo, gw) = start();
+    // A space inside a header name: no parser may guess where the name ends.
+    let bytes = raw(
+        gw.addr,
+        b"GET /health HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\nGET /health HTTP/1.1\r\nHost: a\r\n\r\n",
+        Duration::from_secs(3),
+    );
+    let responses = parse_responses(&bytes);
+    assert_eq!(responses.len(), 1, "{}", String::from_utf8_lossy(&bytes));
+    assert_eq!(responses[0].status, 400);
+    assert_eq!(
+        responses[0].json()["error"],
+        "Invalid request: malformed request"
+    );
+    assert!(responses[0].header("x-request-id").is_some());
+    assert_eq!(echo.seen_count(), 0);
+}

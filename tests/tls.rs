@@ -5,11 +5,12 @@ mod common;
 
 use common::*;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// A self-signed certificate for 127.0.0.1, made with the openssl CLI.
@@ -114,5 +115,134 @@ fn the_tls_listener_serves_the_pipeline_with_hsts() {
     assert_eq!(plain.status, 200);
     assert!(plain.header("strict-transport-security").is_none());
     drop(gw);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// An HTTPS upstream for the gateway to reach: answers every request with its
+/// head as the body, on kept-alive connections. Counts the TLS connections it
+/// accepted and the request heads it read.
+struct TlsUpstream {
+    addr: std::net::SocketAddr,
+    connections: Arc<AtomicUsize>,
+    heads: Arc<AtomicUsize>,
+}
+
+impl TlsUpstream {
+    fn start(dir: &Path) -> TlsUpstream {
+        let cert = CertificateDer::from_pem_file(dir.join("cert.pem")).unwrap();
+        let key = PrivateKeyDer::from_pem_file(dir.join("key.pem")).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+        let config = Arc::new(config);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (connections, heads) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (c, h) = (connections.clone(), heads.clone());
+        std::thread::spawn(move || {
+            for tcp in listener.incoming().flatten() {
+                c.fetch_add(1, Ordering::SeqCst);
+                let (config, heads) = (config.clone(), h.clone());
+                std::thread::spawn(move || serve_tls(config, tcp, &heads));
+            }
+        });
+        TlsUpstream {
+            addr,
+            connections,
+            heads,
+        }
+    }
+}
+
+fn serve_tls(config: Arc<rustls::ServerConfig>, tcp: TcpStream, heads: &AtomicUsize) {
+    let conn = rustls::ServerConnection::new(config).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let mut pending = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
+            match tls.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => pending.extend_from_slice(&chunk[..n]),
+            }
+            continue;
+        };
+        heads.fetch_add(1, Ordering::SeqCst);
+        let head: Vec<u8> = pending.drain(..end + 4).collect();
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+            head.len()
+        );
+        if tls.write_all(answer.as_bytes()).is_err() || tls.write_all(&head).is_err() {
+            return;
+        }
+        let _ = tls.flush();
+    }
+}
+
+/// BASE_CONFIG with its `app` upstream spoken to over TLS.
+fn tls_upstream_config() -> String {
+    BASE_CONFIG.replacen("read_timeout: 2s }", "read_timeout: 2s, tls: true }", 1)
+}
+
+#[test]
+fn a_tls_upstream_gets_the_verified_identity_over_one_kept_alive_connection() {
+    let dir = fresh_temp_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    self_signed(&dir);
+    let upstream = TlsUpstream::start(&dir);
+    let ca = dir.join("cert.pem");
+    let gw = Gateway::start(
+        &tls_upstream_config(),
+        upstream.addr,
+        &[("SSL_CERT_FILE", ca.to_str().unwrap())],
+    );
+    let bearer = format!("Bearer {}", token("alice", "viewer", ""));
+    for round in 0..3 {
+        let r = get(
+            gw.addr,
+            "/api/protected",
+            &[("Authorization", &bearer), ("X-User-Id", "mallory")],
+        );
+        assert_eq!(r.status, 200, "round {round}: {}", r.text());
+        let head = r.text().to_ascii_lowercase();
+        assert!(
+            head.starts_with("get /api/protected http/1.1\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("\r\nx-user-id: alice\r\n"), "{head}");
+        assert!(!head.contains("mallory"), "{head}");
+    }
+    assert_eq!(upstream.heads.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        upstream.connections.load(Ordering::SeqCst),
+        1,
+        "the TLS connection is kept alive and reused"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_tls_upstream_whose_certificate_is_not_trusted_gets_no_request_and_the_client_a_502() {
+    let dir = fresh_temp_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    self_signed(&dir);
+    let upstream = TlsUpstream::start(&dir);
+    // The platform's roots do not include this self-signed certificate.
+    let gw = Gateway::start(&tls_upstream_config(), upstream.addr, &[]);
+    let bearer = format!("Bearer {}", token("alice", "viewer", ""));
+    let r = get(gw.addr, "/api/protected", &[("Authorization", &bearer)]);
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.json()["error"], "Bad gateway");
+    assert!(
+        upstream.connections.load(Ordering::SeqCst) >= 1,
+        "a handshake was tried"
+    );
+    assert_eq!(upstream.heads.load(Ordering::SeqCst), 0);
     std::fs::remove_dir_all(&dir).ok();
 }

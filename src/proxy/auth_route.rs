@@ -2,14 +2,13 @@
 //! This stage reads the body (with a cap), hands the request to `auth::endpoints` and
 //! writes its answer.
 
-use super::{respond, Ctx, Proxy};
+use super::{respond, Ctx, Proxy, Session};
 use crate::auth::endpoints::{self, MAX_BODY};
 use crate::clock;
 use crate::error::Reject;
 use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, HOST};
 use pingora::prelude::*;
-use pingora::proxy::Session;
 use std::net::{IpAddr, Ipv4Addr};
 
 /// Why the body could not be had.

@@ -1,29 +1,26 @@
-//! The direct exchange with a plain HTTP/1.1 upstream. A bodiless request is
-//! one write of its head and, for a small answer, one read, on a kept-alive
-//! connection from `upstream::Idle`; a body is streamed after the head; an
-//! upgrade (WebSocket) becomes a tunnel after the upstream's 101. pingora's
-//! proxy path spends about four times our own per-request work on its generic
-//! machinery (docs/benchmarks.md, issue 7); TLS upstreams still take that
-//! path.
+//! The direct exchange with an HTTP/1.1 upstream, plain or TLS. A bodiless
+//! request is one write of its head and, for a small answer, one read, on a
+//! kept-alive connection from `upstream::Idle`; a body is streamed after the
+//! head; an upgrade (WebSocket) becomes a tunnel after the upstream's 101.
+//! pingora's generic proxy spent about four times this per request
+//! (docs/benchmarks.md, issue 7).
 
 mod answer;
 mod chunked;
 mod relay;
 
-use super::{respond, Additions, Ctx};
-use crate::upstream::Pool;
+use super::{respond, Additions, Ctx, Session};
+use crate::upstream::{Conn, Pool};
 use answer::{parse_head, Answer, Framing};
 use bytes::BytesMut;
 use http::header;
 use http::{Method, Version};
 use pingora::http::{HeaderNameVariant, RequestHeader};
 use pingora::prelude::*;
-use pingora::proxy::Session;
 use relay::{copy_chunked, copy_length, copy_until_close, read_more, tunnel, READ_SIZE};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 /// An answer head larger than this is refused as a bad gateway rather than buffered.
 const MAX_HEAD: usize = 64 * 1024;
@@ -31,13 +28,6 @@ const MAX_HEAD: usize = 64 * 1024;
 const STALE_TRIES: usize = 3;
 /// How long the upstream may work before we also watch for the client leaving.
 const CLIENT_WATCH_AFTER: Duration = Duration::from_millis(20);
-
-/// Whether `req` can take the direct exchange to `pool`: plain TCP.
-pub fn eligible(req: &RequestHeader, pool: &Pool) -> bool {
-    !pool.tls()
-        && req.method != Method::CONNECT
-        && (!req.headers.contains_key(header::UPGRADE) || is_upgrade(req))
-}
 
 /// How the request's body (already checked by `framing::check`) is sent on.
 #[derive(Debug, PartialEq, Clone, Copy)]
@@ -65,8 +55,8 @@ fn request_body(req: &RequestHeader) -> Body {
 }
 
 /// Sends the request to the upstream of `pool` and the answer to the client.
-/// Errors carry pingora's types and sources, so `fail_to_proxy` maps them to
-/// 502/504 exactly as for the proxy path.
+/// Errors carry pingora's types and sources, which `Proxy::fail` maps to
+/// 502/504 (or nothing, when the client left).
 pub async fn forward(
     session: &mut Session,
     ctx: &mut Ctx,
@@ -173,9 +163,8 @@ pub async fn forward(
     if framing == Framing::Tunnel {
         resp.insert_header(header::CONNECTION, "Upgrade")?;
     }
-    let done = matches!(framing, Framing::Empty | Framing::Length(0));
     session
-        .write_response_header(Box::new(resp), done)
+        .write_response_header(Box::new(resp))
         .await
         .map_err(|e| e.into_down())?;
     let read_timeout = pool.read_timeout();
@@ -195,11 +184,15 @@ pub async fn forward(
         }
     };
     // Bytes past the end of the answer mean the upstream and we disagree on
-    // framing: that connection carries no further request.
+    // framing: that connection carries no further request. It goes back before
+    // the client's answer ends, or the client's next request could find it
+    // missing and open another.
     if clean && keep_alive && !body_cut && buf.is_empty() {
         pool.put_idle(addr, conn);
+    } else {
+        drop(conn);
     }
-    Ok(())
+    session.finish_body().await.map_err(|e| e.into_down())
 }
 
 /// The request head the upstream receives: the client's request line and
@@ -265,7 +258,7 @@ pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
 /// watching costs a read.
 async fn client_gone(session: &mut Session) -> Box<Error> {
     sleep(CLIENT_WATCH_AFTER).await;
-    match session.as_downstream_mut().read_body_or_idle(true).await {
+    match session.read_body_or_idle(true).await {
         Err(e) if matches!(e.etype(), ConnectionClosed | ReadError) => e.into_down(),
         // The client sent its next request early (pipelining). The watch took a
         // byte of it, so this connection ends after this answer; the answer stands.
@@ -278,7 +271,7 @@ async fn client_gone(session: &mut Session) -> Box<Error> {
 
 /// A connection to the next address in turn: a kept-alive one when allowed
 /// and available (then `true`), else a new one.
-async fn connection(pool: &Pool, use_idle: bool) -> Result<(TcpStream, SocketAddr, bool)> {
+async fn connection(pool: &Pool, use_idle: bool) -> Result<(Conn, SocketAddr, bool)> {
     let addr = pool.pick();
     if use_idle {
         if let Some(conn) = pool.take_idle(addr) {
@@ -291,30 +284,17 @@ async fn connection(pool: &Pool, use_idle: bool) -> Result<(TcpStream, SocketAdd
 
 /// A new connection, to `first` and then each other address in turn until
 /// one accepts: nothing has been sent yet, so trying the next is always safe.
-async fn connect(pool: &Pool, first: SocketAddr) -> Result<(TcpStream, SocketAddr)> {
+async fn connect(pool: &Pool, first: SocketAddr) -> Result<(Conn, SocketAddr)> {
     let mut last = Error::new_up(ConnectError);
     for attempt in 0..pool.len() {
         let addr = if attempt == 0 { first } else { pool.pick() };
-        let failure = match timeout(pool.connect_timeout(), TcpStream::connect(addr)).await {
-            Ok(Ok(conn)) => {
-                // Request heads are written whole; waiting to coalesce only adds latency.
-                let _ = conn.set_nodelay(true);
-                return Ok((conn, addr));
-            }
-            Ok(Err(e)) => {
-                let etype = if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                    ConnectRefused
-                } else {
-                    ConnectError
-                };
-                Error::because(etype, format!("connecting to {addr}"), e)
-            }
-            Err(_) => Error::explain(ConnectTimedout, format!("connecting to {addr}")),
-        };
+        match pool.connect(addr).await {
+            Ok(conn) => return Ok((conn, addr)),
+            Err(e) => last = e,
+        }
         if pool.len() > 1 {
             pool.mark_down(addr);
         }
-        last = failure.into_up();
     }
     Err(last)
 }
@@ -337,19 +317,20 @@ fn retry_safe(method: &Method, failure: &Failure) -> bool {
         )
 }
 
-async fn write_up(conn: &mut TcpStream, bytes: &[u8], t: Duration) -> Result<()> {
-    match timeout(t, conn.write_all(bytes)).await {
+async fn write_up(conn: &mut Conn, bytes: &[u8], t: Duration) -> Result<()> {
+    // A TLS stream buffers what it is given; the flush sends it (free on TCP).
+    let write = async {
+        conn.write_all(bytes).await?;
+        conn.flush().await
+    };
+    match timeout(t, write).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(Error::because(WriteError, "writing to upstream", e).into_up()),
         Err(_) => Err(Error::explain(WriteTimedout, "writing to upstream").into_up()),
     }
 }
 
-async fn write_head(
-    conn: &mut TcpStream,
-    head: &[u8],
-    t: Duration,
-) -> std::result::Result<(), Failure> {
+async fn write_head(conn: &mut Conn, head: &[u8], t: Duration) -> std::result::Result<(), Failure> {
     write_up(conn, head, t).await.map_err(|error| Failure {
         error,
         nothing_back: true,
@@ -359,12 +340,7 @@ async fn write_head(
 
 /// Streams the client's body to the upstream as it arrives. Errors reading
 /// the client are marked as the client's, errors writing as the upstream's.
-async fn send_body(
-    session: &mut Session,
-    conn: &mut TcpStream,
-    body: Body,
-    t: Duration,
-) -> Result<()> {
+async fn send_body(session: &mut Session, conn: &mut Conn, body: Body, t: Duration) -> Result<()> {
     let mut framed = Vec::new();
     while let Some(data) = session
         .read_request_body()
@@ -393,7 +369,7 @@ async fn send_body(
 /// Reads the answer's head (interim 1xx answers skipped). What followed the
 /// head stays in `buf`.
 async fn read_answer(
-    conn: &mut TcpStream,
+    conn: &mut Conn,
     buf: &mut BytesMut,
     read_timeout: Duration,
     method: &Method,
@@ -470,31 +446,5 @@ mod tests {
             head,
             "GET /b?q=1 HTTP/1.1\r\nHost: example.test\r\nX-Custom-Case: 1\r\nx-request-id: ours\r\n\r\n"
         );
-    }
-
-    #[test]
-    fn every_request_to_a_plain_http_upstream_is_eligible() {
-        let pool = Pool::resolve(&crate::config::Upstream {
-            name: "app".into(),
-            addrs: vec!["127.0.0.1:1".into()],
-            connect_timeout: Duration::from_secs(1),
-            read_timeout: Duration::from_secs(1),
-            tls: false,
-            sni: String::new(),
-        })
-        .unwrap();
-        let req = |pairs: &[(&str, &str)]| {
-            let mut r = RequestHeader::build("GET", b"/", None).unwrap();
-            for (k, v) in pairs {
-                r.append_header(k.to_string(), *v).unwrap();
-            }
-            r
-        };
-        assert!(eligible(&req(&[]), &pool));
-        assert!(eligible(&req(&[("content-length", "0")]), &pool));
-        assert!(eligible(&req(&[("content-length", "3")]), &pool));
-        assert!(eligible(&req(&[("transfer-encoding", "chunked")]), &pool));
-        assert!(eligible(&req(&[("upgrade", "websocket")]), &pool));
-        assert!(eligible(&req(&[("expect", "100-continue")]), &pool));
     }
 }

@@ -1,11 +1,10 @@
 //! Writing the gateway's own answers, and the headers every response carries.
 
-use super::Ctx;
+use super::{Ctx, Session};
 use crate::error::Reject;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
-use pingora::proxy::Session;
 
 /// A year, the usual HSTS max-age for a site that is HTTPS-only.
 const HSTS: &str = "max-age=31536000; includeSubDomains";
@@ -17,9 +16,10 @@ pub fn common_headers(resp: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
     if resp.headers.contains_key(http::header::SERVER) {
         resp.remove_header(&http::header::SERVER);
     }
-    resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+    // Names as constants: a name given as text is parsed on every insert.
+    resp.insert_header(super::X_REQUEST_ID.clone(), ctx.request_id.as_str())?;
     if ctx.tls {
-        resp.insert_header("strict-transport-security", HSTS)?;
+        resp.insert_header(http::header::STRICT_TRANSPORT_SECURITY, HSTS)?;
     }
     Ok(())
 }
@@ -45,23 +45,42 @@ pub async fn send(
     headers: &[(&'static str, String)],
     body: Bytes,
 ) -> Result<()> {
+    let resp = head(ctx, status, headers, body.len())?;
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session.write_response_header(Box::new(resp)).await?;
+    if head_only || body.is_empty() {
+        session.finish_body().await
+    } else {
+        session.write_response_body(body, true).await
+    }
+}
+
+/// Answers a request whose head could not be parsed (so there is no method
+/// to look at) with the JSON for `reject`; the connection then closes.
+pub async fn reject_unparsed(session: &mut Session, ctx: &Ctx, reject: &Reject) -> Result<()> {
+    let answer = reject.answer();
+    let resp = head(ctx, answer.status, &answer.headers, answer.body.len())?;
+    session
+        .write_error_response(resp, Bytes::from(answer.body))
+        .await
+}
+
+fn head(
+    ctx: &Ctx,
+    status: u16,
+    headers: &[(&'static str, String)],
+    body_len: usize,
+) -> Result<ResponseHeader> {
     // No case map: pingora then writes each name in its usual title case, and every
     // insert costs one header-map update instead of two.
     let mut resp = ResponseHeader::build_no_case(status, Some(headers.len() + 4))?;
     for (name, value) in headers {
         resp.append_header(*name, value.as_str())?;
     }
-    resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body_len)?;
     if !headers.iter().any(|(n, _)| *n == "cache-control") {
-        resp.insert_header("cache-control", "no-store")?;
+        resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
     }
     common_headers(&mut resp, ctx)?;
-    let head_only = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_header(Box::new(resp), head_only || body.is_empty())
-        .await?;
-    if !head_only && !body.is_empty() {
-        session.write_response_body(Some(body), true).await?;
-    }
-    Ok(())
+    Ok(resp)
 }

@@ -2,10 +2,9 @@
 //! exchange (`proxy::direct`). A stack, newest on top: a busy gateway reuses
 //! the warmest connection, and the ones at the bottom age out.
 
-use std::io::ErrorKind;
+use super::Conn;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
 
 /// Idle connections kept per address; one more closes the oldest. Enough for
 /// the concurrency of a busy edge without holding a file per past burst.
@@ -13,7 +12,7 @@ const MAX_IDLE: usize = 256;
 
 #[derive(Default)]
 pub struct Idle {
-    stack: Mutex<Vec<(TcpStream, Instant)>>,
+    stack: Mutex<Vec<(Conn, Instant)>>,
 }
 
 impl Idle {
@@ -21,13 +20,13 @@ impl Idle {
     /// idle for less than `max_idle`, and with nothing to read. An idle
     /// connection only becomes readable when the upstream closed it or sent
     /// bytes nobody asked for; either way it must not carry a request.
-    pub fn take(&self, max_idle: Duration) -> Option<TcpStream> {
+    pub fn take(&self, max_idle: Duration) -> Option<Conn> {
         let now = Instant::now();
         let mut stale = Vec::new();
         let found = {
             let mut stack = self.stack.lock().unwrap_or_else(PoisonError::into_inner);
             loop {
-                let Some((conn, since)) = stack.pop() else {
+                let Some((mut conn, since)) = stack.pop() else {
                     break None;
                 };
                 if now.saturating_duration_since(since) > max_idle {
@@ -36,7 +35,7 @@ impl Idle {
                     stale.extend(stack.drain(..).map(|(c, _)| c));
                     break None;
                 }
-                if is_quiet(&conn) {
+                if conn.is_quiet() {
                     break Some(conn);
                 }
                 stale.push(conn);
@@ -48,7 +47,7 @@ impl Idle {
     }
 
     /// Keeps `conn` for the next request to this address.
-    pub fn put(&self, conn: TcpStream) {
+    pub fn put(&self, conn: Conn) {
         let oldest = {
             let mut stack = self.stack.lock().unwrap_or_else(PoisonError::into_inner);
             let oldest = (stack.len() >= MAX_IDLE).then(|| stack.remove(0));
@@ -64,22 +63,23 @@ impl Idle {
     }
 }
 
-/// True when reading would block: no data and no end of stream is waiting.
-fn is_quiet(conn: &TcpStream) -> bool {
-    let mut byte = [0u8; 1];
-    matches!(conn.try_read(&mut byte), Err(e) if e.kind() == ErrorKind::WouldBlock)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
-    async fn pair(listener: &TcpListener) -> (TcpStream, TcpStream) {
+    async fn pair(listener: &TcpListener) -> (Conn, TcpStream) {
         let addr = listener.local_addr().unwrap();
         let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
-        (client.unwrap(), server.unwrap().0)
+        (Conn::Plain(client.unwrap()), server.unwrap().0)
+    }
+
+    fn port(conn: &Conn) -> u16 {
+        match conn {
+            Conn::Plain(tcp) => tcp.local_addr().unwrap().port(),
+            Conn::Tls(_) => unreachable!("these tests hold plain connections"),
+        }
     }
 
     #[tokio::test]
@@ -89,7 +89,7 @@ mod tests {
         let (open, _open_server) = pair(&listener).await;
         let (closed, closed_server) = pair(&listener).await;
         let (chatty, mut chatty_server) = pair(&listener).await;
-        let open_port = open.local_addr().unwrap().port();
+        let open_port = port(&open);
         idle.put(open);
         idle.put(closed);
         idle.put(chatty);
@@ -101,7 +101,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
 
         let taken = idle.take(Duration::from_secs(60)).expect("the open one");
-        assert_eq!(taken.local_addr().unwrap().port(), open_port);
+        assert_eq!(port(&taken), open_port);
         assert!(idle.take(Duration::from_secs(60)).is_none());
         assert_eq!(idle.len(), 0);
     }
@@ -132,7 +132,7 @@ mod tests {
         for i in 0..MAX_IDLE + 1 {
             let (conn, server) = pair(&listener).await;
             if i == 0 {
-                first_port = conn.local_addr().unwrap().port();
+                first_port = port(&conn);
             }
             servers.push(server);
             idle.put(conn);
@@ -140,7 +140,7 @@ mod tests {
         assert_eq!(idle.len(), MAX_IDLE);
         let mut ports = Vec::new();
         while let Some(conn) = idle.take(Duration::from_secs(60)) {
-            ports.push(conn.local_addr().unwrap().port());
+            ports.push(port(&conn));
         }
         assert_eq!(ports.len(), MAX_IDLE);
         assert!(!ports.contains(&first_port));

@@ -1,19 +1,21 @@
 //! Moving an answer's body (and, after a 101, both directions) between the
-//! upstream connection and the client's session, as the bytes arrive.
+//! upstream connection and the client's session, as the bytes arrive. None of
+//! these ends the client's answer: the caller first gives the upstream
+//! connection back, then finishes it (see `direct::forward`).
 
 use super::chunked::{self, Decoder};
+use crate::proxy::Session;
+use crate::upstream::Conn;
 use bytes::{Bytes, BytesMut};
 use pingora::prelude::*;
-use pingora::proxy::Session;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Room made before each read from the upstream.
 pub const READ_SIZE: usize = 16 * 1024;
 
 /// Reads what the upstream has into `buf`; 0 means it closed.
-pub async fn read_more(conn: &mut TcpStream, buf: &mut BytesMut, t: Duration) -> Result<usize> {
+pub async fn read_more(conn: &mut Conn, buf: &mut BytesMut, t: Duration) -> Result<usize> {
     if buf.capacity() - buf.len() < READ_SIZE / 4 {
         buf.reserve(READ_SIZE);
     }
@@ -24,9 +26,9 @@ pub async fn read_more(conn: &mut TcpStream, buf: &mut BytesMut, t: Duration) ->
     }
 }
 
-pub async fn send(session: &mut Session, data: Bytes, end: bool) -> Result<()> {
+async fn send(session: &mut Session, data: Bytes) -> Result<()> {
     session
-        .write_response_body(Some(data), end)
+        .write_response_body(data, false)
         .await
         .map_err(|e| e.into_down())
 }
@@ -38,7 +40,7 @@ fn cut_short() -> Box<Error> {
 /// Copies a body of `len` bytes. True when it ended where it said it would.
 pub async fn copy_length(
     session: &mut Session,
-    conn: &mut TcpStream,
+    conn: &mut Conn,
     buf: &mut BytesMut,
     len: u64,
     t: Duration,
@@ -50,28 +52,27 @@ pub async fn copy_length(
         }
         let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         left -= n as u64;
-        send(session, buf.split_to(n).freeze(), left == 0).await?;
+        send(session, buf.split_to(n).freeze()).await?;
     }
     Ok(true)
 }
 
 pub async fn copy_chunked(
     session: &mut Session,
-    conn: &mut TcpStream,
+    conn: &mut Conn,
     buf: &mut BytesMut,
     t: Duration,
 ) -> Result<bool> {
     let mut decoder = Decoder::default();
     loop {
         match decoder.next(buf) {
-            Ok(chunked::Step::Data(data)) => send(session, data, false).await?,
+            Ok(chunked::Step::Data(data)) => send(session, data).await?,
             Ok(chunked::Step::NeedMore) => {
                 if read_more(conn, buf, t).await? == 0 {
                     return Err(cut_short());
                 }
             }
             Ok(chunked::Step::Done) => {
-                send(session, Bytes::new(), true).await?;
                 return Ok(true);
             }
             Err(chunked::Malformed) => {
@@ -87,22 +88,22 @@ pub async fn copy_chunked(
 /// forgotten tunnels do not hold two connections forever.
 pub async fn tunnel(
     session: &mut Session,
-    conn: &mut TcpStream,
+    conn: &mut Conn,
     buf: &mut BytesMut,
     idle: Duration,
 ) -> Result<()> {
-    let (mut from_upstream, mut to_upstream) = conn.split();
+    let (mut from_upstream, mut to_upstream) = tokio::io::split(conn);
     let mut client_open = true;
     loop {
         if !buf.is_empty() {
-            send(session, buf.split().freeze(), false).await?;
+            send(session, buf.split().freeze()).await?;
         }
         if buf.capacity() < READ_SIZE / 4 {
             buf.reserve(READ_SIZE);
         }
         tokio::select! {
             read = from_upstream.read_buf(buf) => match read {
-                Ok(0) => return send(session, Bytes::new(), true).await,
+                Ok(0) => return Ok(()),
                 Ok(_) => {}
                 Err(e) => {
                     return Err(Error::because(ReadError, "reading from upstream", e).into_up())
@@ -110,8 +111,7 @@ pub async fn tunnel(
             },
             data = session.read_request_body(), if client_open => {
                 match data.map_err(|e| e.into_down())? {
-                    Some(data) => to_upstream
-                        .write_all(&data)
+                    Some(data) => write_flushed(&mut to_upstream, &data)
                         .await
                         .or_err(WriteError, "writing to upstream")
                         .map_err(|e| e.into_up())?,
@@ -121,23 +121,32 @@ pub async fn tunnel(
                     }
                 }
             }
-            _ = sleep(idle) => return send(session, Bytes::new(), true).await,
+            _ = sleep(idle) => return Ok(()),
         }
     }
 }
 
+/// Writes `data` and sends it on: a TLS stream holds writes until flushed.
+async fn write_flushed(
+    to: &mut (impl tokio::io::AsyncWrite + Unpin),
+    data: &[u8],
+) -> std::io::Result<()> {
+    to.write_all(data).await?;
+    to.flush().await
+}
+
 pub async fn copy_until_close(
     session: &mut Session,
-    conn: &mut TcpStream,
+    conn: &mut Conn,
     buf: &mut BytesMut,
     t: Duration,
 ) -> Result<()> {
     loop {
         if !buf.is_empty() {
-            send(session, buf.split().freeze(), false).await?;
+            send(session, buf.split().freeze()).await?;
         }
         if read_more(conn, buf, t).await? == 0 {
-            return send(session, Bytes::new(), true).await;
+            return Ok(());
         }
     }
 }
