@@ -318,9 +318,15 @@ fn retry_safe(method: &Method, failure: &Failure) -> bool {
 }
 
 async fn write_up(conn: &mut Conn, bytes: &[u8], t: Duration) -> Result<()> {
+    let sent = conn
+        .write_now(bytes)
+        .map_err(|e| Error::because(WriteError, "writing to upstream", e).into_up())?;
+    let Some(rest) = bytes.get(sent..).filter(|rest| !rest.is_empty()) else {
+        return Ok(());
+    };
     // A TLS stream buffers what it is given; the flush sends it (free on TCP).
     let write = async {
-        conn.write_all(bytes).await?;
+        conn.write_all(rest).await?;
         conn.flush().await
     };
     match timeout(t, write).await {

@@ -16,6 +16,18 @@ pub enum Conn {
 }
 
 impl Conn {
+    /// Writes what the socket takes without waiting (plain TCP only; 0 for
+    /// TLS). A request head almost always fits, and then no timer is armed.
+    pub fn write_now(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(tcp) => match tcp.try_write(bytes) {
+                Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(0),
+                written => written,
+            },
+            Conn::Tls(_) => Ok(0),
+        }
+    }
+
     /// True when reading would block: no data and no end of stream is waiting.
     /// An idle connection only becomes readable when the upstream closed it or
     /// sent bytes nobody asked for; either way it must not carry a request.
