@@ -136,11 +136,6 @@ impl Pool {
         }
     }
 
-    /// Whether requests to this upstream go over TLS.
-    pub fn tls(&self) -> bool {
-        self.tls.is_some()
-    }
-
     /// How long one read from (or write to) this upstream may wait.
     pub fn read_timeout(&self) -> Duration {
         self.read_timeout
