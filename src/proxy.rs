@@ -34,7 +34,7 @@ use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use pingora::ErrorType;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -68,7 +68,6 @@ pub struct Ctx {
     identity: Option<Identity>,
     decision: &'static str,
     reason: Option<&'static str>,
-    upstream: Option<(usize, SocketAddr)>,
     upstream_start: Option<Instant>,
     tls: bool,
     /// The TCP peer, or the right-most `X-Forwarded-For` hop when that is trusted.
@@ -86,6 +85,15 @@ impl Drop for Inflight {
 }
 
 impl Ctx {
+    /// The normalized path for logs (`-` before there is one); never the query.
+    fn path_label(&self) -> &str {
+        if self.path.is_empty() {
+            "-"
+        } else {
+            self.path.as_str()
+        }
+    }
+
     fn route_label(&self) -> &str {
         match self.route {
             Some(i) => self.gateway.config.routes[i].pattern.as_str(),
@@ -252,6 +260,11 @@ fn client_ip(session: &Session, trust_forwarded_for: bool) -> Option<IpAddr> {
         .map(|a| a.ip())
 }
 
+/// Whether the client's connection is TLS (its answers then carry HSTS).
+fn is_tls(session: &Session) -> bool {
+    session.digest().is_some_and(|d| d.ssl_digest.is_some())
+}
+
 /// The answer the client got, if any: an interim `100 Continue` is not one.
 fn final_answer(session: &Session) -> Option<&ResponseHeader> {
     session
@@ -395,7 +408,10 @@ impl Proxy {
             Ok(false) => return None,
             Err(e) => {
                 if *e.etype() == ErrorType::InvalidHTTPHeader {
-                    let ctx = self.new_ctx();
+                    let mut ctx = self.new_ctx();
+                    // No head to take an id from; the answer still carries one.
+                    ctx.request_id = crate::token::random_id();
+                    ctx.tls = is_tls(&session);
                     let reject = Reject::BadRequest("malformed request".into());
                     let _ = respond::reject_unparsed(&mut session, &ctx, &reject).await;
                 } else {
@@ -430,7 +446,6 @@ impl Proxy {
             identity: None,
             decision: "none",
             reason: None,
-            upstream: None,
             upstream_start: None,
             tls: false,
             client_ip: None,
@@ -442,7 +457,7 @@ impl Proxy {
     /// then answer now or forward.
     async fn handle(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
         ctx.request_id = request_id(session.req_header());
-        ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        ctx.tls = is_tls(session);
         if let Some(jwks) =
             crate::keys::jwks::answer(session.req_header(), &ctx.gateway.keys, clock::now())
         {
@@ -499,16 +514,12 @@ impl Proxy {
                 _ => Some(Reject::Internal),
             },
         };
-        let path = if ctx.path.is_empty() {
-            "-"
-        } else {
-            ctx.path.as_str()
-        };
         // The path, never the query: clients sometimes put tokens there.
         log::warn!(
-            "request {} ({} {path}) failed: {e}",
+            "request {} ({} {}) failed: {e}",
             ctx.request_id,
-            session.req_header().method
+            session.req_header().method,
+            ctx.path_label()
         );
         if let Some(reject) = reject {
             if final_answer(session).is_none() {
@@ -543,16 +554,11 @@ impl Proxy {
             counter.inc();
         }
         if ctx.gateway.config.access_log {
-            let path = if ctx.path.is_empty() {
-                "-"
-            } else {
-                ctx.path.as_str()
-            };
             access_log::write(&access_log::Entry {
                 ts: access_log::timestamp(SystemTime::now()),
                 request_id: &ctx.request_id,
                 method,
-                path,
+                path: ctx.path_label(),
                 route,
                 status,
                 duration_ms: elapsed.as_secs_f64() * 1000.0,

@@ -84,7 +84,6 @@ pub async fn forward(
     ctx.upstream_start = Some(std::time::Instant::now());
     let (mut conn, addr, answer) = loop {
         let (mut conn, addr, reused) = connection(pool, stale_tries > 0).await?;
-        ctx.upstream = Some((index, addr));
         let t = pool.read_timeout();
         let mut exchanged = write_head(&mut conn, &head, t).await;
         if exchanged.is_ok() && body != Body::None {
