@@ -45,7 +45,13 @@ impl Identity {
 /// Two `Authorization` headers are refused outright: components that pick
 /// different ones (first vs last) are how one request gets two identities.
 pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Reject> {
-    let mut values = headers.get_all(AUTHORIZATION).iter();
+    bearer_of(headers.get_all(AUTHORIZATION).iter().map(|v| v.as_bytes()))
+}
+
+/// [`bearer`] for the values of a request's `Authorization` fields, in order.
+pub fn bearer_of<'a>(
+    mut values: impl Iterator<Item = &'a [u8]>,
+) -> Result<Option<&'a str>, Reject> {
     let Some(value) = values.next() else {
         return Ok(None);
     };
@@ -58,7 +64,11 @@ pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Reject> {
     if value.len() > MAX_TOKEN_LEN + 16 {
         return Err(Reject::InvalidToken(TokenError::Malformed));
     }
-    let Ok(value) = value.to_str() else {
+    // Visible ASCII only, as `HeaderValue::to_str` would have it.
+    let visible = value
+        .iter()
+        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
+    let Some(value) = visible.then(|| std::str::from_utf8(value).ok()).flatten() else {
         return Err(Reject::InvalidToken(TokenError::Malformed));
     };
     let Some((scheme, token)) = value.split_once(' ') else {

@@ -27,6 +27,8 @@ pub enum Reject {
     },
     EmailTaken,
     PayloadTooLarge,
+    /// 431: a request head over the gateway's limit (size or field count).
+    HeadersTooLarge,
     TooManyRequests {
         retry_after: u64,
     },
@@ -61,6 +63,7 @@ impl Reject {
             Reject::MethodNotAllowed | Reject::WrongMethod { .. } => 405,
             Reject::EmailTaken => 409,
             Reject::PayloadTooLarge => 413,
+            Reject::HeadersTooLarge => 431,
             Reject::TooManyRequests { .. } => 429,
             Reject::Internal => 500,
             Reject::BadGateway => 502,
@@ -83,6 +86,7 @@ impl Reject {
             Reject::MethodNotAllowed | Reject::WrongMethod { .. } => "Method not allowed",
             Reject::EmailTaken => "Email already registered",
             Reject::PayloadTooLarge => "Payload too large",
+            Reject::HeadersTooLarge => "Request header fields too large",
             Reject::TooManyRequests { .. } => "Too many requests",
             Reject::Internal => "Internal error",
             Reject::BadGateway => "Bad gateway",
@@ -100,9 +104,10 @@ impl Reject {
             Reject::Forbidden => "forbidden",
             Reject::TooManyRequests { .. } => "rate_limited",
             Reject::NotFound => "no_route",
-            Reject::MethodNotAllowed | Reject::WrongMethod { .. } | Reject::BadRequest(_) => {
-                "bad_request"
-            }
+            Reject::MethodNotAllowed
+            | Reject::WrongMethod { .. }
+            | Reject::BadRequest(_)
+            | Reject::HeadersTooLarge => "bad_request",
             _ => "refused",
         }
     }

@@ -5,8 +5,8 @@
 
 use crate::authn::Identity;
 use crate::config::IdentityHeaders;
+use crate::proxy::Request;
 use http::{HeaderName, HeaderValue};
-use pingora::http::RequestHeader;
 
 /// Headers that ask a framework to treat the request as another method, or as
 /// another path; rules saw the real method and path, so the upstream must too.
@@ -20,17 +20,17 @@ const REWRITE_HEADERS: &[&str] = &[
     "forwarded",
 ];
 
-/// `Connection` tokens that are about this hop only and may be kept.
+/// `Connection` tokens that are about this hop only, not names of fields.
 const CONNECTION_OPTIONS: &[&str] = &["close", "keep-alive", "upgrade"];
 
 /// Lower-case with `_` read as `-`: how frameworks (CGI, Rails, PHP) fold
 /// `X_User_Id` into the same variable as `X-User-Id`.
-fn folded_eq(name: &str, wanted: &str) -> bool {
+fn folded_eq(name: &[u8], wanted: &str) -> bool {
     name.len() == wanted.len()
         && name
-            .bytes()
+            .iter()
             .zip(wanted.bytes())
-            .all(|(a, b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
+            .all(|(a, b)| a.to_ascii_lowercase() == b || (*a == b'_' && b == b'-'))
 }
 
 impl IdentityHeaders {
@@ -38,7 +38,7 @@ impl IdentityHeaders {
         [&self.user_id, &self.role, &self.workspace, &self.plan]
     }
 
-    fn is_protected(&self, name: &str) -> bool {
+    fn is_protected(&self, name: &[u8]) -> bool {
         self.names().iter().any(|n| folded_eq(name, n.as_str()))
             || REWRITE_HEADERS.iter().any(|n| folded_eq(name, n))
     }
@@ -48,57 +48,39 @@ impl IdentityHeaders {
 /// gateway tunnels (SPEC: "WebSocket upgrades pass through"). Any other
 /// `Upgrade`, `h2c` above all, would turn the connection into a channel for
 /// requests the route rules never see.
-fn asks_for_websocket(req: &RequestHeader) -> bool {
-    let mut upgrades = req.headers.get_all(http::header::UPGRADE).iter();
+fn asks_for_websocket(req: &Request) -> bool {
+    let mut upgrades = req.all("upgrade");
     matches!(
         (upgrades.next(), upgrades.next()),
-        (Some(one), None) if one.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket")
+        (Some(one), None) if one.trim_ascii().eq_ignore_ascii_case(b"websocket")
     )
 }
 
 /// Removes every identity and rewrite header the client sent, every header
-/// the client's `Connection` names, and any `Upgrade` other than WebSocket;
-/// `Connection` keeps only hop options. Runs on every route, public ones included.
-pub fn sanitize(req: &mut RequestHeader, names: &IdentityHeaders) {
-    let headers = &req.headers;
-    let mut doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| names.is_protected(k.as_str()))
-        .cloned()
+/// the client's `Connection` names, any `Upgrade` other than WebSocket, and
+/// `Connection` itself (the upstream's request gets one of its own). Runs on
+/// every route, public ones included.
+pub fn sanitize(req: &mut Request, names: &IdentityHeaders) {
+    // Copied out (and only when there are any) so the fields can be edited.
+    let named: Vec<Vec<u8>> = req
+        .all("connection")
+        .flat_map(|v| v.split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| {
+            !t.is_empty()
+                && !CONNECTION_OPTIONS
+                    .iter()
+                    .any(|o| o.as_bytes().eq_ignore_ascii_case(t))
+        })
+        .map(<[u8]>::to_vec)
         .collect();
-    let mut kept_options: Vec<&'static str> = Vec::new();
-    for value in headers.get_all(http::header::CONNECTION) {
-        let Ok(value) = value.to_str() else { continue };
-        for token in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            match CONNECTION_OPTIONS
-                .iter()
-                .find(|o| o.eq_ignore_ascii_case(token))
-            {
-                Some(option) => {
-                    if !kept_options.contains(option) {
-                        kept_options.push(option);
-                    }
-                }
-                None => {
-                    if let Ok(named) = HeaderName::from_bytes(token.as_bytes()) {
-                        doomed.push(named);
-                    }
-                }
-            }
-        }
-    }
-    if headers.contains_key(http::header::UPGRADE) && !asks_for_websocket(req) {
-        doomed.push(http::header::UPGRADE);
-        kept_options.retain(|o| *o != "upgrade");
-    }
-    for name in &doomed {
-        req.remove_header(name);
-    }
-    req.remove_header(&http::header::CONNECTION);
-    if !kept_options.is_empty() {
-        // Built only from the static tokens above, so always a valid value.
-        let _ = req.insert_header(http::header::CONNECTION, kept_options.join(", "));
-    }
+    let drop_upgrade = req.has("upgrade") && !asks_for_websocket(req);
+    req.retain(|name| {
+        !(names.is_protected(name)
+            || name.eq_ignore_ascii_case(b"connection")
+            || (drop_upgrade && name.eq_ignore_ascii_case(b"upgrade"))
+            || named.iter().any(|n| n.eq_ignore_ascii_case(name)))
+    });
 }
 
 /// The identity headers to add after [`sanitize`], as (name, value) pairs.
@@ -137,12 +119,15 @@ mod tests {
         IdentityHeaders::default()
     }
 
-    fn map(pairs: &[(&str, &str)]) -> RequestHeader {
-        let mut h = RequestHeader::build("GET", b"/", None).unwrap();
-        for (k, v) in pairs {
-            h.append_header(k.to_string(), *v).unwrap();
-        }
-        h
+    fn map(pairs: &[(&str, &str)]) -> Request {
+        let fields: String = pairs.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+        Request::from_text(&format!("GET / HTTP/1.1\r\n{fields}\r\n"))
+    }
+
+    fn left(h: &Request) -> Vec<String> {
+        h.fields()
+            .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
+            .collect()
     }
 
     #[test]
@@ -160,21 +145,19 @@ mod tests {
             ("Accept", "*/*"),
         ]);
         sanitize(&mut h, &names());
-        let left: Vec<_> = h.headers.keys().map(|k| k.as_str().to_owned()).collect();
-        assert_eq!(left, vec!["accept"]);
+        assert_eq!(left(&h), vec!["Accept"]);
     }
 
     #[test]
-    fn connection_cannot_remove_injected_headers_and_keeps_only_hop_options() {
+    fn connection_cannot_remove_injected_headers_and_goes_itself() {
         let mut h = map(&[
             ("Connection", "close, X-User-Id, X-Secret"),
             ("X-Secret", "s"),
             ("X-User-Id", "spoofed"),
+            ("Accept", "*/*"),
         ]);
         sanitize(&mut h, &names());
-        assert!(h.headers.get("x-secret").is_none());
-        assert!(h.headers.get("x-user-id").is_none());
-        assert_eq!(h.headers.get("connection").unwrap(), "close");
+        assert_eq!(left(&h), vec!["Accept"]);
         let id = Identity {
             sub: "u1".into(),
             more_roles: Vec::new(),
@@ -233,20 +216,12 @@ mod tests {
                 ("HTTP2-Settings", "AAMAAABkAAQAoAAAAAIAAAAA"),
             ]);
             sanitize(&mut h, &names());
-            assert_eq!(h.headers.get("upgrade").is_some(), kept, "{upgrade}");
-            assert_eq!(h.headers.get("connection").is_some(), kept, "{upgrade}");
-            assert!(h.headers.get("http2-settings").is_none(), "{upgrade}");
+            assert_eq!(h.has("upgrade"), kept, "{upgrade}");
+            assert!(!h.has("connection"), "{upgrade}");
+            assert!(!h.has("http2-settings"), "{upgrade}");
         }
         let mut two = map(&[("Upgrade", "websocket"), ("Upgrade", "h2c")]);
         sanitize(&mut two, &names());
-        assert!(two.headers.get("upgrade").is_none());
-    }
-
-    #[test]
-    fn upgrade_survives_for_websockets() {
-        let mut h = map(&[("Connection", "Upgrade"), ("Upgrade", "websocket")]);
-        sanitize(&mut h, &names());
-        assert_eq!(h.headers.get("connection").unwrap(), "upgrade");
-        assert_eq!(h.headers.get("upgrade").unwrap(), "websocket");
+        assert!(!two.has("upgrade"));
     }
 }

@@ -9,9 +9,14 @@
 //! that delegate to its module.
 
 mod auth_route;
+mod chunked;
+mod client;
 mod direct;
 mod framing;
+mod request;
 mod respond;
+
+pub use request::Request;
 
 use crate::auth;
 use crate::authn::{self, Identity};
@@ -25,11 +30,10 @@ use crate::route;
 use crate::{access_log, clock};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use client::{Client, ReadFailure};
 use http::{HeaderName, HeaderValue};
 use pingora::apps::ServerApp;
-use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
-use pingora::protocols::http::ReusableHttpStream;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use pingora::ErrorType;
@@ -53,9 +57,6 @@ pub struct Proxy {
     stopping: AtomicBool,
     stop: Notify,
 }
-
-/// The client's HTTP/1.x session (pingora-core's).
-pub type Session = pingora::protocols::http::ServerSession;
 
 /// Per-request state. Holds the config snapshot the request started with, so
 /// a reload mid-request changes nothing for it.
@@ -105,9 +106,8 @@ impl Ctx {
 impl Proxy {
     /// Everything that decides whether the request may go on: the stages of
     /// the module doc up to authorization, as one pure-ish sequence.
-    async fn admit(&self, session: &Session, ctx: &mut Ctx) -> Result<(), Reject> {
-        let req = session.req_header();
-        framing::check(req, &session.to_h1_raw())?;
+    async fn admit(&self, req: &Request, ctx: &mut Ctx) -> Result<(), Reject> {
+        framing::check(req)?;
         let (raw_path, _) = framing::target(req)?;
         ctx.path =
             route::normalize(raw_path).map_err(|e| Reject::BadRequest(e.to_string().into()))?;
@@ -121,7 +121,7 @@ impl Proxy {
         if route.auth == AuthMode::None {
             ctx.decision = "public";
         } else {
-            let identity = self.authenticate(&req.headers, &gw, clock::now()).await?;
+            let identity = self.authenticate(req, &gw, clock::now()).await?;
             ctx.identity = Some(identity);
             let identity = ctx.identity.as_ref().ok_or(Reject::Internal)?;
             authz::authorize(route, identity, &found.captures)?;
@@ -144,11 +144,11 @@ impl Proxy {
     /// from a trusted issuer, whose keys may need fetching first.
     async fn authenticate(
         &self,
-        headers: &http::HeaderMap,
+        req: &Request,
         gw: &Gateway,
         now: u64,
     ) -> Result<Identity, Reject> {
-        let token = authn::bearer(headers)?.ok_or(Reject::MissingToken)?;
+        let token = authn::bearer_of(req.all("authorization"))?.ok_or(Reject::MissingToken)?;
         match gw.keys.verify(token, now) {
             Ok(identity) => {
                 self.auth.check_revoked(&identity)?;
@@ -167,11 +167,11 @@ impl Proxy {
     /// edits can outlive this borrow of it.
     fn additions<'g>(
         &self,
-        session: &Session,
+        client: &Client,
+        req: &Request,
         ctx: &Ctx,
         gw: &'g Gateway,
     ) -> Result<Additions<'g>> {
-        let req = session.req_header();
         let names = &gw.config.headers;
         let mut headers: Vec<(&HeaderName, HeaderValue)> = Vec::with_capacity(8);
         if let Some(id) = &ctx.identity {
@@ -184,17 +184,13 @@ impl Proxy {
             None => ctx.path.clone(),
         });
         headers.push((&X_REQUEST_ID, header_value(ctx.request_id.clone())?));
-        let client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        if let Some(ip) = client_ip {
+        if let Some(ip) = client.peer_ip() {
             // Trusted: append our hop to every value the proxy in front sent (all
             // header lines, in order); untrusted: the TCP peer is the only truth.
             let mut forwarded = String::new();
             if gw.config.trust_forwarded_for {
-                for prior in req.headers.get_all(&X_FORWARDED_FOR) {
-                    if let Ok(prior) = prior.to_str() {
+                for prior in req.all("x-forwarded-for") {
+                    if let Ok(prior) = std::str::from_utf8(prior) {
                         forwarded.push_str(prior);
                         forwarded.push_str(", ");
                     }
@@ -239,14 +235,11 @@ fn observe_upstream(ctx: &mut Ctx) {
 /// The client address rate limits are keyed by: the TCP peer, or, only when the
 /// operator says a trusted proxy sits in front, the right-most `X-Forwarded-For`
 /// entry (the one that proxy appended; anything left of it is client-supplied).
-fn client_ip(session: &Session, trust_forwarded_for: bool) -> Option<IpAddr> {
+fn client_ip(client: &Client, req: &Request, trust_forwarded_for: bool) -> Option<IpAddr> {
     if trust_forwarded_for {
-        let forwarded = session
-            .req_header()
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
+        let forwarded = req
+            .all("x-forwarded-for")
+            .filter_map(|v| std::str::from_utf8(v).ok())
             .flat_map(|v| v.split(','))
             .last()
             .and_then(|hop| hop.trim().parse::<IpAddr>().ok());
@@ -254,22 +247,7 @@ fn client_ip(session: &Session, trust_forwarded_for: bool) -> Option<IpAddr> {
             return forwarded;
         }
     }
-    session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip())
-}
-
-/// Whether the client's connection is TLS (its answers then carry HSTS).
-fn is_tls(session: &Session) -> bool {
-    session.digest().is_some_and(|d| d.ssl_digest.is_some())
-}
-
-/// The answer the client got, if any: an interim `100 Continue` is not one.
-fn final_answer(session: &Session) -> Option<&ResponseHeader> {
-    session
-        .response_written()
-        .filter(|r| !r.status.is_informational() || r.status == 101)
+    client.peer_ip()
 }
 
 /// The status logged and counted for a request whose client left before any
@@ -298,16 +276,16 @@ fn push_ip(out: &mut String, ip: IpAddr) {
 
 /// A client's `X-Request-Id` is kept when it is short and plain; anything
 /// else is replaced, since it ends up in upstream logs.
-fn request_id(req: &RequestHeader) -> String {
-    req.headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
+fn request_id(req: &Request) -> String {
+    req.header("x-request-id")
         .filter(|v| {
             !v.is_empty()
                 && v.len() <= 128
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+                && v.iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
         })
+        // Checked to be ASCII just above.
+        .and_then(|v| std::str::from_utf8(v).ok())
         .map(str::to_owned)
         .unwrap_or_else(crate::token::random_id)
 }
@@ -315,9 +293,6 @@ fn request_id(req: &RequestHeader) -> String {
 /// How long a client's connection may wait for its next request head: from
 /// its accept, then from the end of each answer.
 const KEEPALIVE: Duration = Duration::from_secs(60);
-
-/// pingora's "keep alive, no timeout": the idle limit is `idle_for`'s.
-const KEEPALIVE_UNTIMED: u64 = 0;
 
 /// Resolves once `KEEPALIVE` has passed since `since`. The connection's one
 /// timer is moved on when it fires early (at an earlier request's deadline)
@@ -335,24 +310,23 @@ async fn idle_for(mut timer: Pin<&mut Sleep>, since: time::Instant) {
 }
 
 /// The connection loop: HTTP/1.x requests, one after another, each through
-/// `serve`. Written on pingora-core's session rather than pingora-proxy's
-/// generic proxy: that one's per-request state (cache, modules, retries) cost
-/// more than the whole pipeline here (docs/benchmarks.md, issue 7).
+/// `serve`, on a client connection of our own (`client`): pingora-proxy's
+/// per-request state (cache, modules, retries), then pingora-core's session,
+/// each cost more than the whole pipeline here (docs/benchmarks.md, issue 7).
 #[async_trait]
 impl ServerApp for Proxy {
     async fn process_new(self: &Arc<Self>, stream: Stream, _: &ShutdownWatch) -> Option<Stream> {
-        let mut session = Session::new_http1(stream);
+        let mut client = Client::new(stream);
         let mut since = time::Instant::now();
         let timer = time::sleep(KEEPALIVE);
         tokio::pin!(timer);
-        loop {
-            let keepalive = (!self.stopping.load(Ordering::Acquire)).then_some(KEEPALIVE_UNTIMED);
-            session.set_keepalive(keepalive);
-            let reusable = self.serve(session, idle_for(timer.as_mut(), since)).await;
+        while self
+            .serve(&mut client, idle_for(timer.as_mut(), since))
+            .await
+        {
             since = time::Instant::now();
-            let (stream, _) = reusable?.into_parts();
-            session = Session::new_http1(stream);
         }
+        None
     }
 
     /// Called once the listeners are closed: connections waiting for their
@@ -389,50 +363,50 @@ impl Proxy {
     }
 
     /// One request, start to end: read its head, handle it, answer any failure,
-    /// log it. The connection comes back when it can carry another request.
-    async fn serve(
-        &self,
-        mut session: Session,
-        idle: impl Future<Output = ()>,
-    ) -> Option<ReusableHttpStream> {
+    /// log it. True when the connection can carry another request.
+    async fn serve(&self, client: &mut Client, idle: impl Future<Output = ()>) -> bool {
         let read = tokio::select! {
             // Biased: a request already sent is served, not dropped, at shutdown.
             biased;
-            read = session.read_request() => read,
-            _ = self.stopped() => return None,
-            _ = idle => return None,
+            read = client.read_request() => read,
+            _ = self.stopped() => return false,
+            _ = idle => return false,
         };
-        match read {
-            Ok(true) => {}
-            // The client closed an idle kept-alive connection.
-            Ok(false) => return None,
-            Err(e) => {
-                if *e.etype() == ErrorType::InvalidHTTPHeader {
-                    let mut ctx = self.new_ctx();
-                    // No head to take an id from; the answer still carries one.
-                    ctx.request_id = crate::token::random_id();
-                    ctx.tls = is_tls(&session);
-                    let reject = Reject::BadRequest("malformed request".into());
-                    let _ = respond::reject_unparsed(&mut session, &ctx, &reject).await;
-                } else {
-                    log::debug!("reading a request head failed: {e}");
-                }
-                session.shutdown().await;
-                return None;
+        let mut req = match read {
+            Ok(Some(req)) => req,
+            // The client closed the connection.
+            Ok(None) => return false,
+            Err(ReadFailure::Head(e)) => {
+                let mut ctx = self.new_ctx();
+                // No head to take an id from; the answer still carries one.
+                ctx.request_id = crate::token::random_id();
+                ctx.tls = client.is_tls();
+                let reject = match e {
+                    request::HeadError::TooLarge => Reject::HeadersTooLarge,
+                    request::HeadError::Malformed => Reject::BadRequest("malformed request".into()),
+                };
+                client.close_after();
+                let _ = respond::reject(client, &ctx, &reject).await;
+                client.shutdown().await;
+                return false;
             }
+            Err(ReadFailure::Io(e)) => {
+                log::debug!("reading a request head failed: {e}");
+                return false;
+            }
+        };
+        if self.stopping.load(Ordering::Acquire) {
+            client.close_after();
         }
         let mut ctx = self.new_ctx();
-        let failure = self.handle(&mut session, &mut ctx).await.err();
+        let failure = self.handle(client, &mut req, &mut ctx).await.err();
         if let Some(e) = &failure {
-            self.fail(&mut session, e, &mut ctx).await;
+            self.fail(client, &req, e, &mut ctx).await;
         }
-        self.log(&session, failure.is_some(), &ctx);
+        self.log(client, &req, failure.is_some(), &ctx);
         drop(ctx);
-        if failure.is_some() {
-            // Whatever was half-read or half-written, this connection is done.
-            return None;
-        }
-        session.finish().await.ok().flatten()
+        // Whatever was half-read or half-written after a failure, this connection is done.
+        failure.is_none() && client.reusable().await
     }
 
     fn new_ctx(&self) -> Ctx {
@@ -455,26 +429,24 @@ impl Proxy {
 
     /// The pipeline of the module doc, once the request head is read: decide,
     /// then answer now or forward.
-    async fn handle(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
-        ctx.request_id = request_id(session.req_header());
-        ctx.tls = is_tls(session);
-        if let Some(jwks) =
-            crate::keys::jwks::answer(session.req_header(), &ctx.gateway.keys, clock::now())
-        {
+    async fn handle(&self, client: &mut Client, req: &mut Request, ctx: &mut Ctx) -> Result<()> {
+        ctx.request_id = request_id(req);
+        ctx.tls = client.is_tls();
+        if let Some(jwks) = crate::keys::jwks::answer(req, &ctx.gateway.keys, clock::now()) {
             ctx.decision = "public";
-            return respond::send(session, ctx, 200, &jwks.headers, jwks.body).await;
+            return respond::send(client, ctx, 200, &jwks.headers, &jwks.body).await;
         }
-        ctx.client_ip = client_ip(session, ctx.gateway.config.trust_forwarded_for);
-        if let Err(reject) = self.admit(session, ctx).await {
+        ctx.client_ip = client_ip(client, req, ctx.gateway.config.trust_forwarded_for);
+        if let Err(reject) = self.admit(req, ctx).await {
             ctx.decision = reject.decision();
             if let Reject::InvalidToken(e) = &reject {
                 ctx.reason = Some(e.reason());
             }
             if matches!(reject, Reject::BadRequest(_)) {
                 // The request's framing or target is suspect: do not read another one from this connection.
-                session.set_keepalive(None);
+                client.close_after();
             }
-            return respond::reject(session, ctx, &reject).await;
+            return respond::reject(client, ctx, &reject).await;
         }
         let gateway = ctx.gateway.clone();
         let route = ctx
@@ -483,19 +455,19 @@ impl Proxy {
             .ok_or_else(|| Error::new(ErrorType::InternalError))?;
         let Some(index) = route.upstream else {
             // Routes without an upstream belong to the embedded auth module.
-            return self.serve_auth(session, ctx).await;
+            return self.serve_auth(client, req, ctx).await;
         };
         // Client-sent identity headers go now; the verified ones are added to the
         // upstream's request with the other additions.
-        identity_headers::sanitize(session.req_header_mut(), &gateway.config.headers);
-        let adds = self.additions(session, ctx, &gateway)?;
-        direct::forward(session, ctx, index, &adds).await
+        identity_headers::sanitize(req, &gateway.config.headers);
+        let adds = self.additions(client, req, ctx, &gateway)?;
+        direct::forward(client, req, ctx, index, &adds).await
     }
 
     /// Answers a failure of `handle` when the client has no answer yet: 502/504
     /// for the upstream's failures, 400 for a broken request; nothing when the
     /// client itself went away.
-    async fn fail(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) {
+    async fn fail(&self, client: &mut Client, req: &Request, e: &Error, ctx: &mut Ctx) {
         let reject = match e.etype() {
             ErrorType::ReadTimedout | ErrorType::WriteTimedout => Some(Reject::GatewayTimeout),
             ErrorType::ConnectTimedout
@@ -518,15 +490,16 @@ impl Proxy {
         log::warn!(
             "request {} ({} {}) failed: {e}",
             ctx.request_id,
-            session.req_header().method,
+            req.method,
             ctx.path_label()
         );
         if let Some(reject) = reject {
-            if final_answer(session).is_none() {
+            if client.answered().is_none() {
                 if ctx.decision == "none" {
                     ctx.decision = reject.decision();
                 }
-                let _ = respond::reject(session, ctx, &reject).await;
+                client.close_after();
+                let _ = respond::reject(client, ctx, &reject).await;
             }
         }
     }
@@ -535,13 +508,13 @@ impl Proxy {
     /// nothing written means the client left first: `fail` answers every
     /// failure it can. That is counted as nginx's 499, not as a 502 that would
     /// page someone about a healthy upstream.
-    fn log(&self, session: &Session, failed: bool, ctx: &Ctx) {
-        let status = final_answer(session)
-            .map(|r| r.status.as_u16())
+    fn log(&self, client: &Client, req: &Request, failed: bool, ctx: &Ctx) {
+        let status = client
+            .answered()
             .unwrap_or(if failed { CLIENT_CLOSED } else { 0 });
         let elapsed = ctx.start.elapsed();
         let route = ctx.route_label();
-        let method = session.req_header().method.as_str();
+        let method = req.method.as_str();
         let m = &*METRICS;
         let mut status_buf = itoa::Buffer::new();
         m.requests

@@ -1,9 +1,9 @@
 //! `GET /.well-known/jwks.json`: the public keys that verify the gateway's tokens,
 //! so upstreams can check a token themselves (RFC 8414 §2 names the path).
 
+use crate::proxy::Request;
 use crate::token::Keys;
 use bytes::Bytes;
-use pingora::http::RequestHeader;
 
 /// Where the document is served, at the root of the public listener.
 pub const PATH: &str = "/.well-known/jwks.json";
@@ -17,17 +17,15 @@ pub struct Answer {
 /// The JWKS answer when `req` asks for it: a `GET` or `HEAD` of [`PATH`]
 /// (any query) with no body. Anything else, even to that path, takes the
 /// normal pipeline, where its framing is checked and no route matches.
-pub fn answer(req: &RequestHeader, keys: &Keys, now: u64) -> Option<Answer> {
-    let path = req.uri.path();
-    if path != PATH || !(req.method == http::Method::GET || req.method == http::Method::HEAD) {
+pub fn answer(req: &Request, keys: &Keys, now: u64) -> Option<Answer> {
+    let target = req.target();
+    let path = target.split(|b| *b == b'?').next().unwrap_or_default();
+    if path != PATH.as_bytes()
+        || !(req.method == http::Method::GET || req.method == http::Method::HEAD)
+    {
         return None;
     }
-    let has_body = req.headers.contains_key(http::header::TRANSFER_ENCODING)
-        || req
-            .headers
-            .get_all(http::header::CONTENT_LENGTH)
-            .iter()
-            .any(|v| v.as_bytes() != b"0");
+    let has_body = req.has("transfer-encoding") || req.all("content-length").any(|v| v != b"0");
     if has_body {
         return None;
     }
@@ -50,12 +48,12 @@ mod tests {
         Keys::hs256(&[7u8; 32], "hs256", "iss", "aud", Duration::from_secs(5))
     }
 
-    fn request(method: &str, target: &str, headers: &[(&str, &str)]) -> RequestHeader {
-        let mut req = RequestHeader::build(method, target.as_bytes(), None).unwrap();
-        for (name, value) in headers {
-            req.append_header(name.to_string(), *value).unwrap();
-        }
-        req
+    fn request(method: &str, target: &str, headers: &[(&str, &str)]) -> Request {
+        let fields: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
+        Request::from_text(&format!("{method} {target} HTTP/1.1\r\n{fields}\r\n"))
     }
 
     #[test]

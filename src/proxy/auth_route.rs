@@ -2,12 +2,13 @@
 //! This stage reads the body (with a cap), hands the request to `auth::endpoints` and
 //! writes its answer.
 
-use super::{respond, Ctx, Proxy, Session};
+use super::client::Client;
+use super::request::Request;
+use super::{respond, Ctx, Proxy};
 use crate::auth::endpoints::{self, MAX_BODY};
 use crate::clock;
 use crate::error::Reject;
 use bytes::{Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, HOST};
 use pingora::prelude::*;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -19,33 +20,33 @@ enum BodyError {
 
 impl Proxy {
     /// Serves an auth endpoint; the route has already been matched and its rules applied.
-    pub(super) async fn serve_auth(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
-        let body = match read_body(session, MAX_BODY).await {
+    pub(super) async fn serve_auth(
+        &self,
+        client: &mut Client,
+        req: &Request,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let body = match read_body(client, req, MAX_BODY).await {
             Ok(body) => body,
             Err(BodyError::TooLarge) => {
                 // The rest of the body was never read, so the connection cannot carry another request.
-                session.set_keepalive(None);
+                client.close_after();
                 ctx.decision = "bad_request";
-                return respond::reject(session, ctx, &Reject::PayloadTooLarge).await;
+                return respond::reject(client, ctx, &Reject::PayloadTooLarge).await;
             }
             Err(BodyError::Read(e)) => return Err(e),
         };
-        let req = session.req_header();
-        let method = req.method.clone();
-        let headers = req.headers.clone();
-        let host = req
-            .headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| req.uri.authority().map(|a| a.as_str().to_owned()));
+        let headers = req.header_map();
+        // Only origin-form targets reach here (`framing::target`): the host is
+        // the `Host` field's.
+        let host = req.header("host").and_then(|h| std::str::from_utf8(h).ok());
         let request = endpoints::Request {
-            method: &method,
+            method: &req.method,
             path: &ctx.path,
             headers: &headers,
             body: &body,
             client_ip: ctx.client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-            host: host.as_deref(),
+            host,
             tls: ctx.tls,
         };
         let outcome = endpoints::handle(&self.auth, &ctx.gateway, &request, clock::now()).await;
@@ -56,31 +57,22 @@ impl Proxy {
             ctx.identity = outcome.identity;
         }
         let answer = outcome.answer;
-        respond::send(
-            session,
-            ctx,
-            answer.status,
-            &answer.headers,
-            Bytes::from(answer.body),
-        )
-        .await
+        respond::send(client, ctx, answer.status, &answer.headers, &answer.body).await
     }
 }
 
 /// Reads the whole request body, refusing (before reading, when `Content-Length` says
 /// so) anything over `cap` bytes. Memory use is bounded by `cap` either way.
-async fn read_body(session: &mut Session, cap: usize) -> Result<Bytes, BodyError> {
-    let declared = session
-        .req_header()
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
+async fn read_body(client: &mut Client, req: &Request, cap: usize) -> Result<Bytes, BodyError> {
+    let declared = req
+        .header("content-length")
+        .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > cap as u64) {
         return Err(BodyError::TooLarge);
     }
     let mut body = BytesMut::new();
-    while let Some(chunk) = session.read_request_body().await.map_err(BodyError::Read)? {
+    while let Some(chunk) = client.read_body().await.map_err(BodyError::Read)? {
         if body.len() + chunk.len() > cap {
             return Err(BodyError::TooLarge);
         }

@@ -6,16 +6,15 @@
 //! (docs/benchmarks.md, issue 7).
 
 mod answer;
-mod chunked;
 mod relay;
 
-use super::{respond, Additions, Ctx, Session};
+use super::client::{Client, Head, Out};
+use super::request::Request;
+use super::{respond, Additions, Ctx};
 use crate::upstream::{Conn, Pool};
 use answer::{parse_head, Answer, Framing};
 use bytes::BytesMut;
-use http::header;
 use http::{Method, Version};
-use pingora::http::{HeaderNameVariant, RequestHeader};
 use pingora::prelude::*;
 use relay::{copy_chunked, copy_length, copy_until_close, read_more, tunnel, READ_SIZE};
 use std::net::SocketAddr;
@@ -26,8 +25,6 @@ use tokio::io::AsyncWriteExt;
 const MAX_HEAD: usize = 64 * 1024;
 /// Idle connections tried for one request before a fresh one is opened.
 const STALE_TRIES: usize = 3;
-/// How long the upstream may work before we also watch for the client leaving.
-const CLIENT_WATCH_AFTER: Duration = Duration::from_millis(20);
 
 /// How the request's body (already checked by `framing::check`) is sent on.
 #[derive(Debug, PartialEq, Clone, Copy)]
@@ -35,19 +32,14 @@ enum Body {
     None,
     /// As many bytes as its `Content-Length` says, passed as they come.
     Length,
-    /// Decoded by pingora as it is read, so chunked again on the way out.
+    /// Decoded as it is read, so chunked again on the way out.
     Chunked,
 }
 
-fn request_body(req: &RequestHeader) -> Body {
-    let h = &req.headers;
-    if h.contains_key(header::TRANSFER_ENCODING) {
+fn request_body(req: &Request) -> Body {
+    if req.has("transfer-encoding") {
         Body::Chunked
-    } else if h
-        .get_all(header::CONTENT_LENGTH)
-        .iter()
-        .any(|v| v.as_bytes() != b"0")
-    {
+    } else if req.all("content-length").any(|v| v != b"0") {
         Body::Length
     } else {
         Body::None
@@ -58,25 +50,24 @@ fn request_body(req: &RequestHeader) -> Body {
 /// Errors carry pingora's types and sources, which `Proxy::fail` maps to
 /// 502/504 (or nothing, when the client left).
 pub async fn forward(
-    session: &mut Session,
+    client: &mut Client,
+    req: &Request,
     ctx: &mut Ctx,
     index: usize,
     adds: &Additions<'_>,
 ) -> Result<()> {
     let gateway = ctx.gateway.clone();
     let pool = &gateway.pools[index];
-    let req = session.req_header();
     let head = request_head(req, adds);
-    let method = req.method.clone();
+    let method = &req.method;
     let downstream_h11 = req.version == Version::HTTP_11;
     let upgrade = is_upgrade(req);
     let body = request_body(req);
     // Answered here, once the request is admitted and its upstream reached; the
     // upstream then gets the body without being asked (nginx does the same).
     let expects_continue = req
-        .headers
-        .get(header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        .header("expect")
+        .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
 
     let mut buf = BytesMut::with_capacity(READ_SIZE);
     let mut stale_tries = STALE_TRIES;
@@ -91,26 +82,23 @@ pub async fn forward(
             // longer be sent again, whatever happens.
             stale_tries = 0;
             if expects_continue {
-                session
-                    .write_continue_response()
-                    .await
-                    .map_err(|e| e.into_down())?;
+                client.write_continue().await?;
             }
-            if let Err(e) = send_body(session, &mut conn, body, t).await {
+            if let Err(e) = send_body(client, &mut conn, body, t).await {
                 if *e.esource() == ErrorSource::Downstream {
                     return Err(e);
                 }
                 // The upstream stopped reading. It may have answered (a 413, a 401)
                 // before closing: that answer is better than a 502. Neither
                 // connection can carry another request after a cut body.
-                session.set_keepalive(None);
+                client.close_after();
                 body_cut = true;
                 exchanged = Err(Failure {
                     error: e,
                     nothing_back: false,
                     unsent: false,
                 });
-                if let Ok(answer) = read_answer(&mut conn, &mut buf, t, &method, upgrade).await {
+                if let Ok(answer) = read_answer(&mut conn, &mut buf, t, method, upgrade).await {
                     break (conn, addr, answer);
                 }
             }
@@ -118,8 +106,8 @@ pub async fn forward(
         let exchanged = match exchanged {
             Ok(()) => tokio::select! {
                 biased;
-                answer = read_answer(&mut conn, &mut buf, t, &method, upgrade) => answer,
-                gone = client_gone(session) => return Err(gone),
+                answer = read_answer(&mut conn, &mut buf, t, method, upgrade) => answer,
+                gone = client.gone() => return Err(gone),
             },
             Err(failure) => Err(failure),
         };
@@ -131,7 +119,7 @@ pub async fn forward(
                 if reused
                     && failure.nothing_back
                     && stale_tries > 0
-                    && retry_safe(&method, &failure) =>
+                    && retry_safe(method, &failure) =>
             {
                 stale_tries -= 1;
                 buf.clear();
@@ -141,44 +129,26 @@ pub async fn forward(
     };
     super::observe_upstream(ctx);
 
-    let Answer {
-        mut resp,
-        framing,
-        keep_alive,
-    } = answer;
-    match framing {
-        // Re-framed in chunks, so the client's connection can stay open.
-        Framing::Close if downstream_h11 => {
-            resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
-        }
-        // An HTTP/1.0 client knows no chunks: its answer ends with the connection.
-        Framing::Close | Framing::Chunked if !downstream_h11 => {
-            resp.remove_header(&header::TRANSFER_ENCODING);
-            session.set_keepalive(None);
-        }
-        _ => {}
-    }
-    respond::common_headers(&mut resp, ctx)?;
-    if framing == Framing::Tunnel {
-        resp.insert_header(header::CONNECTION, "Upgrade")?;
-    }
-    session
-        .write_response_header(Box::new(resp))
-        .await
-        .map_err(|e| e.into_down())?;
+    let out = match answer.framing {
+        Framing::Empty | Framing::Tunnel => Out::None,
+        Framing::Length(len) => Out::Length(len),
+        // Re-framed in chunks, so the client's connection can stay open; an
+        // HTTP/1.0 client knows no chunks: its answer ends with the connection.
+        Framing::Chunked | Framing::Close if downstream_h11 => Out::Chunked,
+        Framing::Chunked | Framing::Close => Out::Close,
+    };
+    client.write_head(answer_head(&answer, ctx), out);
     let read_timeout = pool.read_timeout();
-    let clean = match framing {
+    let clean = match answer.framing {
         Framing::Empty | Framing::Length(0) => true,
-        Framing::Length(len) => {
-            copy_length(session, &mut conn, &mut buf, len, read_timeout).await?
-        }
-        Framing::Chunked => copy_chunked(session, &mut conn, &mut buf, read_timeout).await?,
+        Framing::Length(len) => copy_length(client, &mut conn, &mut buf, len, read_timeout).await?,
+        Framing::Chunked => copy_chunked(client, &mut conn, &mut buf, read_timeout).await?,
         Framing::Close => {
-            copy_until_close(session, &mut conn, &mut buf, read_timeout).await?;
+            copy_until_close(client, &mut conn, &mut buf, read_timeout).await?;
             false
         }
         Framing::Tunnel => {
-            tunnel(session, &mut conn, &mut buf, read_timeout).await?;
+            tunnel(client, &mut conn, &mut buf, read_timeout).await?;
             false
         }
     };
@@ -186,40 +156,50 @@ pub async fn forward(
     // framing: that connection carries no further request. It goes back before
     // the client's answer ends, or the client's next request could find it
     // missing and open another.
-    if clean && keep_alive && !body_cut && buf.is_empty() {
+    if clean && answer.keep_alive && !body_cut && buf.is_empty() {
         pool.put_idle(addr, conn);
     } else {
         drop(conn);
     }
-    session.finish_body().await.map_err(|e| e.into_down())
+    client.finish().await
+}
+
+/// The client's answer head: the upstream's status and fields, minus the
+/// ones the gateway sets, plus those.
+fn answer_head(answer: &Answer, ctx: &Ctx) -> Head {
+    let mut head = Head::new(answer.status);
+    for (name, value) in answer.fields() {
+        let ours = name.eq_ignore_ascii_case(b"x-request-id")
+            || (ctx.tls && name.eq_ignore_ascii_case(b"strict-transport-security"));
+        if !ours {
+            head.field(name, value);
+        }
+    }
+    respond::common_fields(&mut head, ctx);
+    head
 }
 
 /// The request head the upstream receives: the client's request line and
 /// headers as sent (names in their case), minus hop-by-hop ones and those
 /// the gateway sets, then the gateway's own.
-fn request_head(req: &RequestHeader, adds: &Additions) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1024);
+fn request_head(req: &Request, adds: &Additions) -> Vec<u8> {
+    let mut out = Vec::with_capacity(req.raw_head().len() + 256);
     out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');
     match &adds.target {
         Some(target) => out.extend_from_slice(target.as_bytes()),
-        None => out.extend_from_slice(req.raw_path()),
+        None => out.extend_from_slice(req.target()),
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let _ = req.map(|name, value| {
-        let name = match name {
-            HeaderNameVariant::Case(name) => name.as_slice(),
-            HeaderNameVariant::Titled(name) => name.as_bytes(),
-        };
+    for (name, value) in req.fields() {
         let ours = adds
             .headers
             .iter()
             .any(|(n, _)| n.as_str().as_bytes().eq_ignore_ascii_case(name));
         if !ours && !is_hop_by_hop(name) && !name.eq_ignore_ascii_case(b"expect") {
-            push_header(&mut out, name, value.as_bytes());
+            push_header(&mut out, name, value);
         }
-        Ok(())
-    });
+    }
     for (name, value) in &adds.headers {
         push_header(&mut out, name.as_str().as_bytes(), value.as_bytes());
     }
@@ -231,10 +211,9 @@ fn request_head(req: &RequestHeader, adds: &Additions) -> Vec<u8> {
     out
 }
 
-/// An HTTP/1.1 request to switch protocols (pingora's own test, so both sides
-/// of the session agree on it).
-fn is_upgrade(req: &RequestHeader) -> bool {
-    req.version == Version::HTTP_11 && req.headers.contains_key(header::UPGRADE)
+/// An HTTP/1.1 request to switch protocols (WebSocket: `sanitize` removed any other).
+fn is_upgrade(req: &Request) -> bool {
+    req.version == Version::HTTP_11 && req.has("upgrade")
 }
 
 fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -249,23 +228,6 @@ pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
     [&b"connection"[..], b"keep-alive", b"proxy-connection"]
         .iter()
         .any(|h| h.eq_ignore_ascii_case(name))
-}
-
-/// Resolves when the client has left (or broke the protocol) while the
-/// upstream is still working on its answer, so the request ends as a 499
-/// instead of waiting. The watch starts late: most answers come sooner, and
-/// watching costs a read.
-async fn client_gone(session: &mut Session) -> Box<Error> {
-    sleep(CLIENT_WATCH_AFTER).await;
-    match session.read_body_or_idle(true).await {
-        Err(e) if matches!(e.etype(), ConnectionClosed | ReadError) => e.into_down(),
-        // The client sent its next request early (pipelining). The watch took a
-        // byte of it, so this connection ends after this answer; the answer stands.
-        _ => {
-            session.set_keepalive(None);
-            std::future::pending().await
-        }
-    }
 }
 
 /// A connection to the next address in turn: a kept-alive one when allowed
@@ -345,13 +307,9 @@ async fn write_head(conn: &mut Conn, head: &[u8], t: Duration) -> std::result::R
 
 /// Streams the client's body to the upstream as it arrives. Errors reading
 /// the client are marked as the client's, errors writing as the upstream's.
-async fn send_body(session: &mut Session, conn: &mut Conn, body: Body, t: Duration) -> Result<()> {
+async fn send_body(client: &mut Client, conn: &mut Conn, body: Body, t: Duration) -> Result<()> {
     let mut framed = Vec::new();
-    while let Some(data) = session
-        .read_request_body()
-        .await
-        .map_err(|e| e.into_down())?
-    {
+    while let Some(data) = client.read_body().await? {
         if data.is_empty() {
             continue;
         }
@@ -433,12 +391,10 @@ mod tests {
 
     #[test]
     fn the_request_head_keeps_client_case_and_drops_hop_by_hop_and_ours() {
-        let mut req = RequestHeader::build("GET", b"/a/../b?q=1", None).unwrap();
-        req.append_header("Host", "example.test").unwrap();
-        req.append_header("X-Custom-Case", "1").unwrap();
-        req.append_header("Connection", "keep-alive").unwrap();
-        req.append_header("Keep-Alive", "timeout=5").unwrap();
-        req.append_header("X-Request-Id", "client").unwrap();
+        let req = Request::from_text(
+            "GET /a/../b?q=1 HTTP/1.1\r\nHost: example.test\r\nX-Custom-Case: 1\r\n\
+             Connection: keep-alive\r\nKeep-Alive: timeout=5\r\nX-Request-Id: client\r\n\r\n",
+        );
         let adds = Additions {
             target: Some("/b?q=1".into()),
             headers: vec![(

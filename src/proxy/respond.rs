@@ -1,86 +1,50 @@
-//! Writing the gateway's own answers, and the headers every response carries.
+//! Writing the gateway's own answers, and the fields every answer carries.
 
-use super::{Ctx, Session};
+use super::client::{Client, Head, Out};
+use super::Ctx;
 use crate::error::Reject;
-use bytes::Bytes;
-use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 
 /// A year, the usual HSTS max-age for a site that is HTTPS-only.
-const HSTS: &str = "max-age=31536000; includeSubDomains";
+const HSTS: &[u8] = b"max-age=31536000; includeSubDomains";
 
-/// Headers on every response, proxied or not: the request id, no version-
-/// naming `Server`, HSTS over HTTPS.
-pub fn common_headers(resp: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
-    // Checked first: a lookup by the parsed name is cheaper than a removal by text.
-    if resp.headers.contains_key(http::header::SERVER) {
-        resp.remove_header(&http::header::SERVER);
-    }
-    // Names as constants: a name given as text is parsed on every insert.
-    resp.insert_header(super::X_REQUEST_ID.clone(), ctx.request_id.as_str())?;
+/// Fields on every answer, proxied or not: the gateway's `Date`, the request
+/// id and, over HTTPS, HSTS. No `Server` field is ever written (a proxied one
+/// is dropped).
+pub fn common_fields(head: &mut Head, ctx: &Ctx) {
+    head.field(
+        b"Date",
+        pingora::protocols::http::date::get_cached_date().as_bytes(),
+    );
+    head.field(b"X-Request-Id", ctx.request_id.as_bytes());
     if ctx.tls {
-        resp.insert_header(http::header::STRICT_TRANSPORT_SECURITY, HSTS)?;
+        head.field(b"Strict-Transport-Security", HSTS);
     }
-    Ok(())
 }
 
 /// Answers with the SPEC §5 JSON for `reject`.
-pub async fn reject(session: &mut Session, ctx: &Ctx, reject: &Reject) -> Result<()> {
+pub async fn reject(client: &mut Client, ctx: &Ctx, reject: &Reject) -> Result<()> {
     let answer = reject.answer();
-    send(
-        session,
-        ctx,
-        answer.status,
-        &answer.headers,
-        Bytes::from(answer.body),
-    )
-    .await
+    send(client, ctx, answer.status, &answer.headers, &answer.body).await
 }
 
 /// Answers with a complete response the gateway produced itself.
 pub async fn send(
-    session: &mut Session,
+    client: &mut Client,
     ctx: &Ctx,
     status: u16,
     headers: &[(&'static str, String)],
-    body: Bytes,
+    body: &[u8],
 ) -> Result<()> {
-    let resp = head(ctx, status, headers, body.len())?;
-    let head_only = session.req_header().method == http::Method::HEAD;
-    session.write_response_header(Box::new(resp)).await?;
-    if head_only || body.is_empty() {
-        session.finish_body().await
-    } else {
-        session.write_response_body(body, true).await
-    }
-}
-
-/// Answers a request whose head could not be parsed (so there is no method
-/// to look at) with the JSON for `reject`; the connection then closes.
-pub async fn reject_unparsed(session: &mut Session, ctx: &Ctx, reject: &Reject) -> Result<()> {
-    let answer = reject.answer();
-    let resp = head(ctx, answer.status, &answer.headers, answer.body.len())?;
-    session
-        .write_error_response(resp, Bytes::from(answer.body))
-        .await
-}
-
-fn head(
-    ctx: &Ctx,
-    status: u16,
-    headers: &[(&'static str, String)],
-    body_len: usize,
-) -> Result<ResponseHeader> {
-    // No case map: pingora then writes each name in its usual title case, and every
-    // insert costs one header-map update instead of two.
-    let mut resp = ResponseHeader::build_no_case(status, Some(headers.len() + 4))?;
+    let mut head = Head::new(status);
     for (name, value) in headers {
-        resp.append_header(*name, value.as_str())?;
+        head.field(name.as_bytes(), value.as_bytes());
     }
-    resp.insert_header(http::header::CONTENT_LENGTH, body_len)?;
     if !headers.iter().any(|(n, _)| *n == "cache-control") {
-        resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+        head.field(b"Cache-Control", b"no-store");
     }
-    common_headers(&mut resp, ctx)?;
-    Ok(resp)
+    common_fields(&mut head, ctx);
+    client.write_head(head, Out::Length(body.len() as u64));
+    client.write_body(body).await?;
+    client.finish().await
 }

@@ -3,9 +3,7 @@
 
 use super::is_hop_by_hop;
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderName, HeaderValue};
 use http::Method;
-use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use std::ops::Range;
 
@@ -24,10 +22,25 @@ pub enum Framing {
 }
 
 pub struct Answer {
-    pub resp: ResponseHeader,
+    pub status: u16,
+    /// The head as received; `fields` are slices of it.
+    head: Bytes,
+    /// The fields the client gets: not the hop-by-hop ones, not `Server`, and
+    /// not the framing ones the client's writer sets itself (kept on a
+    /// bodiless answer, where they only describe the resource).
+    fields: Vec<(Range<usize>, Range<usize>)>,
     pub framing: Framing,
     /// The upstream will read another request on this connection.
     pub keep_alive: bool,
+}
+
+impl Answer {
+    /// The fields passed on, as (name, value), in the upstream's order and case.
+    pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.fields
+            .iter()
+            .map(|(n, v)| (&self.head[n.clone()], &self.head[v.clone()]))
+    }
 }
 
 /// One complete, final answer head taken off the front of `buf`, `None` if
@@ -54,37 +67,40 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method, upgrade: bool) -> Result<
             continue;
         }
         let http10 = parsed.version == Some(0);
-        // Values are sliced out of the head rather than copied: note where they are.
+        // Fields are sliced out of the head rather than copied: note where they are.
         let base = buf.as_ptr() as usize;
-        let mut fields: Vec<(HeaderName, Range<usize>)> = Vec::with_capacity(parsed.headers.len());
-        for h in parsed.headers.iter() {
-            let name = HeaderName::from_bytes(h.name.as_bytes())
-                .or_err(InvalidHTTPHeader, "upstream header name")
-                .map_err(|e| e.into_up())?;
-            let start = h.value.as_ptr() as usize - base;
-            fields.push((name, start..start + h.value.len()));
-        }
+        let at = |s: &[u8]| {
+            let start = s.as_ptr() as usize - base;
+            start..start + s.len()
+        };
+        let fields: Vec<_> = parsed
+            .headers
+            .iter()
+            .map(|h| (at(h.name.as_bytes()), at(h.value)))
+            .collect();
         let head = buf.split_to(len).freeze();
-        return build_answer(status, http10, &head, fields, method).map(Some);
+        return build_answer(status, http10, head, fields, method).map(Some);
     }
 }
 
 fn build_answer(
     status: u16,
     http10: bool,
-    head: &Bytes,
-    fields: Vec<(HeaderName, Range<usize>)>,
+    head: Bytes,
+    all: Vec<(Range<usize>, Range<usize>)>,
     method: &Method,
 ) -> Result<Answer> {
     let bad = |what: &'static str| Error::explain(InvalidHTTPHeader, what).into_up();
-    let mut resp =
-        ResponseHeader::build_no_case(status, Some(fields.len() + 4)).map_err(|e| e.into_up())?;
+    let mut fields = Vec::with_capacity(all.len());
+    let mut framing_fields = Vec::new();
     let mut length: Option<u64> = None;
     let mut chunked = None;
     let mut close = http10;
-    for (name, range) in fields {
-        let value = &head[range.clone()];
-        if name == header::CONNECTION {
+    for (name_at, value_at) in all {
+        let name = &head[name_at.clone()];
+        let value = &head[value_at.clone()];
+        let is = |wanted: &str| name.eq_ignore_ascii_case(wanted.as_bytes());
+        if is("connection") {
             for token in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
                 if token.eq_ignore_ascii_case(b"close") {
                     close = true;
@@ -92,32 +108,23 @@ fn build_answer(
                     close = false;
                 }
             }
-            continue;
-        }
-        // Server would be dropped and Date replaced on the way out (respond::common_headers,
-        // pingora's writer): not adding them saves both steps.
-        if is_hop_by_hop(name.as_str().as_bytes()) || name == header::SERVER || name == header::DATE
-        {
-            continue;
-        }
-        if name == header::CONTENT_LENGTH {
+        } else if is_hop_by_hop(name) || is("server") || is("date") {
+            // Server names a version; the gateway sends none. Date is the
+            // gateway's own, as on every answer it writes.
+        } else if is("content-length") {
             let n = parse_length(value).ok_or_else(|| bad("upstream content-length"))?;
             if length.is_some_and(|seen| seen != n) {
                 return Err(bad("upstream sent two content-lengths"));
             }
             length = Some(n);
-        } else if name == header::TRANSFER_ENCODING {
+            framing_fields.push((name_at, value_at));
+        } else if is("transfer-encoding") {
             let last = value.rsplit(|b| *b == b',').next().unwrap_or_default();
             chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            framing_fields.push((name_at, value_at));
+        } else {
+            fields.push((name_at, value_at));
         }
-        let value = HeaderValue::from_maybe_shared(head.slice(range))
-            .or_err(InvalidHTTPHeader, "upstream header value")
-            .map_err(|e| e.into_up())?;
-        resp.append_header(name, value).map_err(|e| e.into_up())?;
-    }
-    if chunked.is_some() && length.is_some() {
-        // Transfer-Encoding wins (RFC 9112 §6.3); a length beside it is a smuggling shape.
-        resp.remove_header(&header::CONTENT_LENGTH);
     }
     let framing = if status == 101 {
         Framing::Tunnel
@@ -131,8 +138,15 @@ fn build_answer(
             (None, None) => Framing::Close,
         }
     };
+    if framing == Framing::Empty && chunked.is_none() {
+        // A HEAD's or a 304's length describes the resource, and no body follows
+        // to frame. Beside `Transfer-Encoding` it would be a smuggling shape.
+        fields.extend(framing_fields);
+    }
     Ok(Answer {
-        resp,
+        status,
+        head,
+        fields,
         framing,
         keep_alive: !close && framing != Framing::Close,
     })
@@ -157,8 +171,15 @@ mod tests {
         (answer, buf)
     }
 
-    fn header<'a>(a: &'a Answer, name: &str) -> Option<&'a str> {
-        a.resp.headers.get(name).map(|v| v.to_str().unwrap())
+    fn all<'a>(a: &'a Answer, name: &'a str) -> Vec<&'a str> {
+        a.fields()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| std::str::from_utf8(v).unwrap())
+            .collect()
+    }
+
+    fn header<'a>(a: &'a Answer, name: &'a str) -> Option<&'a str> {
+        all(a, name).first().copied()
     }
 
     #[test]
@@ -168,12 +189,15 @@ mod tests {
             Method::GET,
         );
         let a = a.unwrap();
-        assert_eq!(a.resp.status, 201);
+        assert_eq!(a.status, 201);
         assert_eq!(a.framing, Framing::Length(5));
         assert!(a.keep_alive);
         assert_eq!(header(&a, "content-type"), Some("text/plain"));
-        let two: Vec<_> = a.resp.headers.get_all("x-two").iter().collect();
-        assert_eq!(two, ["a", "b"]);
+        assert_eq!(all(&a, "x-two"), ["a", "b"]);
+        assert!(
+            header(&a, "content-length").is_none(),
+            "the writer frames the body"
+        );
         assert!(header(&a, "connection").is_none());
         assert!(header(&a, "keep-alive").is_none());
         assert_eq!(&rest[..], b"hello");
@@ -191,7 +215,7 @@ mod tests {
             Method::GET,
         );
         let a = a.unwrap();
-        assert_eq!(a.resp.status, 204);
+        assert_eq!(a.status, 204);
         assert_eq!(a.framing, Framing::Empty);
         assert!(header(&a, "link").is_none());
     }
@@ -242,7 +266,7 @@ mod tests {
         wire.push_str("Content-Length: 0\r\n\r\n");
         let (a, _) = answer(wire.as_bytes(), Method::GET);
         let a = a.unwrap();
-        assert_eq!(a.resp.headers.len(), 101);
+        assert_eq!(a.fields().count(), 100, "all but the framing field");
         assert_eq!(header(&a, "x-h99"), Some("99"));
         let mut wire = String::from("HTTP/1.1 200 OK\r\n");
         for i in 0..MAX_HEADERS + 1 {
@@ -251,6 +275,15 @@ mod tests {
         wire.push_str("\r\n");
         let mut buf = BytesMut::from(wire.as_bytes());
         assert!(parse_head(&mut buf, &Method::GET, false).is_err());
+    }
+
+    #[test]
+    fn a_bodiless_answer_keeps_its_length_field() {
+        let (a, _) = answer(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n",
+            Method::HEAD,
+        );
+        assert_eq!(header(&a.unwrap(), "content-length"), Some("9"));
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! Moving an answer's body (and, after a 101, both directions) between the
-//! upstream connection and the client's session, as the bytes arrive. None of
+//! upstream connection and the client's, as the bytes arrive. None of
 //! these ends the client's answer: the caller first gives the upstream
 //! connection back, then finishes it (see `direct::forward`).
 
-use super::chunked::{self, Decoder};
-use crate::proxy::Session;
+use crate::proxy::chunked::{self, Decoder};
+use crate::proxy::client::Client;
 use crate::upstream::Conn;
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use pingora::prelude::*;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -26,20 +26,13 @@ pub async fn read_more(conn: &mut Conn, buf: &mut BytesMut, t: Duration) -> Resu
     }
 }
 
-async fn send(session: &mut Session, data: Bytes) -> Result<()> {
-    session
-        .write_response_body(data, false)
-        .await
-        .map_err(|e| e.into_down())
-}
-
 fn cut_short() -> Box<Error> {
     Error::explain(ConnectionClosed, "upstream closed mid-answer").into_up()
 }
 
 /// Copies a body of `len` bytes. True when it ended where it said it would.
 pub async fn copy_length(
-    session: &mut Session,
+    client: &mut Client,
     conn: &mut Conn,
     buf: &mut BytesMut,
     len: u64,
@@ -47,18 +40,22 @@ pub async fn copy_length(
 ) -> Result<bool> {
     let mut left = len;
     while left > 0 {
-        if buf.is_empty() && read_more(conn, buf, t).await? == 0 {
-            return Err(cut_short());
+        if buf.is_empty() {
+            client.flush().await?;
+            if read_more(conn, buf, t).await? == 0 {
+                return Err(cut_short());
+            }
         }
         let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         left -= n as u64;
-        send(session, buf.split_to(n).freeze()).await?;
+        client.write_body(&buf[..n]).await?;
+        buf.advance(n);
     }
     Ok(true)
 }
 
 pub async fn copy_chunked(
-    session: &mut Session,
+    client: &mut Client,
     conn: &mut Conn,
     buf: &mut BytesMut,
     t: Duration,
@@ -66,8 +63,9 @@ pub async fn copy_chunked(
     let mut decoder = Decoder::default();
     loop {
         match decoder.next(buf) {
-            Ok(chunked::Step::Data(data)) => send(session, data).await?,
+            Ok(chunked::Step::Data(data)) => client.write_body(&data).await?,
             Ok(chunked::Step::NeedMore) => {
+                client.flush().await?;
                 if read_more(conn, buf, t).await? == 0 {
                     return Err(cut_short());
                 }
@@ -87,16 +85,18 @@ pub async fn copy_chunked(
 /// `idle` without a byte either way (as nginx's read timeout does), so that
 /// forgotten tunnels do not hold two connections forever.
 pub async fn tunnel(
-    session: &mut Session,
+    client: &mut Client,
     conn: &mut Conn,
     buf: &mut BytesMut,
     idle: Duration,
 ) -> Result<()> {
+    client.flush().await?;
     let (mut from_upstream, mut to_upstream) = tokio::io::split(conn);
     let mut client_open = true;
     loop {
         if !buf.is_empty() {
-            send(session, buf.split().freeze()).await?;
+            client.write_raw(buf).await?;
+            buf.clear();
         }
         if buf.capacity() < READ_SIZE / 4 {
             buf.reserve(READ_SIZE);
@@ -109,8 +109,8 @@ pub async fn tunnel(
                     return Err(Error::because(ReadError, "reading from upstream", e).into_up())
                 }
             },
-            data = session.read_request_body(), if client_open => {
-                match data.map_err(|e| e.into_down())? {
+            data = client.read_raw(), if client_open => {
+                match data? {
                     Some(data) => write_flushed(&mut to_upstream, &data)
                         .await
                         .or_err(WriteError, "writing to upstream")
@@ -136,15 +136,17 @@ async fn write_flushed(
 }
 
 pub async fn copy_until_close(
-    session: &mut Session,
+    client: &mut Client,
     conn: &mut Conn,
     buf: &mut BytesMut,
     t: Duration,
 ) -> Result<()> {
     loop {
         if !buf.is_empty() {
-            send(session, buf.split().freeze()).await?;
+            client.write_body(buf).await?;
+            buf.clear();
         }
+        client.flush().await?;
         if read_more(conn, buf, t).await? == 0 {
             return Ok(());
         }

@@ -1,10 +1,10 @@
-//! Decoding a chunked response body from an upstream (RFC 9112 §7.1) as its
-//! bytes arrive: the downstream session encodes the data again in its own
-//! chunks, so what passes through is the payload, never the upstream's framing.
+//! Decoding a chunked body (RFC 9112 §7.1), an upstream's answer or a client's
+//! request, as its bytes arrive: the other side gets the data in chunks of our
+//! own, so what passes through is the payload, never the sender's framing.
 
 use bytes::{Buf, Bytes, BytesMut};
 
-/// A chunk-size line or trailer line longer than this is not an upstream we
+/// A chunk-size line or trailer line longer than this is not a sender we
 /// can frame safely (extensions included, real ones are a few bytes).
 const MAX_LINE: usize = 4096;
 

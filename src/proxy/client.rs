@@ -1,0 +1,538 @@
+//! One client connection, HTTP/1.x: request heads and bodies read from it,
+//! answers written to it with the framing they need, and whether it can carry
+//! the next request. Written for the gateway's own loop rather than taken from
+//! pingora-core's session, whose header maps and per-answer header object cost
+//! more than the rest of a refusal (docs/benchmarks.md, issue 7).
+
+use super::chunked::{Decoder, Malformed, Step};
+use super::request::{HeadError, Request};
+use bytes::{Bytes, BytesMut};
+use http::{Method, Version};
+use pingora::prelude::*;
+use pingora::protocols::Stream;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Room made before each read from the client.
+const READ_SIZE: usize = 8 * 1024;
+/// How long one read of a request body, or one write of an answer the socket
+/// does not take at once, may wait for the client.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// The unread rest of a refused request's body is read and dropped, so the
+/// connection can carry the next request, only up to this much and this long.
+const DRAIN_LIMIT: usize = 1 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+/// A body write up to this size is copied behind its framing and sent in one
+/// write; a larger one goes out on its own.
+const COALESCE: usize = 16 * 1024;
+
+/// How an answer's body is delimited on the wire; the client writes the
+/// matching `Content-Length` or `Transfer-Encoding` itself.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Out {
+    /// No body follows; the head's fields are sent as given (HEAD, 204, 304, 101).
+    None,
+    Length(u64),
+    Chunked,
+    /// The body ends when the connection does (an HTTP/1.0 client's stream).
+    Close,
+}
+
+/// What reading a request head can end in, besides a request.
+pub enum ReadFailure {
+    /// Not a head the gateway can read: answered, then the connection closes.
+    Head(HeadError),
+    Io(std::io::Error),
+}
+
+/// How much of the current request's body is still unread.
+enum BodyIn {
+    Length(u64),
+    Chunked(Decoder),
+    Done,
+}
+
+pub struct Client {
+    stream: Stream,
+    /// Read but not yet taken: the current request's body, then whatever the
+    /// client sent after it.
+    buf: BytesMut,
+    /// Framed answer bytes not yet written.
+    out_buf: Vec<u8>,
+    tls: bool,
+    peer: Option<IpAddr>,
+    // The current request's state, reset by `begin`.
+    body: BodyIn,
+    keepalive: bool,
+    http10: bool,
+    head_only: bool,
+    expects_continue: bool,
+    continued: bool,
+    answered: Option<u16>,
+    out: Out,
+    upgraded: bool,
+}
+
+impl Client {
+    pub fn new(stream: Stream) -> Client {
+        let tls = stream.get_ssl_digest().is_some();
+        let peer = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        Client {
+            stream,
+            buf: BytesMut::with_capacity(READ_SIZE),
+            out_buf: Vec::with_capacity(1024),
+            tls,
+            peer,
+            body: BodyIn::Done,
+            keepalive: false,
+            http10: false,
+            head_only: false,
+            expects_continue: false,
+            continued: false,
+            answered: None,
+            out: Out::None,
+            upgraded: false,
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The TCP peer's address.
+    pub fn peer_ip(&self) -> Option<IpAddr> {
+        self.peer
+    }
+
+    /// The next request's head; `None` when the client closed the connection.
+    pub async fn read_request(&mut self) -> Result<Option<Request>, ReadFailure> {
+        if !self.buf.is_empty() {
+            // A pipelined request is already here: yield now and then, so one
+            // client's queue cannot keep the others' tasks from running.
+            tokio::task::consume_budget().await;
+        }
+        loop {
+            if !self.buf.is_empty() {
+                if let Some(req) = Request::parse(&mut self.buf).map_err(ReadFailure::Head)? {
+                    self.begin(&req);
+                    return Ok(Some(req));
+                }
+            }
+            if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
+                self.buf.reserve(READ_SIZE);
+            }
+            // Reading stops at a close, even mid-head: there is nobody to answer.
+            if self
+                .stream
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(ReadFailure::Io)?
+                == 0
+            {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Resets the per-request state for `req`. A body's framing is taken at
+    /// its word here; `framing::check` refuses (and closes on) any doubt.
+    fn begin(&mut self, req: &Request) {
+        self.body = if req.has("transfer-encoding") {
+            BodyIn::Chunked(Decoder::default())
+        } else {
+            match req.header("content-length").and_then(parse_length) {
+                Some(len) if len > 0 => BodyIn::Length(len),
+                _ => BodyIn::Done,
+            }
+        };
+        self.http10 = req.version == Version::HTTP_10;
+        self.keepalive = if self.http10 {
+            req.connection_has("keep-alive")
+        } else {
+            !req.connection_has("close")
+        };
+        self.head_only = req.method == Method::HEAD;
+        self.expects_continue = req
+            .header("expect")
+            .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
+        self.continued = false;
+        self.answered = None;
+        self.out = Out::None;
+    }
+
+    /// Ends the connection after this answer.
+    pub fn close_after(&mut self) {
+        self.keepalive = false;
+    }
+
+    /// The status of the answer written so far, if any (never an interim 100).
+    pub fn answered(&self) -> Option<u16> {
+        self.answered
+    }
+
+    /// The next piece of the request body, `None` once it is all read.
+    pub async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        loop {
+            let step = match &mut self.body {
+                BodyIn::Done => return Ok(None),
+                BodyIn::Length(0) => Step::Done,
+                BodyIn::Length(left) if !self.buf.is_empty() => {
+                    let n = self
+                        .buf
+                        .len()
+                        .min(usize::try_from(*left).unwrap_or(usize::MAX));
+                    *left -= n as u64;
+                    Step::Data(self.buf.split_to(n).freeze())
+                }
+                BodyIn::Length(_) => Step::NeedMore,
+                BodyIn::Chunked(decoder) => decoder.next(&mut self.buf).map_err(|Malformed| {
+                    Error::explain(InvalidHTTPHeader, "request chunk framing").into_down()
+                })?,
+            };
+            match step {
+                Step::Data(data) => return Ok(Some(data)),
+                Step::Done => {
+                    self.body = BodyIn::Done;
+                    return Ok(None);
+                }
+                Step::NeedMore => self.fill().await?,
+            }
+        }
+    }
+
+    /// Reads more of the request body into `buf`.
+    async fn fill(&mut self) -> Result<()> {
+        if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
+            self.buf.reserve(READ_SIZE);
+        }
+        match timeout(CLIENT_TIMEOUT, self.stream.read_buf(&mut self.buf)).await {
+            Ok(Ok(0)) => {
+                Err(Error::explain(ConnectionClosed, "client closed mid-body").into_down())
+            }
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(Error::because(ReadError, "reading the client", e).into_down()),
+            Err(_) => Err(Error::explain(ReadTimedout, "client body stalled").into_down()),
+        }
+    }
+
+    /// Tells a client that asked (`Expect: 100-continue`) to send its body.
+    pub async fn write_continue(&mut self) -> Result<()> {
+        self.continued = true;
+        self.out_buf
+            .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        self.send_out().await
+    }
+
+    /// Queues the answer's head, with the framing and connection fields the
+    /// body and this connection need; it leaves with the first body bytes or
+    /// at `finish`.
+    pub fn write_head(&mut self, head: Head, out: Out) {
+        let Head { mut bytes, status } = head;
+        let mut out = out;
+        if status == 101 {
+            self.upgraded = true;
+            out = Out::None;
+            push_field(&mut bytes, b"Connection", b"Upgrade");
+        } else {
+            if out == Out::Close {
+                self.keepalive = false;
+            }
+            if !self.keepalive {
+                push_field(&mut bytes, b"Connection", b"close");
+            } else if self.http10 {
+                push_field(&mut bytes, b"Connection", b"keep-alive");
+            }
+        }
+        match out {
+            Out::Length(len) => push_field(
+                &mut bytes,
+                b"Content-Length",
+                itoa::Buffer::new().format(len).as_bytes(),
+            ),
+            Out::Chunked => push_field(&mut bytes, b"Transfer-Encoding", b"chunked"),
+            Out::None | Out::Close => {}
+        }
+        bytes.extend_from_slice(b"\r\n");
+        if self.out_buf.is_empty() {
+            self.out_buf = bytes;
+        } else {
+            self.out_buf.extend_from_slice(&bytes);
+        }
+        self.out = if self.head_only { Out::None } else { out };
+        self.answered = Some(status);
+    }
+
+    /// Writes body bytes with the framing chosen in `write_head` (nothing for
+    /// a HEAD request's answer) and sends them on.
+    pub async fn write_body(&mut self, data: &[u8]) -> Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let chunked = self.out == Out::Chunked;
+        match self.out {
+            Out::None => return Ok(()),
+            Out::Chunked => {
+                let mut size = [0u8; 16];
+                self.out_buf.extend_from_slice(hex(data.len(), &mut size));
+                self.out_buf.extend_from_slice(b"\r\n");
+            }
+            Out::Length(_) | Out::Close => {}
+        }
+        if data.len() <= COALESCE {
+            self.out_buf.extend_from_slice(data);
+        } else {
+            self.send_out().await?;
+            self.send(data).await?;
+        }
+        if chunked {
+            self.out_buf.extend_from_slice(b"\r\n");
+        }
+        self.send_out().await
+    }
+
+    /// Sends what is queued (a head waiting for its body), before waiting on
+    /// the upstream: the client should not wait for bytes we already have.
+    pub async fn flush(&mut self) -> Result<()> {
+        if self.out_buf.is_empty() {
+            return Ok(());
+        }
+        self.send_out().await
+    }
+
+    /// Ends the answer: the last chunk when chunked, and everything queued sent.
+    pub async fn finish(&mut self) -> Result<()> {
+        if self.out == Out::Chunked {
+            self.out_buf.extend_from_slice(b"0\r\n\r\n");
+            self.out = Out::None;
+        }
+        self.send_out().await
+    }
+
+    /// Whether the connection can read another request now that the answer
+    /// is out. A body the answer did not need is read and dropped first,
+    /// within limits, unless the client was never told to send it.
+    pub async fn reusable(&mut self) -> bool {
+        if !self.keepalive || self.upgraded {
+            return false;
+        }
+        if matches!(self.body, BodyIn::Done) {
+            return true;
+        }
+        if self.expects_continue && !self.continued {
+            return false;
+        }
+        let drain = async {
+            let mut left = DRAIN_LIMIT;
+            while let Some(data) = self.read_body().await.ok()? {
+                left = left.checked_sub(data.len())?;
+            }
+            Some(())
+        };
+        matches!(timeout(DRAIN_TIME, drain).await, Ok(Some(())))
+    }
+
+    /// Resolves when the client has left while its answer is awaited; bytes
+    /// it sends meanwhile (its next request) are kept for later.
+    pub async fn gone(&mut self) -> Box<Error> {
+        loop {
+            if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
+                self.buf.reserve(READ_SIZE);
+            }
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(0) => return Error::explain(ConnectionClosed, "client left").into_down(),
+                Err(e) => return Error::because(ReadError, "client left", e).into_down(),
+                // A body still in flight or a pipelined request: read on.
+                Ok(_) if self.buf.len() < DRAIN_LIMIT => {}
+                // Far more than anyone pipelines: stop reading until the answer.
+                Ok(_) => std::future::pending().await,
+            }
+        }
+    }
+
+    /// After a 101: whatever the client sends, as it arrives; `None` once it
+    /// has closed its side.
+    pub async fn read_raw(&mut self) -> Result<Option<Bytes>> {
+        if self.buf.is_empty() {
+            self.buf.reserve(READ_SIZE);
+            let n = self
+                .stream
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(|e| Error::because(ReadError, "reading the client", e).into_down())?;
+            if n == 0 {
+                return Ok(None);
+            }
+        }
+        Ok(Some(self.buf.split().freeze()))
+    }
+
+    /// After a 101: bytes from the upstream, as they are.
+    pub async fn write_raw(&mut self, data: &[u8]) -> Result<()> {
+        self.send_out().await?;
+        self.send(data).await
+    }
+
+    /// Closes the sending side (a TLS close_notify, a FIN).
+    pub async fn shutdown(&mut self) {
+        let _ = self.send_out().await;
+        let _ = timeout(Duration::from_secs(1), self.stream.shutdown()).await;
+    }
+
+    async fn send_out(&mut self) -> Result<()> {
+        let bytes = std::mem::take(&mut self.out_buf);
+        let sent = self.send(&bytes).await;
+        self.out_buf = bytes;
+        self.out_buf.clear();
+        sent
+    }
+
+    /// Writes `bytes` and flushes them. What the socket takes at once arms no
+    /// timer (most answers); the rest gets `CLIENT_TIMEOUT`.
+    async fn send(&mut self, bytes: &[u8]) -> Result<()> {
+        let sent = match self.send_now(bytes)? {
+            Some(sent) => sent,
+            None => return Ok(()),
+        };
+        let stream = &mut self.stream;
+        let rest = async {
+            stream.write_all(&bytes[sent..]).await?;
+            stream.flush().await
+        };
+        match timeout(CLIENT_TIMEOUT, rest).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(write_error(e)),
+            Err(_) => Err(Error::explain(WriteTimedout, "client does not read").into_down()),
+        }
+    }
+}
+
+impl Client {
+    /// Writes and flushes what the socket takes without waiting: `None` when
+    /// that was everything, else how much of `bytes` left.
+    fn send_now(&mut self, bytes: &[u8]) -> Result<Option<usize>> {
+        let mut cx = Context::from_waker(Waker::noop());
+        let stream = &mut self.stream;
+        let mut sent = 0;
+        while sent < bytes.len() {
+            match Pin::new(&mut *stream).poll_write(&mut cx, &bytes[sent..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Err(write_error(std::io::ErrorKind::WriteZero.into()))
+                }
+                Poll::Ready(Ok(n)) => sent += n,
+                Poll::Ready(Err(e)) => return Err(write_error(e)),
+                Poll::Pending => return Ok(Some(sent)),
+            }
+        }
+        match Pin::new(&mut *stream).poll_flush(&mut cx) {
+            Poll::Ready(Ok(())) => Ok(None),
+            Poll::Ready(Err(e)) => Err(write_error(e)),
+            Poll::Pending => Ok(Some(sent)),
+        }
+    }
+}
+
+fn write_error(e: std::io::Error) -> Box<Error> {
+    Error::because(WriteError, "writing to the client", e).into_down()
+}
+
+/// `Content-Length` as sent by a client; anything but digits is no length
+/// (and `framing::check` refuses the request).
+fn parse_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(value.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+/// `n` in lower-case hex, as a chunk size.
+fn hex(mut n: usize, out: &mut [u8; 16]) -> &[u8] {
+    let mut at = out.len();
+    loop {
+        at -= 1;
+        out[at] = b"0123456789abcdef"[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            return &out[at..];
+        }
+    }
+}
+
+/// An answer's status line and fields, built before it is written.
+pub struct Head {
+    bytes: Vec<u8>,
+    status: u16,
+}
+
+impl Head {
+    /// `status` with its usual reason phrase.
+    pub fn new(status: u16) -> Head {
+        let mut bytes = Vec::with_capacity(512);
+        bytes.extend_from_slice(b"HTTP/1.1 ");
+        bytes.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+        bytes.push(b' ');
+        let reason = http::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("");
+        bytes.extend_from_slice(reason.as_bytes());
+        bytes.extend_from_slice(b"\r\n");
+        Head { bytes, status }
+    }
+
+    /// Adds a field. One whose name or value could end the line early is
+    /// dropped: no value, from a token or an upstream, may add a header.
+    pub fn field(&mut self, name: &[u8], value: &[u8]) -> &mut Head {
+        let breaks = |s: &[u8]| s.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0);
+        if name.is_empty() || breaks(name) || breaks(value) || name.contains(&b':') {
+            log::warn!(
+                "answer field {:?} dropped: it would break the head",
+                name.escape_ascii().to_string()
+            );
+        } else {
+            push_field(&mut self.bytes, name, value);
+        }
+        self
+    }
+}
+
+fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_sizes_are_lower_case_hex() {
+        let mut out = [0u8; 16];
+        assert_eq!(hex(0, &mut out), b"0");
+        assert_eq!(hex(255, &mut out), b"ff");
+        assert_eq!(hex(0x1a2b3, &mut out), b"1a2b3");
+    }
+
+    #[test]
+    fn a_field_that_would_break_the_head_is_dropped() {
+        let mut head = Head::new(200);
+        head.field(b"X-Ok", b"1")
+            .field(b"X-Bad", b"1\r\nSet-Cookie: a=b")
+            .field(b"Bad:Name", b"1");
+        assert_eq!(head.bytes, b"HTTP/1.1 200 OK\r\nX-Ok: 1\r\n");
+    }
+
+    #[test]
+    fn client_content_lengths_are_digits_only() {
+        assert_eq!(parse_length(b"42"), Some(42));
+        assert_eq!(parse_length(b"+4"), None);
+        assert_eq!(parse_length(b""), None);
+        assert_eq!(parse_length(b"9999999999999999999"), None);
+    }
+}
