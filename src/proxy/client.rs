@@ -234,6 +234,11 @@ impl Client {
     pub fn write_head(&mut self, head: Head, out: Out) {
         let Head { mut bytes, status } = head;
         let mut out = out;
+        if self.expects_continue && !self.continued && !matches!(self.body, BodyIn::Done) {
+            // The body was never asked for, so it may never come: nothing after
+            // it can be read (see `reusable`).
+            self.keepalive = false;
+        }
         if status == 101 {
             self.upgraded = true;
             out = Out::None;

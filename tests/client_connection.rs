@@ -1,0 +1,127 @@
+//! The client's side of a connection through the real binary: what keeps it
+//! open for the next request, what closes it, and what a head too large for
+//! the gateway gets. Each test speaks raw HTTP/1.x on one TCP connection.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+fn start() -> (Echo, Gateway) {
+    let echo = Echo::start();
+    let gw = Gateway::start(BASE_CONFIG, echo.addr, &[]);
+    (echo, gw)
+}
+
+#[test]
+fn a_request_head_over_the_size_limit_gets_the_json_431_and_the_connection_closes() {
+    let (echo, gw) = start();
+    let padding = "a".repeat(70 * 1024);
+    let bytes = raw(
+        gw.addr,
+        format!("GET /health HTTP/1.1\r\nHost: a\r\nX-Padding: {padding}\r\n\r\n").as_bytes(),
+        Duration::from_secs(5),
+    );
+    let responses = parse_responses(&bytes);
+    assert_eq!(responses.len(), 1, "{}", String::from_utf8_lossy(&bytes));
+    assert_eq!(responses[0].status, 431);
+    assert_eq!(
+        responses[0].json()["error"],
+        "Request header fields too large"
+    );
+    assert_eq!(responses[0].header("connection"), Some("close"));
+    assert_eq!(echo.seen_count(), 0);
+}
+
+#[test]
+fn a_refused_request_with_a_body_leaves_the_connection_ready_for_the_next_one() {
+    let (echo, gw) = start();
+    let good = token("u1", "creator", "");
+    let mut conn = Conn::open(gw.addr);
+    // A bad token on an upload: refused before its body is read.
+    let body = "x".repeat(3000);
+    conn.send(
+        format!(
+            "POST /api/upload HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer nope\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    let refused = conn.read_response();
+    assert_eq!(refused.status, 401);
+    assert!(refused.header("connection").is_none(), "kept open");
+    // The refused body was read and dropped: the next request is read whole.
+    conn.send(
+        format!("POST /api/upload HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {good}\r\nContent-Length: 2\r\n\r\nok").as_bytes(),
+    );
+    let accepted = conn.read_response();
+    assert_eq!(accepted.status, 200, "{}", accepted.text());
+    assert_eq!(accepted.json()["body"], "ok");
+    assert_eq!(echo.seen_count(), 1, "only the accepted upload reached it");
+}
+
+#[test]
+fn a_refusal_of_a_request_that_awaits_100_continue_closes_the_connection() {
+    let (echo, gw) = start();
+    let mut conn = Conn::open(gw.addr);
+    // The body was never asked for, so it may never come: the connection
+    // cannot be read past it.
+    conn.send(
+        b"POST /api/upload HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer nope\r\n\
+          Expect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+    );
+    let refused = conn.read_response();
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.header("connection"), Some("close"));
+    assert!(conn.closed_within(Duration::from_secs(3)));
+    assert_eq!(echo.seen_count(), 0);
+}
+
+#[test]
+fn pipelined_requests_through_the_gateway_are_answered_in_order() {
+    let (echo, gw) = start();
+    let t = token("u1", "viewer", "");
+    let bytes = raw(
+        gw.addr,
+        format!(
+            "GET /api/browse/a HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {t}\r\n\r\n\
+             GET /api/admin/x HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {t}\r\n\r\n\
+             POST /api/browse/c HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {t}\r\n\
+             Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
+             GET /api/browse/d HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {t}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+        Duration::from_secs(5),
+    );
+    let responses = parse_responses(&bytes);
+    let statuses: Vec<_> = responses.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        [200, 403, 200, 200],
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    assert_eq!(responses[2].json()["body"], "abc");
+    assert_eq!(responses[3].json()["path"], "/api/browse/d");
+    assert_eq!(responses[3].header("connection"), Some("close"));
+    assert_eq!(echo.seen_count(), 3);
+}
+
+#[test]
+fn an_http_1_0_client_is_kept_alive_only_when_it_asks() {
+    let (_echo, gw) = start();
+    let mut conn = Conn::open(gw.addr);
+    conn.send(b"GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let first = conn.read_response();
+    assert_eq!(first.status, 200);
+    assert_eq!(
+        first.header("connection").map(str::to_ascii_lowercase),
+        Some("keep-alive".into())
+    );
+    conn.send(b"GET /health HTTP/1.0\r\n\r\n");
+    let second = conn.read_response();
+    assert_eq!(second.status, 200);
+    assert_eq!(second.header("connection"), Some("close"));
+    assert!(conn.closed_within(Duration::from_secs(3)));
+}
