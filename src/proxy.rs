@@ -486,8 +486,15 @@ impl Proxy {
                 _ => Some(Reject::Internal),
             },
         };
-        // The path, never the query: clients sometimes put tokens there.
-        log::warn!(
+        // The path, never the query: clients sometimes put tokens there. A client
+        // that left is routine (it is in the access log as a 499), not a warning.
+        let level = if reject.is_some() {
+            log::Level::Warn
+        } else {
+            log::Level::Debug
+        };
+        log::log!(
+            level,
             "request {} ({} {}) failed: {e}",
             ctx.request_id,
             req.method,

@@ -5,6 +5,7 @@ use super::is_hop_by_hop;
 use bytes::{Buf, Bytes, BytesMut};
 use http::Method;
 use pingora::prelude::*;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 /// An answer head with more header lines than this is refused as a bad gateway.
@@ -47,9 +48,15 @@ impl Answer {
 /// more bytes are needed. Interim (1xx) answers are consumed and skipped.
 pub fn parse_head(buf: &mut BytesMut, method: &Method, upgrade: bool) -> Result<Option<Answer>> {
     loop {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Response::new(&mut slots);
-        let outcome = parsed.parse(buf);
+        // Left uninitialized: the parser writes the slots it fills (a 4 KiB
+        // memset per answer otherwise).
+        let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut []);
+        let outcome = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut parsed,
+            buf,
+            &mut slots,
+        );
         let len = match outcome {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return Ok(None),
