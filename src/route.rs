@@ -83,6 +83,14 @@ impl std::error::Error for PathError {}
 /// `raw` is the request-target's path only: the caller has already split off `?query`.
 /// The result always starts with `/`.
 pub fn normalize(raw: &str) -> Result<String, PathError> {
+    if is_canonical(raw) {
+        return Ok(raw.to_owned());
+    }
+    normalize_any(raw)
+}
+
+/// `normalize` for any path, by segments.
+fn normalize_any(raw: &str) -> Result<String, PathError> {
     let rest = raw.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
     let mut out = String::with_capacity(raw.len() + 1);
     // Where each kept segment's leading '/' sits in `out`, so that `..` can drop it again.
@@ -113,6 +121,28 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
         out.push('/');
     }
     Ok(out)
+}
+
+/// Whether `raw` is already what `normalize` makes of it, checked in one pass
+/// for the common shape: unreserved characters only (no escapes, nothing to
+/// decode or refuse), no empty segment but a trailing one, no dot segments.
+/// Anything else takes the full path.
+fn is_canonical(raw: &str) -> bool {
+    let Some(rest) = raw.strip_prefix('/') else {
+        return false;
+    };
+    let mut segments = rest.split('/').peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        if (segment.is_empty() && !last)
+            || segment == "."
+            || segment == ".."
+            || !segment.bytes().all(is_unreserved)
+        {
+            return false;
+        }
+    }
+    true
 }
 
 /// Appends one raw segment to `out` in canonical spelling and reports whether it used any escape.

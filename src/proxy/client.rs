@@ -505,6 +505,15 @@ impl Head {
     }
 }
 
+impl Head {
+    /// Adds a field the HTTP parser already read as one (an upstream's): it
+    /// cannot hold a line break, so it is not checked again.
+    pub fn parsed_field(&mut self, name: &[u8], value: &[u8]) -> &mut Head {
+        push_field(&mut self.bytes, name, value);
+        self
+    }
+}
+
 fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");

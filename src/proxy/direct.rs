@@ -172,7 +172,7 @@ fn answer_head(answer: &Answer, ctx: &Ctx) -> Head {
         let ours = name.eq_ignore_ascii_case(b"x-request-id")
             || (ctx.tls && name.eq_ignore_ascii_case(b"strict-transport-security"));
         if !ours {
-            head.field(name, value);
+            head.parsed_field(name, value);
         }
     }
     respond::common_fields(&mut head, ctx);

@@ -53,8 +53,9 @@ pub fn target(req: &Request) -> Result<(&str, Option<&str>), Reject> {
     if !raw.starts_with('/') {
         return Err(bad("request target must be an absolute path"));
     }
-    Ok(match raw.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
+    // A byte search: `?` is ASCII, so both halves stay valid UTF-8.
+    Ok(match raw.bytes().position(|b| b == b'?') {
+        Some(at) => (&raw[..at], Some(&raw[at + 1..])),
         None => (raw, None),
     })
 }

@@ -140,6 +140,32 @@ fn every_short_path_normalizes_to_a_stable_canonical_form_or_is_refused() {
     }
 }
 
+/// The one-pass check for paths already canonical agrees with the full
+/// normalization on every short path, and the full one is not skipped for
+/// anything it would change or refuse.
+#[test]
+fn the_canonical_shortcut_agrees_with_full_normalization() {
+    let alphabet = ['/', '.', '%', '2', 'e', 'a', '-', '~', ';', '\\'];
+    let mut stack = vec![String::new()];
+    let mut shortcut = 0;
+    while let Some(raw) = stack.pop() {
+        if is_canonical(&raw) {
+            shortcut += 1;
+            assert_eq!(normalize_any(&raw).as_deref(), Ok(raw.as_str()), "{raw:?}");
+        }
+        assert_eq!(normalize(&raw), normalize_any(&raw), "{raw:?}");
+        if raw.chars().count() < 6 {
+            for c in alphabet {
+                stack.push(format!("{raw}{c}"));
+            }
+        }
+    }
+    assert!(
+        shortcut > 1000,
+        "the shortcut is taken for plain paths ({shortcut})"
+    );
+}
+
 #[test]
 fn path_errors_read_as_short_lower_case_details() {
     assert_eq!(PathError::EncodedSlash.to_string(), "encoded slash in path");

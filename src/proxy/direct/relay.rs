@@ -19,7 +19,7 @@ pub async fn read_more(conn: &mut Conn, buf: &mut BytesMut, t: Duration) -> Resu
     if buf.capacity() - buf.len() < READ_SIZE / 4 {
         buf.reserve(READ_SIZE);
     }
-    match timeout(t, conn.read_buf(buf)).await {
+    match tokio::time::timeout(t, conn.read_buf(buf)).await {
         Ok(Ok(n)) => Ok(n),
         Ok(Err(e)) => Err(Error::because(ReadError, "reading from upstream", e).into_up()),
         Err(_) => Err(Error::explain(ReadTimedout, "reading from upstream").into_up()),
