@@ -58,6 +58,11 @@ fn a_refused_request_with_a_body_leaves_the_connection_ready_for_the_next_one() 
     let accepted = conn.read_response();
     assert_eq!(accepted.status, 200, "{}", accepted.text());
     assert_eq!(accepted.json()["body"], "ok");
+    // The echo logs what it saw after answering: wait for its line.
+    assert!(
+        eventually(Duration::from_secs(3), || echo.seen_count() >= 1),
+        "the accepted upload reached the upstream"
+    );
     assert_eq!(echo.seen_count(), 1, "only the accepted upload reached it");
 }
 
@@ -105,7 +110,11 @@ fn pipelined_requests_through_the_gateway_are_answered_in_order() {
     assert_eq!(responses[2].json()["body"], "abc");
     assert_eq!(responses[3].json()["path"], "/api/browse/d");
     assert_eq!(responses[3].header("connection"), Some("close"));
-    assert_eq!(echo.seen_count(), 3);
+    assert!(
+        eventually(Duration::from_secs(3), || echo.seen_count() >= 3),
+        "the three admitted requests reached the upstream"
+    );
+    assert_eq!(echo.seen_count(), 3, "the refused one did not");
 }
 
 #[test]
