@@ -134,3 +134,20 @@ fn an_http_1_0_client_is_kept_alive_only_when_it_asks() {
     assert_eq!(second.header("connection"), Some("close"));
     assert!(conn.closed_within(Duration::from_secs(3)));
 }
+
+#[test]
+fn a_head_that_arrives_a_few_bytes_at_a_time_is_served() {
+    let (_echo, gw) = start();
+    let t = token("u1", "viewer", "");
+    let head =
+        format!("GET /api/browse/slow HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {t}\r\n\r\n");
+    let mut conn = Conn::open(gw.addr);
+    // Pieces of 3 bytes: the blank line that ends the head is itself split.
+    for piece in head.as_bytes().chunks(3) {
+        conn.send(piece);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let r = conn.read_response();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["path"], "/api/browse/slow");
+}

@@ -5,7 +5,7 @@
 //! more than the rest of a refusal (docs/benchmarks.md, issue 7).
 
 use super::chunked::{Decoder, Malformed, Step};
-use super::request::{HeadError, Request};
+use super::request::{HeadError, Request, MAX_HEAD};
 use bytes::{Bytes, BytesMut};
 use http::{Method, Version};
 use pingora::prelude::*;
@@ -116,12 +116,21 @@ impl Client {
             // client's queue cannot keep the others' tasks from running.
             tokio::task::consume_budget().await;
         }
+        // How much of `buf` is known to hold no end of a head: a head that arrives
+        // a byte at a time is parsed again only when a line may have ended it, not
+        // on every read (quadratic work for a slow client otherwise).
+        let mut scanned = 0;
         loop {
-            if !self.buf.is_empty() {
-                if let Some(req) = Request::parse(&mut self.buf).map_err(ReadFailure::Head)? {
-                    self.begin(&req);
-                    return Ok(Some(req));
+            if self.buf.len() > scanned {
+                if scanned == 0 || may_end_head(&self.buf, scanned) {
+                    if let Some(req) = Request::parse(&mut self.buf).map_err(ReadFailure::Head)? {
+                        self.begin(&req);
+                        return Ok(Some(req));
+                    }
+                } else if self.buf.len() > MAX_HEAD {
+                    return Err(ReadFailure::Head(HeadError::TooLarge));
                 }
+                scanned = self.buf.len();
             }
             if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
                 self.buf.reserve(READ_SIZE);
@@ -445,6 +454,13 @@ fn write_error(e: std::io::Error) -> Box<Error> {
     Error::because(WriteError, "writing to the client", e).into_down()
 }
 
+/// Whether the bytes from `from` on (with the three before, where a line end
+/// may have started) hold a blank line, the only way a head ends.
+fn may_end_head(buf: &[u8], from: usize) -> bool {
+    let tail = &buf[from.saturating_sub(3)..];
+    tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n")
+}
+
 /// `Content-Length` as sent by a client; anything but digits is no length
 /// (and `framing::check` refuses the request).
 fn parse_length(value: &[u8]) -> Option<u64> {
@@ -524,6 +540,18 @@ fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_head_may_end_only_where_a_blank_line_is() {
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        // Every split of the head: the part after `from` decides.
+        for from in 0..head.len() {
+            assert!(may_end_head(head, from), "{from}");
+        }
+        assert!(!may_end_head(b"GET / HTTP/1.1\r\nHost: a\r\n", 0));
+        assert!(may_end_head(b"GET / HTTP/1.1\nHost: a\n\n", 20));
+        assert!(!may_end_head(b"GET / HTTP/1.1\r\nHost: a\r\nX: yy", 26));
+    }
 
     #[test]
     fn chunk_sizes_are_lower_case_hex() {
