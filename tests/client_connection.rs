@@ -151,3 +151,27 @@ fn a_head_that_arrives_a_few_bytes_at_a_time_is_served() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["path"], "/api/browse/slow");
 }
+
+#[test]
+fn an_auth_endpoint_answers_100_continue_before_reading_the_body() {
+    let (_echo, gw) = start();
+    let body = br#"{"email":"nobody@example.test","password":"correct horse battery"}"#;
+    let mut conn = Conn::open(gw.addr);
+    conn.send(
+        format!(
+            "POST /api/auth/login HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n\
+             Expect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    // Nothing of the body has left the client yet.
+    assert_eq!(
+        conn.read_bytes(25, Duration::from_secs(5)),
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+    );
+    conn.send(body);
+    let r = conn.read_response();
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.json()["error"], "Invalid credentials");
+}

@@ -184,8 +184,13 @@ impl Client {
         self.answered
     }
 
-    /// The next piece of the request body, `None` once it is all read.
+    /// The next piece of the request body, `None` once it is all read. A client
+    /// waiting for `100 Continue` is told to send it first: whoever reads the
+    /// body has admitted the request.
     pub async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        if self.expects_continue && !self.continued && !matches!(self.body, BodyIn::Done) {
+            self.write_continue().await?;
+        }
         loop {
             let step = match &mut self.body {
                 BodyIn::Done => return Ok(None),
@@ -230,7 +235,7 @@ impl Client {
     }
 
     /// Tells a client that asked (`Expect: 100-continue`) to send its body.
-    pub async fn write_continue(&mut self) -> Result<()> {
+    async fn write_continue(&mut self) -> Result<()> {
         self.continued = true;
         self.out_buf
             .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");

@@ -63,11 +63,6 @@ pub async fn forward(
     let downstream_h11 = req.version == Version::HTTP_11;
     let upgrade = is_upgrade(req);
     let body = request_body(req);
-    // Answered here, once the request is admitted and its upstream reached; the
-    // upstream then gets the body without being asked (nginx does the same).
-    let expects_continue = req
-        .header("expect")
-        .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
 
     let mut buf = BytesMut::with_capacity(READ_SIZE);
     let mut stale_tries = STALE_TRIES;
@@ -81,9 +76,9 @@ pub async fn forward(
             // From here the client's body is being consumed: the request can no
             // longer be sent again, whatever happens.
             stale_tries = 0;
-            if expects_continue {
-                client.write_continue().await?;
-            }
+            // A client awaiting `100 Continue` gets it from the first body read:
+            // the request is admitted and its upstream reached. The upstream gets
+            // the body without being asked (nginx does the same).
             if let Err(e) = send_body(client, &mut conn, body, t).await {
                 if *e.esource() == ErrorSource::Downstream {
                     return Err(e);
