@@ -5,6 +5,7 @@
 //! more than the rest of a refusal (docs/benchmarks.md, issue 7).
 
 use super::chunked::{Decoder, Malformed, Step};
+use super::framing;
 use super::request::{HeadError, Request, MAX_HEAD};
 use bytes::{Bytes, BytesMut};
 use http::{Method, Version};
@@ -154,7 +155,8 @@ impl Client {
         self.body = if req.has("transfer-encoding") {
             BodyIn::Chunked(Decoder::default())
         } else {
-            match req.header("content-length").and_then(parse_length) {
+            // Anything but digits is no length here, and `framing::check` refuses it.
+            match req.header("content-length").and_then(framing::parse_length) {
                 Some(len) if len > 0 => BodyIn::Length(len),
                 _ => BodyIn::Done,
             }
@@ -466,15 +468,6 @@ fn may_end_head(buf: &[u8], from: usize) -> bool {
     tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n")
 }
 
-/// `Content-Length` as sent by a client; anything but digits is no length
-/// (and `framing::check` refuses the request).
-fn parse_length(value: &[u8]) -> Option<u64> {
-    if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(value.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
-}
-
 /// `n` in lower-case hex, as a chunk size.
 fn hex(mut n: usize, out: &mut [u8; 16]) -> &[u8] {
     let mut at = out.len();
@@ -573,13 +566,5 @@ mod tests {
             .field(b"X-Bad", b"1\r\nSet-Cookie: a=b")
             .field(b"Bad:Name", b"1");
         assert_eq!(head.bytes, b"HTTP/1.1 200 OK\r\nX-Ok: 1\r\n");
-    }
-
-    #[test]
-    fn client_content_lengths_are_digits_only() {
-        assert_eq!(parse_length(b"42"), Some(42));
-        assert_eq!(parse_length(b"+4"), None);
-        assert_eq!(parse_length(b""), None);
-        assert_eq!(parse_length(b"9999999999999999999"), None);
     }
 }

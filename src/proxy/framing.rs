@@ -36,7 +36,9 @@ pub fn check(req: &Request) -> Result<(), Reject> {
         return Ok(());
     }
     if let Some(first) = cl.next() {
-        if first.is_empty() || !first.iter().all(u8::is_ascii_digit) {
+        // The same reading the body reader gives it: a length it could not
+        // take (20 digits) must not pass here as "digits".
+        if parse_length(first).is_none() {
             return Err(bad("invalid Content-Length"));
         }
         if cl.any(|other| other != first) {
@@ -58,6 +60,15 @@ pub fn target(req: &Request) -> Result<(&str, Option<&str>), Reject> {
         Some(at) => (&raw[..at], Some(&raw[at + 1..])),
         None => (raw, None),
     })
+}
+
+/// A `Content-Length` value, either way: digits only (no sign, no spaces, no
+/// list), at most 18 of them so it cannot overflow.
+pub fn parse_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(value.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
 fn bad(detail: &'static str) -> Reject {
@@ -84,6 +95,7 @@ mod tests {
             &[("Content-Length", "5"), ("Content-Length", "6")],
             &[("Content-Length", "-1")],
             &[("Content-Length", "5, 5")],
+            &[("Content-Length", "99999999999999999999")],
             &[("Transfer-Encoding", "gzip, chunked")],
             &[("Transfer-Encoding", "chunked, identity")],
             &[
@@ -111,6 +123,20 @@ mod tests {
         for headers in allowed {
             assert_eq!(check(&req("POST", headers)), Ok(()), "{headers:?}");
         }
+    }
+
+    #[test]
+    fn content_lengths_are_digits_only() {
+        assert_eq!(parse_length(b"42"), Some(42));
+        assert_eq!(parse_length(b"0"), Some(0));
+        assert_eq!(parse_length(b"+4"), None);
+        assert_eq!(parse_length(b"4 "), None);
+        assert_eq!(parse_length(b""), None);
+        assert_eq!(
+            parse_length(b"999999999999999999"),
+            Some(999_999_999_999_999_999)
+        );
+        assert_eq!(parse_length(b"9999999999999999999"), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! ones, and how its body is delimited (RFC 9112 §6.3).
 
 use super::is_hop_by_hop;
+use crate::proxy::framing::parse_length;
 use bytes::{Buf, Bytes, BytesMut};
 use http::Method;
 use pingora::prelude::*;
@@ -156,15 +157,6 @@ fn build_answer(
         fields,
         framing,
         keep_alive: !close && framing != Framing::Close,
-    })
-}
-
-fn parse_length(value: &[u8]) -> Option<u64> {
-    if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    value.iter().try_fold(0u64, |n, d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
     })
 }
 
