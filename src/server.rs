@@ -14,6 +14,7 @@ use crate::proxy::Proxy;
 use crate::upstream::HealthCheck;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::background_service;
@@ -104,7 +105,11 @@ pub fn run(path: &Path) -> Result<(), String> {
 
     let proxy = Proxy::new(state.clone(), auth, inflight.clone());
     let mut public = Service::new("portcullis".to_owned(), proxy);
-    public.add_tcp(&listen);
+    // No L4 buffers: the client connection reads into its own buffer and writes each
+    // answer in one piece, so pingora's would only add a copy each way.
+    public.add_listener(
+        ListenerConfig::tcp(listen.as_str()).l4_buffer(L4BufferSettings::unbuffered()),
+    );
     if let Some(tls) = &tls {
         let (cert, key) = (tls.cert.to_string_lossy(), tls.key.to_string_lossy());
         public
