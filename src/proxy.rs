@@ -16,7 +16,7 @@ mod framing;
 mod request;
 mod respond;
 
-pub use request::Request;
+pub use request::{BodyFraming, Request};
 
 use crate::auth;
 use crate::authn::{self, Identity};

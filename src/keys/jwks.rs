@@ -1,7 +1,7 @@
 //! `GET /.well-known/jwks.json`: the public keys that verify the gateway's tokens,
 //! so upstreams can check a token themselves (RFC 8414 §2 names the path).
 
-use crate::proxy::Request;
+use crate::proxy::{BodyFraming, Request};
 use crate::token::Keys;
 use bytes::Bytes;
 
@@ -25,8 +25,7 @@ pub fn answer(req: &Request, keys: &Keys, now: u64) -> Option<Answer> {
     {
         return None;
     }
-    let has_body = req.has("transfer-encoding") || req.all("content-length").any(|v| v != b"0");
-    if has_body {
+    if req.body_framing() != BodyFraming::None {
         return None;
     }
     let (doc, max_age) = keys.jwks(now);

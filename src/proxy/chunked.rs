@@ -1,5 +1,5 @@
-//! Decoding a chunked body (RFC 9112 §7.1), an upstream's answer or a client's
-//! request, as its bytes arrive: the other side gets the data in chunks of our
+//! Chunked bodies (RFC 9112 §7.1): decoding an upstream's answer or a client's
+//! request as its bytes arrive, and the size line of the chunks written again: the other side gets the data in chunks of our
 //! own, so what passes through is the payload, never the sender's framing.
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -122,6 +122,19 @@ fn chunk_size(line: &[u8]) -> Result<u64, Malformed> {
     })
 }
 
+/// `n` in lower-case hex, as a chunk-size line starts: the encoder's half.
+pub fn size_hex(mut n: usize, out: &mut [u8; 16]) -> &[u8] {
+    let mut at = out.len();
+    loop {
+        at -= 1;
+        out[at] = b"0123456789abcdef"[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            return &out[at..];
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +156,14 @@ mod tests {
                 Step::Done => return Ok((out, buf.to_vec())),
             }
         }
+    }
+
+    #[test]
+    fn chunk_sizes_are_written_in_lower_case_hex() {
+        let mut out = [0u8; 16];
+        assert_eq!(size_hex(0, &mut out), b"0");
+        assert_eq!(size_hex(255, &mut out), b"ff");
+        assert_eq!(size_hex(0x1a2b3, &mut out), b"1a2b3");
     }
 
     #[test]

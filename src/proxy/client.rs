@@ -4,9 +4,8 @@
 //! pingora-core's session, whose header maps and per-answer header object cost
 //! more than the rest of a refusal (docs/benchmarks.md, issue 7).
 
-use super::chunked::{Decoder, Malformed, Step};
-use super::framing;
-use super::request::{HeadError, Request, MAX_HEAD};
+use super::chunked::{self, Decoder, Malformed, Step};
+use super::request::{BodyFraming, HeadError, Request, MAX_HEAD};
 use bytes::{Bytes, BytesMut};
 use http::{Method, Version};
 use pingora::prelude::*;
@@ -152,14 +151,11 @@ impl Client {
     /// Resets the per-request state for `req`. A body's framing is taken at
     /// its word here; `framing::check` refuses (and closes on) any doubt.
     fn begin(&mut self, req: &Request) {
-        self.body = if req.has("transfer-encoding") {
-            BodyIn::Chunked(Decoder::default())
-        } else {
-            // Anything but digits is no length here, and `framing::check` refuses it.
-            match req.header("content-length").and_then(framing::parse_length) {
-                Some(len) if len > 0 => BodyIn::Length(len),
-                _ => BodyIn::Done,
-            }
+        self.body = match req.body_framing() {
+            BodyFraming::Chunked => BodyIn::Chunked(Decoder::default()),
+            BodyFraming::Length(len) => BodyIn::Length(len),
+            // `framing::check` refuses an unreadable length and closes the connection.
+            BodyFraming::None | BodyFraming::Unreadable => BodyIn::Done,
         };
         self.http10 = req.version == Version::HTTP_10;
         self.keepalive = if self.http10 {
@@ -174,6 +170,16 @@ impl Client {
         self.continued = false;
         self.answered = None;
         self.out = Out::None;
+    }
+
+    /// An answer head for `status`, built in this connection's output buffer
+    /// (which `write_head` takes back), so an answer allocates nothing for it.
+    pub fn head(&mut self, status: u16) -> Head {
+        if self.out_buf.is_empty() {
+            Head::in_buffer(std::mem::take(&mut self.out_buf), status)
+        } else {
+            Head::new(status)
+        }
     }
 
     /// Ends the connection after this answer.
@@ -299,7 +305,8 @@ impl Client {
             Out::None => return Ok(()),
             Out::Chunked => {
                 let mut size = [0u8; 16];
-                self.out_buf.extend_from_slice(hex(data.len(), &mut size));
+                self.out_buf
+                    .extend_from_slice(chunked::size_hex(data.len(), &mut size));
                 self.out_buf.extend_from_slice(b"\r\n");
             }
             Out::Length(_) | Out::Close => {}
@@ -367,7 +374,7 @@ impl Client {
             match self.stream.read_buf(&mut self.buf).await {
                 Ok(0) => return Error::explain(ConnectionClosed, "client left").into_down(),
                 Err(e) => return Error::because(ReadError, "client left", e).into_down(),
-                // A body still in flight or a pipelined request: read on.
+                // The client's next request, sent early (pipelining): kept, read on.
                 Ok(_) if self.buf.len() < DRAIN_LIMIT => {}
                 // Far more than anyone pipelines: stop reading until the answer.
                 Ok(_) => std::future::pending().await,
@@ -430,9 +437,7 @@ impl Client {
             Err(_) => Err(Error::explain(WriteTimedout, "client does not read").into_down()),
         }
     }
-}
 
-impl Client {
     /// Writes and flushes what the socket takes without waiting: `None` when
     /// that was everything, else how much of `bytes` left.
     fn send_now(&mut self, bytes: &[u8]) -> Result<Option<usize>> {
@@ -468,19 +473,6 @@ fn may_end_head(buf: &[u8], from: usize) -> bool {
     tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n")
 }
 
-/// `n` in lower-case hex, as a chunk size.
-fn hex(mut n: usize, out: &mut [u8; 16]) -> &[u8] {
-    let mut at = out.len();
-    loop {
-        at -= 1;
-        out[at] = b"0123456789abcdef"[n & 0xf];
-        n >>= 4;
-        if n == 0 {
-            return &out[at..];
-        }
-    }
-}
-
 /// An answer's status line and fields, built before it is written.
 pub struct Head {
     bytes: Vec<u8>,
@@ -490,7 +482,12 @@ pub struct Head {
 impl Head {
     /// `status` with its usual reason phrase.
     pub fn new(status: u16) -> Head {
-        let mut bytes = Vec::with_capacity(512);
+        Head::in_buffer(Vec::with_capacity(512), status)
+    }
+
+    /// `new` written into `bytes`, whatever it held.
+    fn in_buffer(mut bytes: Vec<u8>, status: u16) -> Head {
+        bytes.clear();
         bytes.extend_from_slice(b"HTTP/1.1 ");
         bytes.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
         bytes.push(b' ');
@@ -528,7 +525,8 @@ impl Head {
     }
 }
 
-fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+/// Writes one `name: value` line of a head, request or answer.
+pub(super) fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
@@ -549,14 +547,6 @@ mod tests {
         assert!(!may_end_head(b"GET / HTTP/1.1\r\nHost: a\r\n", 0));
         assert!(may_end_head(b"GET / HTTP/1.1\nHost: a\n\n", 20));
         assert!(!may_end_head(b"GET / HTTP/1.1\r\nHost: a\r\nX: yy", 26));
-    }
-
-    #[test]
-    fn chunk_sizes_are_lower_case_hex() {
-        let mut out = [0u8; 16];
-        assert_eq!(hex(0, &mut out), b"0");
-        assert_eq!(hex(255, &mut out), b"ff");
-        assert_eq!(hex(0x1a2b3, &mut out), b"1a2b3");
     }
 
     #[test]

@@ -8,8 +8,9 @@
 mod answer;
 mod relay;
 
-use super::client::{Client, Head, Out};
-use super::request::Request;
+use super::chunked;
+use super::client::{push_field, Client, Head, Out};
+use super::request::{BodyFraming, Request};
 use super::{respond, Additions, Ctx};
 use crate::upstream::{Conn, Pool};
 use answer::{parse_head, Answer, Framing};
@@ -25,26 +26,6 @@ use tokio::io::AsyncWriteExt;
 const MAX_HEAD: usize = 64 * 1024;
 /// Idle connections tried for one request before a fresh one is opened.
 const STALE_TRIES: usize = 3;
-
-/// How the request's body (already checked by `framing::check`) is sent on.
-#[derive(Debug, PartialEq, Clone, Copy)]
-enum Body {
-    None,
-    /// As many bytes as its `Content-Length` says, passed as they come.
-    Length,
-    /// Decoded as it is read, so chunked again on the way out.
-    Chunked,
-}
-
-fn request_body(req: &Request) -> Body {
-    if req.has("transfer-encoding") {
-        Body::Chunked
-    } else if req.all("content-length").any(|v| v != b"0") {
-        Body::Length
-    } else {
-        Body::None
-    }
-}
 
 /// Sends the request to the upstream of `pool` and the answer to the client.
 /// Errors carry pingora's types and sources, which `Proxy::fail` maps to
@@ -62,7 +43,9 @@ pub async fn forward(
     let method = &req.method;
     let downstream_h11 = req.version == Version::HTTP_11;
     let upgrade = is_upgrade(req);
-    let body = request_body(req);
+    // Already checked by `framing::check`. A length is passed on as it comes; a
+    // chunked body is decoded as it is read, so it is chunked again on the way out.
+    let body = req.body_framing();
 
     let mut buf = BytesMut::with_capacity(READ_SIZE);
     let mut stale_tries = STALE_TRIES;
@@ -72,14 +55,15 @@ pub async fn forward(
         let (mut conn, addr, reused) = connection(pool, stale_tries > 0).await?;
         let t = pool.read_timeout();
         let mut exchanged = write_head(&mut conn, &head, t).await;
-        if exchanged.is_ok() && body != Body::None {
+        if exchanged.is_ok() && body != BodyFraming::None {
             // From here the client's body is being consumed: the request can no
             // longer be sent again, whatever happens.
             stale_tries = 0;
             // A client awaiting `100 Continue` gets it from the first body read:
             // the request is admitted and its upstream reached. The upstream gets
             // the body without being asked (nginx does the same).
-            if let Err(e) = send_body(client, &mut conn, body, t).await {
+            let rechunk = body == BodyFraming::Chunked;
+            if let Err(e) = send_body(client, &mut conn, rechunk, t).await {
                 if *e.esource() == ErrorSource::Downstream {
                     return Err(e);
                 }
@@ -132,7 +116,8 @@ pub async fn forward(
         Framing::Chunked | Framing::Close if downstream_h11 => Out::Chunked,
         Framing::Chunked | Framing::Close => Out::Close,
     };
-    client.write_head(answer_head(&answer, ctx), out);
+    let head = answer_head(client.head(answer.status), &answer, ctx);
+    client.write_head(head, out);
     let read_timeout = pool.read_timeout();
     let clean = match answer.framing {
         Framing::Empty | Framing::Length(0) => true,
@@ -159,10 +144,9 @@ pub async fn forward(
     client.finish().await
 }
 
-/// The client's answer head: the upstream's status and fields, minus the
-/// ones the gateway sets, plus those.
-fn answer_head(answer: &Answer, ctx: &Ctx) -> Head {
-    let mut head = Head::new(answer.status);
+/// The client's answer head, started with the upstream's status: its fields,
+/// minus the ones the gateway sets, plus those.
+fn answer_head(mut head: Head, answer: &Answer, ctx: &Ctx) -> Head {
     for (name, value) in answer.fields() {
         let ours = name.eq_ignore_ascii_case(b"x-request-id")
             || (ctx.tls && name.eq_ignore_ascii_case(b"strict-transport-security"));
@@ -192,15 +176,15 @@ fn request_head(req: &Request, adds: &Additions) -> Vec<u8> {
             .iter()
             .any(|(n, _)| n.as_str().as_bytes().eq_ignore_ascii_case(name));
         if !ours && !is_hop_by_hop(name) && !name.eq_ignore_ascii_case(b"expect") {
-            push_header(&mut out, name, value);
+            push_field(&mut out, name, value);
         }
     }
     for (name, value) in &adds.headers {
-        push_header(&mut out, name.as_str().as_bytes(), value.as_bytes());
+        push_field(&mut out, name.as_str().as_bytes(), value.as_bytes());
     }
     if is_upgrade(req) {
         // The client's `Connection` stays on its side; this one asks our hop.
-        push_header(&mut out, b"Connection", b"Upgrade");
+        push_field(&mut out, b"Connection", b"Upgrade");
     }
     out.extend_from_slice(b"\r\n");
     out
@@ -209,13 +193,6 @@ fn request_head(req: &Request, adds: &Additions) -> Vec<u8> {
 /// An HTTP/1.1 request to switch protocols (WebSocket: `sanitize` removed any other).
 fn is_upgrade(req: &Request) -> bool {
     req.version == Version::HTTP_11 && req.has("upgrade")
-}
-
-fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }
 
 /// Headers that describe one connection, never forwarded across it.
@@ -302,15 +279,17 @@ async fn write_head(conn: &mut Conn, head: &[u8], t: Duration) -> std::result::R
 
 /// Streams the client's body to the upstream as it arrives. Errors reading
 /// the client are marked as the client's, errors writing as the upstream's.
-async fn send_body(client: &mut Client, conn: &mut Conn, body: Body, t: Duration) -> Result<()> {
+async fn send_body(client: &mut Client, conn: &mut Conn, rechunk: bool, t: Duration) -> Result<()> {
     let mut framed = Vec::new();
     while let Some(data) = client.read_body().await? {
         if data.is_empty() {
             continue;
         }
-        if body == Body::Chunked {
+        if rechunk {
             framed.clear();
-            framed.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            let mut size = [0u8; 16];
+            framed.extend_from_slice(chunked::size_hex(data.len(), &mut size));
+            framed.extend_from_slice(b"\r\n");
             framed.extend_from_slice(&data);
             framed.extend_from_slice(b"\r\n");
             write_up(conn, &framed, t).await?;
@@ -318,7 +297,7 @@ async fn send_body(client: &mut Client, conn: &mut Conn, body: Body, t: Duration
             write_up(conn, &data, t).await?;
         }
     }
-    if body == Body::Chunked {
+    if rechunk {
         write_up(conn, b"0\r\n\r\n", t).await?;
     }
     Ok(())

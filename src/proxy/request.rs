@@ -4,6 +4,7 @@
 //! hashed, validated twice or copied (a header map cost a quarter of a
 //! refusal's instructions, docs/benchmarks.md, issue 7).
 
+use super::framing::parse_length;
 use bytes::{Bytes, BytesMut};
 use http::{Method, Version};
 use std::mem::MaybeUninit;
@@ -21,6 +22,18 @@ pub enum HeadError {
     Malformed,
     /// Longer than `MAX_HEAD`, or more than `MAX_FIELDS` fields.
     TooLarge,
+}
+
+/// How a request says its body is delimited (RFC 9112 §6.3): the one reading
+/// of it that the body reader, the forwarder and the JWKS answer share.
+/// `framing::check` refuses the ambiguous shapes before a body is relied on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BodyFraming {
+    None,
+    Length(u64),
+    Chunked,
+    /// A `Content-Length` that is no length (refused by `framing::check`).
+    Unreadable,
 }
 
 #[derive(Debug)]
@@ -127,6 +140,18 @@ impl Request {
         self.fields.retain(|f| keep(&head[f.name.clone()]));
     }
 
+    /// How the body is delimited; a length of 0 is no body.
+    pub fn body_framing(&self) -> BodyFraming {
+        if self.has("transfer-encoding") {
+            return BodyFraming::Chunked;
+        }
+        match self.header("content-length").map(parse_length) {
+            None | Some(Some(0)) => BodyFraming::None,
+            Some(Some(len)) => BodyFraming::Length(len),
+            Some(None) => BodyFraming::Unreadable,
+        }
+    }
+
     /// Whether a token of the `Connection` fields is `token`.
     pub fn connection_has(&self, token: &str) -> bool {
         self.all("connection").any(|v| {
@@ -210,6 +235,22 @@ mod tests {
         let many: String = (0..=MAX_FIELDS).map(|i| format!("X-{i}: v\r\n")).collect();
         let mut buf = BytesMut::from(format!("GET / HTTP/1.1\r\n{many}\r\n").as_str());
         assert_eq!(Request::parse(&mut buf).unwrap_err(), HeadError::TooLarge);
+    }
+
+    #[test]
+    fn body_framing_reads_transfer_encoding_first_then_the_length() {
+        let framing = |fields: &str| {
+            Request::from_text(&format!("POST / HTTP/1.1\r\n{fields}\r\n")).body_framing()
+        };
+        assert_eq!(framing(""), BodyFraming::None);
+        assert_eq!(framing("Content-Length: 0\r\n"), BodyFraming::None);
+        assert_eq!(framing("Content-Length: 00\r\n"), BodyFraming::None);
+        assert_eq!(framing("Content-Length: 12\r\n"), BodyFraming::Length(12));
+        assert_eq!(framing("Content-Length: x\r\n"), BodyFraming::Unreadable);
+        assert_eq!(
+            framing("Content-Length: 3\r\nTransfer-Encoding: chunked\r\n"),
+            BodyFraming::Chunked
+        );
     }
 
     #[test]

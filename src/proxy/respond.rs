@@ -36,7 +36,7 @@ pub async fn send(
     headers: &[(&'static str, String)],
     body: &[u8],
 ) -> Result<()> {
-    let mut head = Head::new(status);
+    let mut head = client.head(status);
     for (name, value) in headers {
         head.field(name.as_bytes(), value.as_bytes());
     }
