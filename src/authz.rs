@@ -85,16 +85,9 @@ mod tests {
 
     fn id(sub: &str, role: &str, ws: Option<&str>, plan: Option<&str>) -> Identity {
         Identity {
-            sub: sub.into(),
-            more_roles: Vec::new(),
-            external: None,
-            role: Some(role.into()),
             workspace: ws.map(Into::into),
             plan: plan.map(Into::into),
-            jti: "j".into(),
-            sid: None,
-            iat: 0,
-            exp: 0,
+            ..Identity::with_role(sub, role)
         }
     }
 

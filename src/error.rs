@@ -114,40 +114,51 @@ impl Reject {
 
     /// Renders the SPEC §5 answer: JSON `{"error": ...}` plus the headers a client needs.
     pub fn answer(&self) -> Answer {
-        let mut headers = vec![("content-type", "application/json".to_owned())];
-        match self {
-            Reject::MissingToken => headers.push(("www-authenticate", "Bearer".to_owned())),
-            Reject::InvalidToken(_) | Reject::Revoked => headers.push((
-                "www-authenticate",
-                r#"Bearer error="invalid_token""#.to_owned(),
-            )),
-            Reject::TooManyRequests { retry_after } | Reject::Unavailable { retry_after } => {
-                headers.push(("retry-after", retry_after.max(&1).to_string()))
-            }
-            Reject::MethodNotAllowed => headers.push((
-                "allow",
-                "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS".to_owned(),
-            )),
-            Reject::WrongMethod { allow } => headers.push(("allow", (*allow).to_owned())),
-            _ => {}
-        }
-        #[derive(serde::Serialize)]
-        struct Body<'a> {
-            error: &'a str,
-        }
-        // Serialized straight from the struct: no `Value` tree on a path that
-        // refuses floods of bad tokens.
-        let body = serde_json::to_vec(&Body {
-            error: &self.message(),
-        })
-        .unwrap_or_default();
+        let mut headers = vec![(CONTENT_TYPE, JSON.to_owned())];
+        headers.extend(self.field().map(|(name, value)| (name, value.into_owned())));
         Answer {
             status: self.status(),
             headers,
-            body,
+            body: self.body(),
         }
     }
+
+    /// The one field besides `content-type` a client may need to act on the
+    /// refusal: the auth scheme, when to retry, the allowed methods.
+    pub fn field(&self) -> Option<(&'static str, Cow<'static, str>)> {
+        let value = match self {
+            Reject::MissingToken => "Bearer",
+            Reject::InvalidToken(_) | Reject::Revoked => r#"Bearer error="invalid_token""#,
+            Reject::TooManyRequests { retry_after } | Reject::Unavailable { retry_after } => {
+                return Some(("retry-after", retry_after.max(&1).to_string().into()))
+            }
+            Reject::MethodNotAllowed => "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
+            Reject::WrongMethod { allow } => allow,
+            _ => return None,
+        };
+        let name = match self {
+            Reject::MethodNotAllowed | Reject::WrongMethod { .. } => "allow",
+            _ => "www-authenticate",
+        };
+        Some((name, Cow::Borrowed(value)))
+    }
+
+    /// The JSON body, `{"error":"<message>"}`, written straight from the message:
+    /// no `Value` tree or intermediate buffer on a path that refuses floods of bad tokens.
+    pub fn body(&self) -> Vec<u8> {
+        let message = self.message();
+        let mut body = Vec::with_capacity(message.len() + 16);
+        body.extend_from_slice(b"{\"error\":");
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut body, message.as_ref());
+        body.push(b'}');
+        body
+    }
 }
+
+/// The content type of every refusal.
+pub const CONTENT_TYPE: &str = "content-type";
+pub const JSON: &str = "application/json";
 
 #[cfg(test)]
 mod tests {

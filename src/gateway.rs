@@ -4,6 +4,7 @@
 
 use crate::config::{Algorithm, Config};
 use crate::issuers::TrustedIssuers;
+use crate::metrics::RouteSeries;
 use crate::route::RouteTable;
 use crate::token::Keys;
 use crate::upstream::Pool;
@@ -17,6 +18,10 @@ pub struct Gateway {
     /// `auth.trusted_issuers`, with the keys fetched for them.
     pub issuers: TrustedIssuers,
     pub pools: Vec<Arc<Pool>>,
+    /// Each route's metric series, by route index; then those of requests
+    /// that matched no route.
+    pub series: Vec<RouteSeries>,
+    pub unrouted: RouteSeries,
 }
 
 /// The HS256 secret's shortest accepted length (SPEC §1).
@@ -43,12 +48,19 @@ impl Gateway {
             .map(|u| Pool::resolve(u).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         let issuers = TrustedIssuers::start(&config.auth.trusted_issuers, config.auth.leeway);
+        let series = config
+            .routes
+            .iter()
+            .map(|r| RouteSeries::new(r.pattern.as_str()))
+            .collect();
         Ok(Gateway {
             config,
             routes,
             keys,
             issuers,
             pools,
+            series,
+            unrouted: RouteSeries::new("none"),
         })
     }
 }

@@ -6,7 +6,7 @@
 use crate::authn::Identity;
 use crate::config::IdentityHeaders;
 use crate::proxy::Request;
-use http::{HeaderName, HeaderValue};
+use http::HeaderName;
 
 /// Headers that ask a framework to treat the request as another method, or as
 /// another path; rules saw the real method and path, so the upstream must too.
@@ -83,32 +83,43 @@ pub fn sanitize(req: &mut Request, names: &IdentityHeaders) {
     });
 }
 
-/// The identity headers to add after [`sanitize`], as (name, value) pairs.
-/// A claim that is absent produces no header; a claim that is not a valid
-/// header value (it came from a verified token, but still) is left out.
-pub fn injected<'a>(
-    names: &'a IdentityHeaders,
-    id: &Identity,
-) -> impl Iterator<Item = (&'a HeaderName, HeaderValue)> {
-    // Several roles (from a trusted issuer's list claim) travel as one
-    // comma-separated value, the usual form of a list in an HTTP header.
-    let joined;
-    let role = if id.more_roles.is_empty() {
-        id.role.as_deref()
-    } else {
-        joined = id.roles().collect::<Vec<_>>().join(",");
-        Some(joined.as_str())
+/// Writes the identity headers to add after [`sanitize`] as `name: value`
+/// lines onto `out` (an upstream request head being built). A claim that is
+/// absent produces no header; a claim that is not a valid header value (it
+/// came from a verified token, but still) is left out, since a line break in
+/// it would let the token's issuer write fields of its own.
+pub fn inject(out: &mut Vec<u8>, names: &IdentityHeaders, id: &Identity) {
+    let field = |out: &mut Vec<u8>, name: &HeaderName, value: Option<&str>| {
+        if let Some(value) = value.filter(|v| is_field_value(v.as_bytes())) {
+            crate::proxy::push_field(out, name.as_str().as_bytes(), value.as_bytes());
+        }
     };
-    // Converted now (a value is a copy), so the result borrows nothing from `id`.
-    let header = |name, value: Option<&str>| Some((name, HeaderValue::from_str(value?).ok()?));
-    [
-        header(&names.user_id, Some(id.sub.as_str())),
-        header(&names.role, role),
-        header(&names.workspace, id.workspace.as_deref()),
-        header(&names.plan, id.plan.as_deref()),
-    ]
-    .into_iter()
-    .flatten()
+    field(out, &names.user_id, Some(id.sub.as_str()));
+    if id.more_roles.is_empty() {
+        field(out, &names.role, id.role.as_deref());
+    } else if id.roles().all(|r| is_field_value(r.as_bytes())) {
+        // Several roles (from a trusted issuer's list claim) travel as one
+        // comma-separated value, the usual form of a list in an HTTP header.
+        out.extend_from_slice(names.role.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        for (i, role) in id.roles().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(role.as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    field(out, &names.workspace, id.workspace.as_deref());
+    field(out, &names.plan, id.plan.as_deref());
+}
+
+/// What a field value may hold (RFC 9110 §5.5): visible characters, spaces,
+/// tabs and non-ASCII bytes; never a control character such as CR or LF.
+fn is_field_value(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 
 #[cfg(test)]
@@ -122,6 +133,20 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> Request {
         let fields: String = pairs.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
         Request::from_text(&format!("GET / HTTP/1.1\r\n{fields}\r\n"))
+    }
+
+    /// The fields [`inject`] writes, as (name, value).
+    fn injected(id: &Identity) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        inject(&mut out, &names(), id);
+        String::from_utf8(out)
+            .unwrap()
+            .split_terminator("\r\n")
+            .map(|line| {
+                let (name, value) = line.split_once(": ").unwrap();
+                (name.to_owned(), value.to_owned())
+            })
+            .collect()
     }
 
     fn left(h: &Request) -> Vec<String> {
@@ -158,23 +183,9 @@ mod tests {
         ]);
         sanitize(&mut h, &names());
         assert_eq!(left(&h), vec!["Accept"]);
-        let id = Identity {
-            sub: "u1".into(),
-            more_roles: Vec::new(),
-            external: None,
-            role: Some("viewer".into()),
-            workspace: None,
-            plan: None,
-            jti: "j".into(),
-            sid: None,
-            iat: 0,
-            exp: 0,
-        };
-        let added: Vec<_> = injected(&names(), &id)
-            .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap().to_owned()))
-            .collect();
+        let id = Identity::with_role("u1", "viewer");
         assert_eq!(
-            added,
+            injected(&id),
             vec![
                 ("x-user-id".to_owned(), "u1".to_owned()),
                 ("x-user-role".to_owned(), "viewer".to_owned())
@@ -185,21 +196,43 @@ mod tests {
     #[test]
     fn several_roles_travel_as_one_comma_separated_value() {
         let id = Identity {
-            sub: "idp|alice".into(),
-            role: Some("viewer".into()),
             more_roles: vec!["admin".into(), "billing".into()],
             external: Some("https://idp.test/".into()),
-            workspace: None,
-            plan: None,
-            jti: String::new(),
-            sid: None,
-            iat: 0,
-            exp: 0,
+            ..Identity::with_role("idp|alice", "viewer")
         };
-        let role = injected(&names(), &id)
-            .find(|(n, _)| n.as_str() == "x-user-role")
-            .map(|(_, v)| v.to_str().unwrap().to_owned());
+        let role = injected(&id)
+            .into_iter()
+            .find(|(n, _)| n == "x-user-role")
+            .map(|(_, v)| v);
         assert_eq!(role.as_deref(), Some("viewer,admin,billing"));
+    }
+
+    #[test]
+    fn a_claim_that_would_break_the_head_is_left_out() {
+        let id = Identity {
+            workspace: Some("w\n1".into()),
+            plan: Some("pro\u{7f}".into()),
+            ..Identity::with_role("u1", "admin\r\nX-Injected: 1")
+        };
+        assert_eq!(
+            injected(&id),
+            vec![("x-user-id".to_owned(), "u1".to_owned())]
+        );
+        let listed = Identity {
+            role: Some("viewer".into()),
+            more_roles: vec!["admin\r\nX-Injected: 1".into()],
+            ..id
+        };
+        assert_eq!(
+            injected(&listed),
+            vec![("x-user-id".to_owned(), "u1".to_owned())],
+            "one bad role in a list leaves the whole list out"
+        );
+        let tabbed = Identity {
+            sub: "caf\u{e9}\tau lait".into(),
+            ..listed
+        };
+        assert_eq!(injected(&tabbed)[0].1, "caf\u{e9}\tau lait");
     }
 
     #[test]

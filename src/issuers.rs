@@ -87,7 +87,7 @@ impl TrustedIssuers {
 
     /// The answer for a token the gateway's own keys refused: `None` when it
     /// does not claim to come from a trusted issuer (the first refusal stands).
-    pub async fn verify(&self, token: &str, now: u64) -> Option<Result<Identity, Reject>> {
+    pub async fn verify(&self, token: &str, now: u64) -> Option<Result<Arc<Identity>, Reject>> {
         if self.list.is_empty() {
             return None;
         }
@@ -126,7 +126,7 @@ impl Issuer {
         issuer
     }
 
-    async fn verify(&self, token: &str, now: u64) -> Result<Identity, Reject> {
+    async fn verify(&self, token: &str, now: u64) -> Result<Arc<Identity>, Reject> {
         let mut refetched = false;
         loop {
             let set = self.keys.load_full();
@@ -155,7 +155,12 @@ impl Issuer {
         }
     }
 
-    fn verify_with(&self, set: &KeySet, token: &str, now: u64) -> Result<Identity, TokenError> {
+    fn verify_with(
+        &self,
+        set: &KeySet,
+        token: &str,
+        now: u64,
+    ) -> Result<Arc<Identity>, TokenError> {
         set.answers.verify(token, now, || {
             let signed = token::check_signature(&set.keys, Typ::Optional, token, now)?;
             let claims = json::foreign_claims(&signed.payload, &self.config.role_claim)

@@ -22,5 +22,6 @@ pub mod proxy;
 pub mod rate_limit;
 pub mod route;
 pub mod server;
+pub mod socket;
 pub mod token;
 pub mod upstream;

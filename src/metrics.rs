@@ -2,10 +2,13 @@
 //! (decisions, results) are resolved once, so counting them on the request path
 //! is one atomic add.
 
+use arc_swap::ArcSwap;
+use http::Method;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    TextEncoder,
 };
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, Mutex};
 
 /// Every series the gateway exports, registered in one registry.
 pub struct Metrics {
@@ -158,5 +161,120 @@ impl Metrics {
     }
 }
 
+/// One route's series (`route` is its pattern, or `none`), resolved when a
+/// config is loaded so that a request pays no label lookup: those hashed
+/// every label value on every request.
+pub struct RouteSeries {
+    route: Box<str>,
+    pub duration: Histogram,
+    pub upstream_duration: Histogram,
+    /// `requests_total` by method and status, each resolved at its first use.
+    /// Read without a lock: proxy threads counting the same route would
+    /// otherwise all take one mutex per request.
+    requests: ArcSwap<Vec<(&'static str, u16, IntCounter)>>,
+    /// Held only to add a series to `requests`.
+    adding: Mutex<()>,
+}
+
+impl RouteSeries {
+    pub fn new(route: &str) -> RouteSeries {
+        let m = &*METRICS;
+        RouteSeries {
+            route: route.into(),
+            duration: m.request_duration.with_label_values(&[route]),
+            upstream_duration: m.upstream_duration.with_label_values(&[route]),
+            requests: ArcSwap::default(),
+            adding: Mutex::default(),
+        }
+    }
+
+    /// Counts one request in `requests_total`.
+    pub fn count(&self, method: &Method, status: u16) {
+        let method = method_label(method);
+        // Counted in place: cloning the counter would add a shared reference count
+        // to every request.
+        let counted = |seen: &[(&str, u16, IntCounter)]| {
+            seen.iter()
+                .find(|(m, s, _)| *s == status && *m == method)
+                .map(|(_, _, counter)| counter.inc())
+                .is_some()
+        };
+        if counted(&self.requests.load()) {
+            return;
+        }
+        // A panic while holding the lock leaves the list as it was.
+        let _adding = self.adding.lock().unwrap_or_else(|p| p.into_inner());
+        // Another thread may have added it meanwhile.
+        if counted(&self.requests.load()) {
+            return;
+        }
+        let mut digits = itoa::Buffer::new();
+        let counter = METRICS.requests.with_label_values(&[
+            self.route.as_ref(),
+            method,
+            digits.format(status),
+        ]);
+        counter.inc();
+        let mut seen = Vec::clone(&self.requests.load());
+        seen.push((method, status, counter));
+        self.requests.store(Arc::new(seen));
+    }
+}
+
+/// The `method` label: the method's name when HTTP defines it, else `OTHER`.
+/// Any token is a valid method, and a label per made-up one would let
+/// clients grow the series (and the gateway's memory) without bound.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
 /// The process's metrics; one set survives config reloads.
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_counts_every_request_once_from_many_threads() {
+        let route = "/metrics-test/concurrent/**";
+        let series = Arc::new(RouteSeries::new(route));
+        let brew = Method::from_bytes(b"BREW").unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (series, brew) = (Arc::clone(&series), brew.clone());
+                std::thread::spawn(move || {
+                    for i in 0..1000 {
+                        series.count(&Method::GET, 200);
+                        if i % 10 == 0 {
+                            series.count(&brew, 404);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let value = |method, status| {
+            METRICS
+                .requests
+                .with_label_values(&[route, method, status])
+                .get()
+        };
+        assert_eq!(value("GET", "200"), 4000);
+        assert_eq!(value("OTHER", "404"), 400);
+        assert_eq!(series.requests.load().len(), 2, "one entry per series");
+    }
+}

@@ -16,6 +16,8 @@ mod framing;
 mod request;
 mod respond;
 
+pub(crate) use client::push_field;
+use direct::Additions;
 pub use request::{BodyFraming, Request};
 
 use crate::auth;
@@ -31,7 +33,6 @@ use crate::{access_log, clock};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use client::{Client, ReadFailure};
-use http::{HeaderName, HeaderValue};
 use pingora::apps::ServerApp;
 use pingora::prelude::*;
 use pingora::protocols::Stream;
@@ -66,7 +67,7 @@ pub struct Ctx {
     request_id: String,
     path: String,
     route: Option<usize>,
-    identity: Option<Identity>,
+    identity: Option<Arc<Identity>>,
     decision: &'static str,
     reason: Option<&'static str>,
     upstream_start: Option<Instant>,
@@ -92,6 +93,14 @@ impl Ctx {
             "-"
         } else {
             self.path.as_str()
+        }
+    }
+
+    /// The metric series of the request's route.
+    fn series(&self) -> &crate::metrics::RouteSeries {
+        match self.route {
+            Some(i) => &self.gateway.series[i],
+            None => &self.gateway.unrouted,
         }
     }
 
@@ -147,7 +156,7 @@ impl Proxy {
         req: &Request,
         gw: &Gateway,
         now: u64,
-    ) -> Result<Identity, Reject> {
+    ) -> Result<Arc<Identity>, Reject> {
         let token = authn::bearer_of(req.all("authorization"))?.ok_or(Reject::MissingToken)?;
         match gw.keys.verify(token, now) {
             Ok(identity) => {
@@ -162,72 +171,31 @@ impl Proxy {
     }
 
     /// What the upstream's request gets beyond the client's (already sanitized)
-    /// one: the matched path, the verified identity headers, forwarding headers.
-    /// `gw` is the request's config snapshot, lent apart from `ctx` so that the
-    /// edits can outlive this borrow of it.
-    fn additions<'g>(
-        &self,
-        client: &Client,
-        req: &Request,
-        ctx: &Ctx,
-        gw: &'g Gateway,
-    ) -> Result<Additions<'g>> {
-        let names = &gw.config.headers;
-        let mut headers: Vec<(&HeaderName, HeaderValue)> = Vec::with_capacity(8);
-        if let Some(id) = &ctx.identity {
-            headers.extend(identity_headers::injected(names, id));
-        }
+    /// one, borrowed from the request's context.
+    fn additions<'a>(client: &Client, req: &Request, ctx: &'a Ctx) -> Result<Additions<'a>> {
         let (raw_path, query) =
             framing::target(req).map_err(|_| Error::new(ErrorType::InternalError))?;
         let target = (raw_path != ctx.path).then(|| match query {
             Some(q) => format!("{}?{q}", ctx.path),
             None => ctx.path.clone(),
         });
-        headers.push((&X_REQUEST_ID, header_value(ctx.request_id.clone())?));
-        if let Some(ip) = client.peer_ip() {
-            // Trusted: append our hop to every value the proxy in front sent (all
-            // header lines, in order); untrusted: the TCP peer is the only truth.
-            let mut forwarded = String::new();
-            if gw.config.trust_forwarded_for {
-                for prior in req.all("x-forwarded-for") {
-                    if let Ok(prior) = std::str::from_utf8(prior) {
-                        forwarded.push_str(prior);
-                        forwarded.push_str(", ");
-                    }
-                }
-            }
-            push_ip(&mut forwarded, ip);
-            headers.push((&X_FORWARDED_FOR, header_value(forwarded)?));
-        }
-        let proto = if ctx.tls { "https" } else { "http" };
-        headers.push((&X_FORWARDED_PROTO, HeaderValue::from_static(proto)));
-        Ok(Additions { target, headers })
+        Ok(Additions {
+            target,
+            identity: ctx.identity.as_deref(),
+            names: &ctx.gateway.config.headers,
+            request_id: &ctx.request_id,
+            peer: client.peer_ip(),
+            trust_forwarded_for: ctx.gateway.config.trust_forwarded_for,
+            tls: ctx.tls,
+        })
     }
-}
-
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-
-fn header_value(text: String) -> Result<HeaderValue> {
-    HeaderValue::try_from(text).or_err(ErrorType::InternalError, "header value")
-}
-
-/// The upstream's request as edits to the client's, computed before it is
-/// written (`direct::request_head`).
-pub struct Additions<'g> {
-    /// The request-target, when normalization changed the path.
-    target: Option<String>,
-    /// Set on the upstream's request, replacing any client value.
-    headers: Vec<(&'g HeaderName, HeaderValue)>,
 }
 
 /// Records how long the upstream took to answer (its head), once.
 fn observe_upstream(ctx: &mut Ctx) {
     if let Some(start) = ctx.upstream_start.take() {
-        METRICS
+        ctx.series()
             .upstream_duration
-            .with_label_values(&[ctx.route_label()])
             .observe(start.elapsed().as_secs_f64());
     }
 }
@@ -253,26 +221,6 @@ fn client_ip(client: &Client, req: &Request, trust_forwarded_for: bool) -> Optio
 /// The status logged and counted for a request whose client left before any
 /// answer (nginx's convention; never sent on the wire).
 const CLIENT_CLOSED: u16 = 499;
-
-/// Appends `ip` in its usual text form. IPv4 skips the formatting machinery,
-/// which cost more than the rest of the forwarding headers together.
-fn push_ip(out: &mut String, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            let mut digits = itoa::Buffer::new();
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push('.');
-                }
-                out.push_str(digits.format(octet));
-            }
-        }
-        IpAddr::V6(_) => {
-            use std::fmt::Write;
-            let _ = write!(out, "{ip}");
-        }
-    }
-}
 
 /// A client's `X-Request-Id` is kept when it is short and plain; anything
 /// else is replaced, since it ends up in upstream logs.
@@ -317,11 +265,16 @@ async fn idle_for(mut timer: Pin<&mut Sleep>, since: time::Instant) {
 impl ServerApp for Proxy {
     async fn process_new(self: &Arc<Self>, stream: Stream, _: &ShutdownWatch) -> Option<Stream> {
         let mut client = Client::new(stream);
+        let mut read_timer = direct::ReadTimer::new();
         let mut since = time::Instant::now();
         let timer = time::sleep(KEEPALIVE);
         tokio::pin!(timer);
         while self
-            .serve(&mut client, idle_for(timer.as_mut(), since))
+            .serve(
+                &mut client,
+                idle_for(timer.as_mut(), since),
+                &mut read_timer,
+            )
             .await
         {
             since = time::Instant::now();
@@ -364,7 +317,12 @@ impl Proxy {
 
     /// One request, start to end: read its head, handle it, answer any failure,
     /// log it. True when the connection can carry another request.
-    async fn serve(&self, client: &mut Client, idle: impl Future<Output = ()>) -> bool {
+    async fn serve(
+        &self,
+        client: &mut Client,
+        idle: impl Future<Output = ()>,
+        read_timer: &mut direct::ReadTimer,
+    ) -> bool {
         let read = tokio::select! {
             // Biased: a request already sent is served, not dropped, at shutdown.
             biased;
@@ -399,7 +357,10 @@ impl Proxy {
             client.close_after();
         }
         let mut ctx = self.new_ctx();
-        let failure = self.handle(client, &mut req, &mut ctx).await.err();
+        let failure = self
+            .handle(client, &mut req, &mut ctx, read_timer)
+            .await
+            .err();
         if let Some(e) = &failure {
             self.fail(client, &req, e, &mut ctx).await;
         }
@@ -429,7 +390,13 @@ impl Proxy {
 
     /// The pipeline of the module doc, once the request head is read: decide,
     /// then answer now or forward.
-    async fn handle(&self, client: &mut Client, req: &mut Request, ctx: &mut Ctx) -> Result<()> {
+    async fn handle(
+        &self,
+        client: &mut Client,
+        req: &mut Request,
+        ctx: &mut Ctx,
+        read_timer: &mut direct::ReadTimer,
+    ) -> Result<()> {
         ctx.request_id = request_id(req);
         ctx.tls = client.is_tls();
         if let Some(jwks) = crate::keys::jwks::answer(req, &ctx.gateway.keys, clock::now()) {
@@ -460,8 +427,8 @@ impl Proxy {
         // Client-sent identity headers go now; the verified ones are added to the
         // upstream's request with the other additions.
         identity_headers::sanitize(req, &gateway.config.headers);
-        let adds = self.additions(client, req, ctx, &gateway)?;
-        direct::forward(client, req, ctx, index, &adds).await
+        let head = direct::request_head(req, &Proxy::additions(client, req, ctx)?);
+        direct::forward(client, req, ctx, index, head, read_timer).await
     }
 
     /// Answers a failure of `handle` when the client has no answer yet: 502/504
@@ -522,15 +489,10 @@ impl Proxy {
         let elapsed = ctx.start.elapsed();
         let route = ctx.route_label();
         let method = req.method.as_str();
-        let m = &*METRICS;
-        let mut status_buf = itoa::Buffer::new();
-        m.requests
-            .with_label_values(&[route, method, status_buf.format(status)])
-            .inc();
-        m.request_duration
-            .with_label_values(&[route])
-            .observe(elapsed.as_secs_f64());
-        if let Some(counter) = m.decisions.get(ctx.decision) {
+        let series = ctx.series();
+        series.count(&req.method, status);
+        series.duration.observe(elapsed.as_secs_f64());
+        if let Some(counter) = METRICS.decisions.get(ctx.decision) {
             counter.inc();
         }
         if ctx.gateway.config.access_log {
@@ -571,23 +533,5 @@ mod tests {
         tokio::pin!(timer);
         idle_for(timer.as_mut(), since).await;
         assert_eq!(since.elapsed(), KEEPALIVE);
-    }
-
-    #[test]
-    fn push_ip_writes_what_display_writes() {
-        for text in [
-            "0.0.0.0",
-            "127.0.0.1",
-            "10.20.30.4",
-            "255.255.255.255",
-            "::1",
-            "::ffff:1.2.3.4",
-            "2001:db8::8a2e:370:7334",
-        ] {
-            let ip: IpAddr = text.parse().unwrap();
-            let mut out = String::from("prior, ");
-            push_ip(&mut out, ip);
-            assert_eq!(out, format!("prior, {ip}"), "{text}");
-        }
     }
 }

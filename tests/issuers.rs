@@ -308,7 +308,7 @@ fn idp_tokens_with_wrong_claims_or_forged_signatures_are_refused() {
     let good = idp_token(&ed, "ed", &["admin"], "");
     assert_eq!(status(&gw, "/api/auth/me", &good), 401);
     assert_eq!(
-        echo.seen_count(),
+        echo.wait_seen(1).len(),
         1,
         "only the one good token reached the upstream"
     );
@@ -442,7 +442,12 @@ fn an_issuer_whose_keys_were_never_fetched_gets_503_until_they_are() {
         status(&gw, "/api/protected", &t) == 200
     });
     assert!(back, "the IdP came back but its tokens are still refused");
-    assert_eq!(echo.seen_count(), 2);
+    // The echo's log is read on a thread: wait for the second line rather than race it.
+    assert_eq!(
+        echo.wait_seen(2).len(),
+        2,
+        "only the two 200s reached the upstream"
+    );
 }
 
 #[test]
@@ -508,7 +513,7 @@ fn es256_signatures_with_r_or_s_zero_are_refused() {
         assert_eq!(status(&gw, "/api/protected", &t), 401, "{name}");
     }
     assert_eq!(
-        echo.seen_count(),
+        echo.wait_seen(1).len(),
         1,
         "only the good token reached the upstream"
     );

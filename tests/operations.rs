@@ -71,6 +71,30 @@ fn metrics_count_requests_by_route_pattern_and_decisions() {
 }
 
 #[test]
+fn made_up_methods_share_one_metric_label_so_clients_cannot_grow_the_series() {
+    let (_echo, gw) = start();
+    for method in ["BREW", "WHEN", "PROPFIND"] {
+        let answer = raw(
+            gw.addr,
+            format!("{method} /api/protected HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+            Duration::from_secs(5),
+        );
+        assert!(answer.starts_with(b"HTTP/1.1 401"), "{method}");
+    }
+    let counted = eventually(Duration::from_secs(3), || {
+        get(gw.admin_addr, "/metrics", &[]).text().contains(
+            r#"portcullis_requests_total{method="OTHER",route="/api/protected",status="401"} 3"#,
+        )
+    });
+    let metrics = get(gw.admin_addr, "/metrics", &[]).text();
+    assert!(counted, "{metrics}");
+    for method in ["BREW", "WHEN", "PROPFIND"] {
+        assert!(!metrics.contains(method), "{method} became a label");
+    }
+}
+
+#[test]
 fn the_access_log_has_one_json_line_per_request_and_never_the_token() {
     let (_echo, gw) = start();
     let t = token("user-7", "viewer", "");

@@ -12,6 +12,7 @@ use http::header::{COOKIE, ORIGIN};
 use http::{HeaderMap, Method};
 use serde_json::{json, Map, Value};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Largest request body an auth endpoint reads; larger ones get 413.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -33,7 +34,7 @@ pub struct Request<'a> {
 pub struct Outcome {
     pub answer: Answer,
     /// The identity a Bearer-authenticated endpoint verified, for the access log.
-    pub identity: Option<Identity>,
+    pub identity: Option<Arc<Identity>>,
     /// The auth decision to count and log, when the request was refused.
     pub decision: Option<&'static str>,
 }
@@ -61,7 +62,7 @@ async fn route(
     gw: &Gateway,
     req: &Request<'_>,
     now: u64,
-    identity: &mut Option<Identity>,
+    identity: &mut Option<Arc<Identity>>,
 ) -> Result<Answer, Reject> {
     let auth = &gw.config.auth;
     let sub = req
@@ -132,7 +133,7 @@ async fn route(
                 .flatten()
                 .and_then(|t| gw.keys.verify(t, now).ok());
             service
-                .logout(presented.as_deref(), bearer.as_ref(), now)
+                .logout(presented.as_deref(), bearer.as_deref(), now)
                 .await?;
             *identity = bearer;
             Ok(no_content(gw))

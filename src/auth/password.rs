@@ -4,15 +4,19 @@
 //! costs tens of milliseconds of CPU and 19 MiB of memory, so concurrent logins are queued
 //! behind a semaphore instead of starving the proxy or exhausting memory, and they run on
 //! threads of their own at a lower CPU priority: a burst of logins gets the CPU the proxy
-//! leaves idle, not the CPU it needs.
+//! leaves idle, not the CPU it needs. Idle priority alone still let hashes take the short
+//! gaps of a saturated proxy (and its caches with them, 19 MiB a hash), so a hashing thread
+//! that finds its CPU contended also rests after each hash, holding hashing to
+//! `BUSY_SHARE` of that CPU; on a CPU of its own it never rests.
 
 use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Argon2id memory cost in KiB (OWASP).
 const MEMORY_KIB: u32 = 19_456;
@@ -23,6 +27,18 @@ const LANES: u32 = 1;
 /// The hashing threads' Linux nice value, which counts only if `SCHED_IDLE` (below) is
 /// refused: weight 36 against the proxy's 1024.
 const HASH_NICE: libc::c_int = 15;
+/// While the CPU a hash ran on was wanted by others (the proxy), hashing takes at most
+/// this share of it: at 50 ms a hash, one every 2.5 s.
+const BUSY_SHARE: f64 = 0.02;
+/// A hash whose wall time exceeds its own CPU time by this factor got less than a
+/// quarter of its CPU: something else (the proxy) nearly saturates it. Below that, the
+/// hash ran in idle time the proxy did not want, and resting would only slow logins.
+const CONTENDED: f64 = 4.0;
+/// The longest rest after one hash.
+const MAX_REST: Duration = Duration::from_secs(5);
+/// How long a login or signup waits for a free hasher before it is answered 503:
+/// under a flood, a bounded wait rather than an ever-growing queue.
+pub const HASH_WAIT: Duration = Duration::from_secs(5);
 /// Accepted password length in characters, inclusive.
 const MIN_CHARS: usize = 8;
 const MAX_CHARS: usize = 256;
@@ -32,6 +48,8 @@ const MAX_CHARS: usize = 256;
 pub enum PasswordError {
     /// The hasher's semaphore was closed or its thread is gone (shutdown or panic).
     Unavailable,
+    /// No hasher came free within `HASH_WAIT`.
+    Busy,
     /// Argon2 rejected its input or parameters.
     Hash(String),
 }
@@ -40,6 +58,7 @@ impl fmt::Display for PasswordError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PasswordError::Unavailable => f.write_str("password hasher unavailable"),
+            PasswordError::Busy => f.write_str("every password hasher stayed busy"),
             PasswordError::Hash(why) => write!(f, "password hashing failed: {why}"),
         }
     }
@@ -101,46 +120,60 @@ impl Hasher {
     /// Hashes a password (signup, password change) into a PHC string with a fresh salt.
     /// Check [`acceptable`] first.
     pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
-        let permit = Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            .map_err(|_| PasswordError::Unavailable)?;
+        let permit = self.permit().await?;
         self.workers
-            .run(move || {
-                // Held until the hash is done even if the caller gave up waiting.
-                let _permit = permit;
-                hash_now(&password)
-            })
+            .run(permit, move || hash_now(&password))
             .await?
     }
 
     /// Login check. `phc` is the stored hash, or `None` for an unknown account, in which
     /// case a dummy hash is verified (for equal timing) and the answer is `false`.
-    /// Also `false` for a malformed stored hash or when the hasher is unavailable.
-    pub async fn verify(&self, password: String, phc: Option<String>) -> bool {
-        let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
-            return false;
+    /// Also `false` for a malformed stored hash or when the hasher is unavailable; an
+    /// error only when no hasher came free within `HASH_WAIT`.
+    pub async fn verify(
+        &self,
+        password: String,
+        phc: Option<String>,
+    ) -> Result<bool, PasswordError> {
+        let permit = match self.permit().await {
+            Ok(permit) => permit,
+            Err(PasswordError::Busy) => return Err(PasswordError::Busy),
+            Err(_) => return Ok(false),
         };
         let known = phc.is_some();
         let phc = phc.unwrap_or_else(|| self.dummy.to_string());
         let matched = self
             .workers
-            .run(move || {
-                let _permit = permit;
-                match PasswordHash::new(&phc) {
-                    Ok(parsed) => argon2()
-                        .map(|a| a.verify_password(password.as_bytes(), &parsed).is_ok())
-                        .unwrap_or(false),
-                    Err(_) => false,
-                }
+            .run(permit, move || match PasswordHash::new(&phc) {
+                Ok(parsed) => argon2()
+                    .map(|a| a.verify_password(password.as_bytes(), &parsed).is_ok())
+                    .unwrap_or(false),
+                Err(_) => false,
             })
             .await
             .unwrap_or(false);
-        known && matched
+        Ok(known && matched)
+    }
+
+    /// One of the hashes that may run at once, waited for at most `HASH_WAIT`.
+    async fn permit(&self) -> Result<OwnedSemaphorePermit, PasswordError> {
+        let permits = Arc::clone(&self.permits);
+        match tokio::time::timeout(HASH_WAIT, permits.acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(PasswordError::Unavailable),
+            Err(_) => Err(PasswordError::Busy),
+        }
     }
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+struct Job {
+    work: Box<dyn FnOnce() + Send>,
+    /// Held until the thread has run the job and rested after it, even if the
+    /// caller gave up waiting: a caller that gets a permit gets a hasher that
+    /// starts at once, and the others wait at the semaphore (at most `HASH_WAIT`)
+    /// rather than in a queue behind rests.
+    permit: OwnedSemaphorePermit,
+}
 
 /// The threads hashes run on, one per hash that may run at once, at idle priority.
 /// They exit when the hasher is dropped.
@@ -163,9 +196,15 @@ impl Workers {
                             Ok(queue) => queue.recv(),
                             Err(_) => return,
                         };
-                        let Ok(job) = next else { return };
+                        let Ok(Job { work, permit }) = next else {
+                            return;
+                        };
+                        let (started, cpu_before) = (Instant::now(), thread_cpu_time());
                         // A panic fails that one hash (its caller sees Unavailable), not the thread.
-                        let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+                        let _ = std::panic::catch_unwind(AssertUnwindSafe(work));
+                        let cpu = thread_cpu_time().saturating_sub(cpu_before);
+                        std::thread::sleep(rest_after(started.elapsed(), cpu));
+                        drop(permit);
                     }
                 })
                 .map_err(|e| PasswordError::Hash(format!("cannot start a hashing thread: {e}")))?;
@@ -173,14 +212,20 @@ impl Workers {
         Ok(Workers { jobs })
     }
 
+    /// Runs `work` on a hashing thread; `permit` is given back once that thread
+    /// can take the next job.
     async fn run<T: Send + 'static>(
         &self,
+        permit: OwnedSemaphorePermit,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, PasswordError> {
         let (answer, answered) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move || {
-            let _ = answer.send(work());
-        });
+        let job = Job {
+            work: Box::new(move || {
+                let _ = answer.send(work());
+            }),
+            permit,
+        };
         self.jobs
             .send(job)
             .map_err(|_| PasswordError::Unavailable)?;
@@ -206,6 +251,33 @@ fn lower_priority() {
     }
 }
 
+/// How long a hashing thread rests after a job that took `cpu` of its own CPU time
+/// over `wall`: nothing when it had its CPU to itself; otherwise long enough that the
+/// job's CPU time is `BUSY_SHARE` of the time from its start to the rest's end.
+fn rest_after(wall: Duration, cpu: Duration) -> Duration {
+    if wall.as_secs_f64() < cpu.as_secs_f64() * CONTENDED {
+        return Duration::ZERO;
+    }
+    cpu.div_f64(BUSY_SHARE).saturating_sub(wall).min(MAX_REST)
+}
+
+/// The CPU time the calling thread has used.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes only `ts`, about the calling thread.
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0;
+    if !ok {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
+}
+
 fn argon2() -> Result<Argon2<'static>, PasswordError> {
     let params = Params::new(MEMORY_KIB, ITERATIONS, LANES, None)
         .map_err(|e| PasswordError::Hash(e.to_string()))?;
@@ -227,6 +299,15 @@ fn hash_now(password: &str) -> Result<String, PasswordError> {
 mod tests {
     use super::*;
 
+    /// Runs `work` on a hashing thread as a hash runs: holding a permit.
+    async fn on_hasher<T: Send + 'static>(
+        hasher: &Hasher,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
+        let permit = hasher.permit().await.expect("permit");
+        hasher.workers.run(permit, work).await.expect("ran")
+    }
+
     #[tokio::test]
     async fn hash_then_verify_accepts_the_password_and_rejects_others() {
         let hasher = Hasher::new(2).expect("hasher");
@@ -235,12 +316,16 @@ mod tests {
             .await
             .expect("hash");
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
-        assert!(
+        assert_eq!(
             hasher
                 .verify("correct horse battery".into(), Some(phc.clone()))
-                .await
+                .await,
+            Ok(true)
         );
-        assert!(!hasher.verify("wrong horse battery".into(), Some(phc)).await);
+        assert_eq!(
+            hasher.verify("wrong horse battery".into(), Some(phc)).await,
+            Ok(false)
+        );
     }
 
     #[tokio::test]
@@ -251,11 +336,10 @@ mod tests {
             || unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
         let class_of_this_thread = || unsafe { libc::sched_getscheduler(0) };
         let caller = (nice_of_this_thread(), class_of_this_thread());
-        let worker = hasher
-            .workers
-            .run(move || (nice_of_this_thread(), class_of_this_thread()))
-            .await
-            .expect("ran");
+        let worker = on_hasher(&hasher, move || {
+            (nice_of_this_thread(), class_of_this_thread())
+        })
+        .await;
         assert!(
             worker.0 >= HASH_NICE && worker.0 > caller.0,
             "caller {caller:?}, worker {worker:?}"
@@ -268,29 +352,159 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_hash_rests_only_after_sharing_its_cpu_and_then_to_the_busy_share() {
+        let ms = Duration::from_millis;
+        assert_eq!(
+            rest_after(ms(50), ms(50)),
+            Duration::ZERO,
+            "a CPU of its own"
+        );
+        assert_eq!(
+            rest_after(ms(70), ms(50)),
+            Duration::ZERO,
+            "within CONTENDED"
+        );
+        // 50 ms of CPU over 400 ms: the next may start 2.5 s after this one did.
+        assert_eq!(
+            rest_after(ms(150), ms(50)),
+            Duration::ZERO,
+            "a CPU two thirds busy still has room"
+        );
+        let rest = rest_after(ms(400), ms(50));
+        assert!(
+            rest.abs_diff(ms(2100)) < Duration::from_micros(1),
+            "{rest:?}"
+        );
+        assert_eq!(rest_after(ms(400), ms(1000)), Duration::ZERO);
+        assert_eq!(rest_after(ms(30_000), ms(5_000)), MAX_REST);
+        assert_eq!(rest_after(ms(1), Duration::ZERO), Duration::ZERO);
+    }
+
+    /// Pins the calling thread to `cpu`.
+    fn pin_to(cpu: usize) {
+        // SAFETY: a zeroed cpu_set_t is the empty set; the calls concern this thread.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+    }
+
+    /// Spins until this thread has used `cpu` of CPU time; the instant it is done.
+    fn spin_for(cpu: Duration) -> Instant {
+        let start = thread_cpu_time();
+        while thread_cpu_time().saturating_sub(start) < cpu {
+            std::hint::spin_loop();
+        }
+        Instant::now()
+    }
+
+    #[tokio::test]
+    async fn a_hashing_thread_that_shared_its_cpu_rests_before_the_next_job() {
+        // SAFETY: asks which CPU this thread is on.
+        let cpu = usize::try_from(unsafe { libc::sched_getcpu() }).unwrap_or(0);
+        let hasher = Hasher::new(1).expect("hasher");
+        let job = move || {
+            pin_to(cpu);
+            spin_for(Duration::from_millis(20))
+        };
+        // Alone on its CPU: the next job starts at once.
+        let done = on_hasher(&hasher, job).await;
+        let next = on_hasher(&hasher, Instant::now).await;
+        assert!(
+            next - done < Duration::from_millis(150),
+            "{:?}",
+            next - done
+        );
+        // A thread at normal priority keeps the same CPU busy for 200 ms: the idle-class
+        // job waits it out, then its thread rests (20 ms / 2 % = 1 s from its start).
+        let hog = std::thread::spawn(move || {
+            pin_to(cpu);
+            let until = Instant::now() + Duration::from_millis(200);
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        });
+        let started = Instant::now();
+        let done = on_hasher(&hasher, job).await;
+        hog.join().expect("hog");
+        let next = on_hasher(&hasher, Instant::now).await;
+        assert!(
+            done - started >= Duration::from_millis(150),
+            "{:?}",
+            done - started
+        );
+        assert!(
+            next - done >= Duration::from_millis(500),
+            "rested only {:?}",
+            next - done
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_login_that_finds_every_hasher_busy_for_hash_wait_gets_busy() {
+        let hasher = Hasher::new(1).expect("hasher");
+        let held = Arc::clone(&hasher.permits)
+            .acquire_owned()
+            .await
+            .expect("permit");
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            hasher.verify("whatever password".into(), None).await,
+            Err(PasswordError::Busy)
+        );
+        assert_eq!(started.elapsed(), HASH_WAIT);
+        assert_eq!(
+            hasher.hash("whatever password".into()).await,
+            Err(PasswordError::Busy)
+        );
+        drop(held);
+        assert_eq!(
+            hasher.verify("whatever password".into(), None).await,
+            Ok(false)
+        );
+    }
+
     #[tokio::test]
     async fn a_panicking_job_fails_alone_and_the_thread_keeps_serving() {
         let hasher = Hasher::new(1).expect("hasher");
-        let failed = hasher.workers.run(|| panic!("boom")).await;
+        let failed = hasher
+            .workers
+            .run(hasher.permit().await.expect("permit"), || panic!("boom"))
+            .await;
         assert_eq!(failed.err(), Some(PasswordError::Unavailable));
-        assert!(!hasher.verify("anything at all".into(), None).await);
-        assert_eq!(hasher.workers.run(|| 7).await, Ok(7));
+        assert_eq!(
+            hasher.verify("anything at all".into(), None).await,
+            Ok(false)
+        );
+        assert_eq!(
+            hasher
+                .workers
+                .run(hasher.permit().await.expect("permit"), || 7)
+                .await,
+            Ok(7)
+        );
     }
 
     #[tokio::test]
     async fn verifying_an_unknown_account_returns_false_even_for_the_dummy_password() {
         let hasher = Hasher::new(1).expect("hasher");
-        assert!(!hasher.verify("anything at all".into(), None).await);
-        assert!(!hasher.verify(String::new(), None).await);
+        assert_eq!(
+            hasher.verify("anything at all".into(), None).await,
+            Ok(false)
+        );
+        assert_eq!(hasher.verify(String::new(), None).await, Ok(false));
     }
 
     #[tokio::test]
     async fn a_malformed_stored_hash_never_verifies() {
         let hasher = Hasher::new(1).expect("hasher");
-        assert!(
-            !hasher
+        assert_eq!(
+            hasher
                 .verify("password".into(), Some("not-a-phc".into()))
-                .await
+                .await,
+            Ok(false)
         );
     }
 

@@ -153,7 +153,7 @@ impl Service {
         headers: &HeaderMap,
         keys: &Keys,
         now: u64,
-    ) -> Result<Identity, Reject> {
+    ) -> Result<Arc<Identity>, Reject> {
         let identity = authn::authenticate(headers, keys, now)?;
         self.check_revoked(&identity)?;
         Ok(identity)
@@ -190,10 +190,11 @@ impl Service {
             .await?;
         let email = valid_email(email)?;
         password::acceptable(&password).map_err(|why| Reject::BadRequest(why.into()))?;
-        let hash = self.hasher.hash(password).await.map_err(|e| {
-            log::error!("signup: {e}");
-            Reject::Internal
-        })?;
+        let hash = self
+            .hasher
+            .hash(password)
+            .await
+            .map_err(|e| hasher_failed("signup", e))?;
         let role = &auth.signup.default_role;
         match self
             .store
@@ -246,7 +247,11 @@ impl Service {
             .await
             .map_err(|e| self.unavailable("login", e))?;
         let stored = user.as_ref().map(|u| u.password_hash.clone());
-        let matched = self.hasher.verify(password, stored).await;
+        let matched = self
+            .hasher
+            .verify(password, stored)
+            .await
+            .map_err(|e| hasher_failed("login", e))?;
         let user = match user {
             Some(user) if matched && !user.disabled => user,
             _ => return Err(login_failed()),
@@ -625,6 +630,19 @@ fn limit(limiter: &Limiter, key: impl Hash, rate: &Rate) -> Result<(), Reject> {
         .map_err(|limited| Reject::TooManyRequests {
             retry_after: limited.retry_after_secs(),
         })
+}
+
+/// A hash that could not run: 503 when every hasher stayed busy (a login flood, or
+/// a proxy that keeps the CPU to itself), else an internal error.
+fn hasher_failed(during: &str, e: password::PasswordError) -> Reject {
+    if e == password::PasswordError::Busy {
+        log::debug!("{during}: {e}");
+        return Reject::Unavailable {
+            retry_after: password::HASH_WAIT.as_secs(),
+        };
+    }
+    log::error!("{during}: {e}");
+    Reject::Internal
 }
 
 fn login_failed() -> Reject {

@@ -92,7 +92,7 @@ fn key_files_are_created_private_on_first_start_and_reused_after() {
     assert_eq!(again.signing_kid(T0 + 60), kid);
     assert_eq!(again.refresh_secret(), first.refresh_secret());
     assert_eq!(
-        again.verify(&token, T0 + 60).map(|id| id.sub),
+        again.verify(&token, T0 + 60).map(|id| id.sub.clone()),
         Ok("u1".into())
     );
     let names: Vec<String> = std::fs::read_dir(&dir)

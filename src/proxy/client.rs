@@ -6,6 +6,7 @@
 
 use super::chunked::{self, Decoder, Malformed, Step};
 use super::request::{BodyFraming, HeadError, Request, MAX_HEAD};
+use crate::socket::Socket;
 use bytes::{Bytes, BytesMut};
 use http::{Method, Version};
 use pingora::prelude::*;
@@ -56,7 +57,7 @@ enum BodyIn {
 }
 
 pub struct Client {
-    stream: Stream,
+    stream: Socket,
     /// Read but not yet taken: the current request's body, then whatever the
     /// client sent after it.
     buf: BytesMut,
@@ -83,7 +84,7 @@ impl Client {
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
         Client {
-            stream,
+            stream: Socket::accepted(stream),
             buf: BytesMut::with_capacity(READ_SIZE),
             out_buf: Vec::with_capacity(1024),
             tls,
@@ -503,7 +504,6 @@ impl Head {
     /// Adds a field. One whose name or value could end the line early is
     /// dropped: no value, from a token or an upstream, may add a header.
     pub fn field(&mut self, name: &[u8], value: &[u8]) -> &mut Head {
-        let breaks = |s: &[u8]| s.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0);
         if name.is_empty() || breaks(name) || breaks(value) || name.contains(&b':') {
             log::warn!(
                 "answer field {:?} dropped: it would break the head",
@@ -526,7 +526,30 @@ impl Head {
 }
 
 /// Writes one `name: value` line of a head, request or answer.
-pub(super) fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+/// Whether `s` holds a byte that would end a field line early (CR, LF) or
+/// that parsers treat differently (NUL). Every answer field goes through it,
+/// so it looks at eight bytes at a time: a byte of `w` equals `b` exactly when
+/// that byte of `w ^ splat(b)` is zero, and `(v - 0x01..) & !v & 0x80..` is
+/// non-zero exactly when some byte of `v` is zero.
+fn breaks(s: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
+    let mut words = s.chunks_exact(8);
+    let found = words.by_ref().any(|word| {
+        let w = u64::from_ne_bytes(word.try_into().unwrap_or_default());
+        has_zero(w)
+            || has_zero(w ^ (ONES * u64::from(b'\r')))
+            || has_zero(w ^ (ONES * u64::from(b'\n')))
+    });
+    found
+        || words
+            .remainder()
+            .iter()
+            .any(|&b| b == b'\r' || b == b'\n' || b == 0)
+}
+
+pub(crate) fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
@@ -536,6 +559,26 @@ pub(super) fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn breaks_finds_cr_lf_and_nul_at_every_position() {
+        for len in 0..40 {
+            let clean = vec![b'a'; len];
+            assert!(!breaks(&clean), "{len}");
+            // The bytes next to the ones looked for, and the high half, pass.
+            let near: Vec<u8> = (0..len)
+                .map(|i| [0x01, 0x0b, 0x0c, 0x0e, 0x80, 0xff, 0x8d][i % 7])
+                .collect();
+            assert!(!breaks(&near), "{len}");
+            for at in 0..len {
+                for bad in [b'\r', b'\n', 0] {
+                    let mut v = clean.clone();
+                    v[at] = bad;
+                    assert!(breaks(&v), "{len} {at} {bad}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn a_head_may_end_only_where_a_blank_line_is() {

@@ -7,17 +7,19 @@
 
 mod answer;
 mod relay;
+mod request_head;
 
 use super::chunked;
-use super::client::{push_field, Client, Head, Out};
+use super::client::{Client, Head, Out};
 use super::request::{BodyFraming, Request};
-use super::{respond, Additions, Ctx};
+use super::{respond, Ctx};
 use crate::upstream::{Conn, Pool};
 use answer::{parse_head, Answer, Framing};
-use bytes::BytesMut;
 use http::{Method, Version};
 use pingora::prelude::*;
-use relay::{copy_chunked, copy_length, copy_until_close, read_more, tunnel, READ_SIZE};
+pub use relay::ReadTimer;
+use relay::{copy_chunked, copy_length, copy_until_close, tunnel, Reader};
+pub use request_head::{request_head, Additions};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -35,11 +37,11 @@ pub async fn forward(
     req: &Request,
     ctx: &mut Ctx,
     index: usize,
-    adds: &Additions<'_>,
+    head: Vec<u8>,
+    timer: &mut ReadTimer,
 ) -> Result<()> {
     let gateway = ctx.gateway.clone();
     let pool = &gateway.pools[index];
-    let head = request_head(req, adds);
     let method = &req.method;
     let downstream_h11 = req.version == Version::HTTP_11;
     let upgrade = is_upgrade(req);
@@ -47,7 +49,7 @@ pub async fn forward(
     // chunked body is decoded as it is read, so it is chunked again on the way out.
     let body = req.body_framing();
 
-    let mut buf = BytesMut::with_capacity(READ_SIZE);
+    let mut rd = Reader::new(timer, pool.read_timeout());
     let mut stale_tries = STALE_TRIES;
     let mut body_cut = false;
     ctx.upstream_start = Some(std::time::Instant::now());
@@ -77,7 +79,7 @@ pub async fn forward(
                     nothing_back: false,
                     unsent: false,
                 });
-                if let Ok(answer) = read_answer(&mut conn, &mut buf, t, method, upgrade).await {
+                if let Ok(answer) = read_answer(&mut conn, &mut rd, method, upgrade).await {
                     break (conn, addr, answer);
                 }
             }
@@ -85,7 +87,7 @@ pub async fn forward(
         let exchanged = match exchanged {
             Ok(()) => tokio::select! {
                 biased;
-                answer = read_answer(&mut conn, &mut buf, t, method, upgrade) => answer,
+                answer = read_answer(&mut conn, &mut rd, method, upgrade) => answer,
                 gone = client.gone() => return Err(gone),
             },
             Err(failure) => Err(failure),
@@ -101,7 +103,7 @@ pub async fn forward(
                     && retry_safe(method, &failure) =>
             {
                 stale_tries -= 1;
-                buf.clear();
+                rd.buf.clear();
             }
             Err(failure) => return Err(failure.error),
         }
@@ -118,17 +120,16 @@ pub async fn forward(
     };
     let head = answer_head(client.head(answer.status), &answer, ctx);
     client.write_head(head, out);
-    let read_timeout = pool.read_timeout();
     let clean = match answer.framing {
         Framing::Empty | Framing::Length(0) => true,
-        Framing::Length(len) => copy_length(client, &mut conn, &mut buf, len, read_timeout).await?,
-        Framing::Chunked => copy_chunked(client, &mut conn, &mut buf, read_timeout).await?,
+        Framing::Length(len) => copy_length(client, &mut conn, &mut rd, len).await?,
+        Framing::Chunked => copy_chunked(client, &mut conn, &mut rd).await?,
         Framing::Close => {
-            copy_until_close(client, &mut conn, &mut buf, read_timeout).await?;
+            copy_until_close(client, &mut conn, &mut rd).await?;
             false
         }
         Framing::Tunnel => {
-            tunnel(client, &mut conn, &mut buf, read_timeout).await?;
+            tunnel(client, &mut conn, &mut rd).await?;
             false
         }
     };
@@ -136,7 +137,7 @@ pub async fn forward(
     // framing: that connection carries no further request. It goes back before
     // the client's answer ends, or the client's next request could find it
     // missing and open another.
-    if clean && answer.keep_alive && !body_cut && buf.is_empty() {
+    if clean && answer.keep_alive && !body_cut && rd.buf.is_empty() {
         pool.put_idle(addr, conn);
     } else {
         drop(conn);
@@ -156,38 +157,6 @@ fn answer_head(mut head: Head, answer: &Answer, ctx: &Ctx) -> Head {
     }
     respond::common_fields(&mut head, ctx);
     head
-}
-
-/// The request head the upstream receives: the client's request line and
-/// headers as sent (names in their case), minus hop-by-hop ones and those
-/// the gateway sets, then the gateway's own.
-fn request_head(req: &Request, adds: &Additions) -> Vec<u8> {
-    let mut out = Vec::with_capacity(req.raw_head().len() + 256);
-    out.extend_from_slice(req.method.as_str().as_bytes());
-    out.push(b' ');
-    match &adds.target {
-        Some(target) => out.extend_from_slice(target.as_bytes()),
-        None => out.extend_from_slice(req.target()),
-    }
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in req.fields() {
-        let ours = adds
-            .headers
-            .iter()
-            .any(|(n, _)| n.as_str().as_bytes().eq_ignore_ascii_case(name));
-        if !ours && !is_hop_by_hop(name) && !name.eq_ignore_ascii_case(b"expect") {
-            push_field(&mut out, name, value);
-        }
-    }
-    for (name, value) in &adds.headers {
-        push_field(&mut out, name.as_str().as_bytes(), value.as_bytes());
-    }
-    if is_upgrade(req) {
-        // The client's `Connection` stays on its side; this one asks our hop.
-        push_field(&mut out, b"Connection", b"Upgrade");
-    }
-    out.extend_from_slice(b"\r\n");
-    out
 }
 
 /// An HTTP/1.1 request to switch protocols (WebSocket: `sanitize` removed any other).
@@ -307,16 +276,15 @@ async fn send_body(client: &mut Client, conn: &mut Conn, rechunk: bool, t: Durat
 /// head stays in `buf`.
 async fn read_answer(
     conn: &mut Conn,
-    buf: &mut BytesMut,
-    read_timeout: Duration,
+    rd: &mut Reader<'_>,
     method: &Method,
     upgrade: bool,
 ) -> std::result::Result<Answer, Failure> {
     let mut received = false;
     loop {
-        if !buf.is_empty() {
+        if !rd.buf.is_empty() {
             received = true;
-            match parse_head(buf, method, upgrade) {
+            match parse_head(&mut rd.buf, method, upgrade) {
                 Ok(Some(answer)) => return Ok(answer),
                 Ok(None) => {}
                 Err(e) => {
@@ -327,7 +295,7 @@ async fn read_answer(
                     })
                 }
             }
-            if buf.len() >= MAX_HEAD {
+            if rd.buf.len() >= MAX_HEAD {
                 return Err(Failure {
                     error: Error::explain(InvalidHTTPHeader, "upstream answer head too large")
                         .into_up(),
@@ -336,7 +304,7 @@ async fn read_answer(
                 });
             }
         }
-        match read_more(conn, buf, read_timeout).await {
+        match rd.read_more(conn).await {
             Ok(0) => {
                 return Err(Failure {
                     error: Error::explain(ConnectionClosed, "upstream closed before answering")
@@ -356,30 +324,5 @@ async fn read_answer(
                 });
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_request_head_keeps_client_case_and_drops_hop_by_hop_and_ours() {
-        let req = Request::from_text(
-            "GET /a/../b?q=1 HTTP/1.1\r\nHost: example.test\r\nX-Custom-Case: 1\r\n\
-             Connection: keep-alive\r\nKeep-Alive: timeout=5\r\nX-Request-Id: client\r\n\r\n",
-        );
-        let adds = Additions {
-            target: Some("/b?q=1".into()),
-            headers: vec![(
-                &super::super::X_REQUEST_ID,
-                http::HeaderValue::from_static("ours"),
-            )],
-        };
-        let head = String::from_utf8(request_head(&req, &adds)).unwrap();
-        assert_eq!(
-            head,
-            "GET /b?q=1 HTTP/1.1\r\nHost: example.test\r\nX-Custom-Case: 1\r\nx-request-id: ours\r\n\r\n"
-        );
     }
 }

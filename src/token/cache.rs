@@ -145,16 +145,17 @@ impl Answers {
         token: &str,
         now: u64,
         verify: impl FnOnce() -> Result<(Identity, Range<u64>), TokenError>,
-    ) -> Result<Identity, TokenError> {
+    ) -> Result<Arc<Identity>, TokenError> {
         if let Some(id) = self.verified.get(token, now) {
-            return Ok(Identity::clone(&id));
+            return Ok(id);
         }
         if let Some(refused) = self.refused.get(token, now) {
             return Err(refused);
         }
         match verify() {
             Ok((id, valid)) => {
-                self.verified.insert(token, Arc::new(id.clone()), valid);
+                let id = Arc::new(id);
+                self.verified.insert(token, Arc::clone(&id), valid);
                 Ok(id)
             }
             Err(e) => {
@@ -173,16 +174,9 @@ mod tests {
 
     fn id(sub: &str, exp: u64) -> Arc<Identity> {
         Arc::new(Identity {
-            sub: sub.into(),
-            more_roles: Vec::new(),
-            external: None,
-            role: Some("viewer".into()),
-            workspace: None,
-            plan: None,
             jti: format!("j-{sub}"),
-            sid: None,
-            iat: 0,
             exp,
+            ..Identity::with_role(sub, "viewer")
         })
     }
 
@@ -248,7 +242,7 @@ mod tests {
         };
         for _ in 0..3 {
             let got = answers.verify("forged", 50, || verify(Err(TokenError::Signature)));
-            assert_eq!(got.map(|i| i.sub), Err(TokenError::Signature));
+            assert_eq!(got.map(|i| i.sub.clone()), Err(TokenError::Signature));
         }
         assert_eq!(calls.get(), 1, "a refused signature is checked once");
         // Refusals that may change (a kid not fetched yet, the clock) are asked again.
@@ -259,7 +253,7 @@ mod tests {
         ] {
             for _ in 0..2 {
                 let got = answers.verify("other", 50, || verify(Err(e)));
-                assert_eq!(got.map(|i| i.sub), Err(e));
+                assert_eq!(got.map(|i| i.sub.clone()), Err(e));
             }
         }
         assert_eq!(calls.get(), 7);
@@ -267,9 +261,9 @@ mod tests {
         let ok = answers.verify("good", 50, || {
             verify(Ok(((*id("u1", 100)).clone(), 10..105)))
         });
-        assert_eq!(ok.map(|i| i.sub), Ok("u1".into()));
+        assert_eq!(ok.map(|i| i.sub.clone()), Ok("u1".into()));
         let again = answers.verify("good", 60, || verify(Err(TokenError::Signature)));
-        assert_eq!(again.map(|i| i.sub), Ok("u1".into()));
+        assert_eq!(again.map(|i| i.sub.clone()), Ok("u1".into()));
         assert_eq!(calls.get(), 8);
     }
 }

@@ -336,3 +336,23 @@ fn an_oversized_token_is_refused_before_decoding() {
     let token = "a".repeat(MAX_TOKEN_LEN + 1);
     assert_eq!(k.verify(&token, NOW), Err(TokenError::Malformed));
 }
+
+#[test]
+fn the_unrolled_id_encoding_is_base64url_without_padding() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    // Every byte value in every position, and the edges of the alphabet.
+    let mut inputs: Vec<[u8; 16]> = vec![[0; 16], [0xff; 16], [0xfb; 16], [0x3e; 16]];
+    for value in 0..=255u8 {
+        for position in 0..16 {
+            let mut bytes = [0x5a; 16];
+            bytes[position] = value;
+            inputs.push(bytes);
+        }
+    }
+    for bytes in inputs {
+        assert_eq!(super::base64url_16(&bytes), URL_SAFE_NO_PAD.encode(bytes));
+    }
+    assert_eq!(random_id().len(), 22);
+    assert_ne!(random_id(), random_id());
+}

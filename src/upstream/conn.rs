@@ -1,19 +1,13 @@
 //! One connection to an upstream, plain or TLS, as the direct exchange and the
-//! idle stack see it. Plain TCP stays a bare tokio socket (the common case pays
-//! no indirection); TLS is pingora's stream, which did the handshake and the
-//! certificate checks.
+//! idle stack see it: a [`Socket`](crate::socket::Socket) (plain TCP stays a
+//! bare tokio socket, so the common case pays no indirection), with what only
+//! the upstream side asks of it.
 
-use pingora::protocols::Stream;
+pub use crate::socket::Socket as Conn;
 use std::io::{self, ErrorKind};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
-
-pub enum Conn {
-    Plain(TcpStream),
-    Tls(Stream),
-}
+use tokio::io::{AsyncRead, ReadBuf};
 
 impl Conn {
     /// Writes what the socket takes without waiting (plain TCP only; 0 for
@@ -45,46 +39,6 @@ impl Conn {
                 let mut cx = Context::from_waker(Waker::noop());
                 matches!(Pin::new(stream).poll_read(&mut cx, &mut buf), Poll::Pending)
             }
-        }
-    }
-}
-
-impl AsyncRead for Conn {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Tls(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Conn {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Conn::Tls(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
-            Conn::Tls(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Conn::Tls(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::error::{Answer, Reject};
 use crate::gateway::Gateway;
 use http::Method;
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 
 /// The admin endpoints, by sub-path shape.
 enum Endpoint<'p> {
@@ -42,7 +43,7 @@ pub(super) async fn route(
     req: &Request<'_>,
     sub: &str,
     now: u64,
-    identity: &mut Option<Identity>,
+    identity: &mut Option<Arc<Identity>>,
 ) -> Result<Answer, Reject> {
     let endpoint = parse(sub).ok_or(Reject::NotFound)?;
     let (allow, method_ok) = match endpoint {

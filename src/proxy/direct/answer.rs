@@ -27,13 +27,24 @@ pub struct Answer {
     pub status: u16,
     /// The head as received; `fields` are slices of it.
     head: Bytes,
-    /// The fields the client gets: not the hop-by-hop ones, not `Server`, and
-    /// not the framing ones the client's writer sets itself (kept on a
-    /// bodiless answer, where they only describe the resource).
-    fields: Vec<(Range<usize>, Range<usize>)>,
+    /// The fields the client may get, in the upstream's order: all but the
+    /// hop-by-hop ones, `Server` and `Date`.
+    fields: Vec<FieldAt>,
+    /// Whether the framing fields among `fields` are passed on: only on a
+    /// bodiless answer, where they describe the resource; otherwise the
+    /// client's writer frames the body itself.
+    framing_fields: bool,
     pub framing: Framing,
     /// The upstream will read another request on this connection.
     pub keep_alive: bool,
+}
+
+/// Where a field's name and value are in the head.
+struct FieldAt {
+    name: Range<usize>,
+    value: Range<usize>,
+    /// `Content-Length` or `Transfer-Encoding`.
+    framing: bool,
 }
 
 impl Answer {
@@ -41,8 +52,18 @@ impl Answer {
     pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.fields
             .iter()
-            .map(|(n, v)| (&self.head[n.clone()], &self.head[v.clone()]))
+            .filter(|f| self.framing_fields || !f.framing)
+            .map(|f| (&self.head[f.name.clone()], &self.head[f.value.clone()]))
     }
+}
+
+/// What the fields of a head say about its body and connection.
+#[derive(Default)]
+struct Delimiting {
+    length: Option<u64>,
+    /// Whether the last transfer coding is `chunked`, when there is one.
+    chunked: Option<bool>,
+    close: bool,
 }
 
 /// One complete, final answer head taken off the front of `buf`, `None` if
@@ -75,96 +96,103 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method, upgrade: bool) -> Result<
             continue;
         }
         let http10 = parsed.version == Some(0);
+        let mut said = Delimiting {
+            close: http10,
+            ..Delimiting::default()
+        };
         // Fields are sliced out of the head rather than copied: note where they are.
         let base = buf.as_ptr() as usize;
         let at = |s: &[u8]| {
             let start = s.as_ptr() as usize - base;
             start..start + s.len()
         };
-        let fields: Vec<_> = parsed
-            .headers
-            .iter()
-            .map(|h| (at(h.name.as_bytes()), at(h.value)))
-            .collect();
+        let mut fields = Vec::with_capacity(parsed.headers.len());
+        for h in parsed.headers.iter() {
+            if let Some(framing) = said.read(h.name.as_bytes(), h.value, http10)? {
+                fields.push(FieldAt {
+                    name: at(h.name.as_bytes()),
+                    value: at(h.value),
+                    framing,
+                });
+            }
+        }
         let head = buf.split_to(len).freeze();
-        return build_answer(status, http10, head, fields, method).map(Some);
+        return Ok(Some(answer(status, head, fields, said, method)));
     }
 }
 
-fn build_answer(
-    status: u16,
-    http10: bool,
-    head: Bytes,
-    all: Vec<(Range<usize>, Range<usize>)>,
-    method: &Method,
-) -> Result<Answer> {
-    let bad = |what: &'static str| Error::explain(InvalidHTTPHeader, what).into_up();
-    let mut fields = Vec::with_capacity(all.len());
-    let mut framing_fields = Vec::new();
-    let mut length: Option<u64> = None;
-    let mut chunked = None;
-    let mut close = http10;
-    for (name_at, value_at) in all {
-        let name = &head[name_at.clone()];
-        let value = &head[value_at.clone()];
+impl Delimiting {
+    /// Takes in one field: `None` when it is not passed on, else whether it
+    /// is a framing field.
+    fn read(&mut self, name: &[u8], value: &[u8], http10: bool) -> Result<Option<bool>> {
+        let bad = |what: &'static str| Error::explain(InvalidHTTPHeader, what).into_up();
         let is = |wanted: &str| name.eq_ignore_ascii_case(wanted.as_bytes());
         if is("connection") {
             for token in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
                 if token.eq_ignore_ascii_case(b"close") {
-                    close = true;
+                    self.close = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") && http10 {
-                    close = false;
+                    self.close = false;
                 }
             }
+            Ok(None)
         } else if is_hop_by_hop(name) || is("server") || is("date") {
             // Server names a version; the gateway sends none. Date is the
             // gateway's own, as on every answer it writes.
+            Ok(None)
         } else if is("content-length") {
             let n = parse_length(value).ok_or_else(|| bad("upstream content-length"))?;
-            if length.is_some_and(|seen| seen != n) {
+            if self.length.is_some_and(|seen| seen != n) {
                 return Err(bad("upstream sent two content-lengths"));
             }
-            length = Some(n);
-            framing_fields.push((name_at, value_at));
+            self.length = Some(n);
+            Ok(Some(true))
         } else if is("transfer-encoding") {
             let last = value.rsplit(|b| *b == b',').next().unwrap_or_default();
-            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-            framing_fields.push((name_at, value_at));
+            self.chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            Ok(Some(true))
         } else {
-            fields.push((name_at, value_at));
+            Ok(Some(false))
         }
     }
+}
+
+fn answer(
+    status: u16,
+    head: Bytes,
+    fields: Vec<FieldAt>,
+    said: Delimiting,
+    method: &Method,
+) -> Answer {
     let framing = if status == 101 {
         Framing::Tunnel
     } else if *method == Method::HEAD || status == 204 || status == 304 {
         Framing::Empty
     } else {
-        match (chunked, length) {
+        match (said.chunked, said.length) {
             (Some(true), _) => Framing::Chunked,
             (Some(false), _) => Framing::Close,
             (None, Some(n)) => Framing::Length(n),
             (None, None) => Framing::Close,
         }
     };
-    if framing == Framing::Empty && chunked.is_none() {
-        // A HEAD's or a 304's length describes the resource, and no body follows
-        // to frame. Beside `Transfer-Encoding` it would be a smuggling shape.
-        fields.extend(framing_fields);
-    }
-    Ok(Answer {
+    Answer {
         status,
         head,
         fields,
+        // A HEAD's or a 304's length describes the resource, and no body follows
+        // to frame. Beside `Transfer-Encoding` it would be a smuggling shape.
+        framing_fields: framing == Framing::Empty && said.chunked.is_none(),
         framing,
-        keep_alive: !close && framing != Framing::Close,
-    })
+        keep_alive: !said.close && framing != Framing::Close,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn answer(wire: &[u8], method: Method) -> (Option<Answer>, BytesMut) {
+    fn parsed(wire: &[u8], method: Method) -> (Option<Answer>, BytesMut) {
         let mut buf = BytesMut::from(wire);
         let answer = parse_head(&mut buf, &method, false).unwrap();
         (answer, buf)
@@ -183,7 +211,7 @@ mod tests {
 
     #[test]
     fn a_length_framed_answer_keeps_its_headers_and_leaves_the_body() {
-        let (a, rest) = answer(
+        let (a, rest) = parsed(
             b"HTTP/1.1 201 Created\r\nContent-Type: text/plain\r\nX-Two: a\r\nX-Two: b\r\nContent-Length: 5\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\nhello",
             Method::GET,
         );
@@ -204,12 +232,12 @@ mod tests {
 
     #[test]
     fn interim_answers_are_skipped_and_a_partial_head_waits() {
-        let (a, _) = answer(
+        let (a, _) = parsed(
             b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Le",
             Method::GET,
         );
         assert!(a.is_none());
-        let (a, _) = answer(
+        let (a, _) = parsed(
             b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
             Method::GET,
         );
@@ -221,7 +249,7 @@ mod tests {
 
     #[test]
     fn framing_follows_rfc_9112() {
-        let framing = |wire: &[u8], method| answer(wire, method).0.unwrap().framing;
+        let framing = |wire: &[u8], method| parsed(wire, method).0.unwrap().framing;
         assert_eq!(
             framing(
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -263,7 +291,7 @@ mod tests {
             wire.push_str(&format!("X-H{i}: {i}\r\n"));
         }
         wire.push_str("Content-Length: 0\r\n\r\n");
-        let (a, _) = answer(wire.as_bytes(), Method::GET);
+        let (a, _) = parsed(wire.as_bytes(), Method::GET);
         let a = a.unwrap();
         assert_eq!(a.fields().count(), 100, "all but the framing field");
         assert_eq!(header(&a, "x-h99"), Some("99"));
@@ -278,7 +306,7 @@ mod tests {
 
     #[test]
     fn a_bodiless_answer_keeps_its_length_field() {
-        let (a, _) = answer(
+        let (a, _) = parsed(
             b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n",
             Method::HEAD,
         );
@@ -287,7 +315,7 @@ mod tests {
 
     #[test]
     fn chunked_beside_a_length_drops_the_length() {
-        let (a, _) = answer(
+        let (a, _) = parsed(
             b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
             Method::GET,
         );
@@ -298,7 +326,7 @@ mod tests {
 
     #[test]
     fn keep_alive_follows_version_and_connection() {
-        let keep = |wire: &[u8]| answer(wire, Method::GET).0.unwrap().keep_alive;
+        let keep = |wire: &[u8]| parsed(wire, Method::GET).0.unwrap().keep_alive;
         assert!(keep(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
         assert!(!keep(
             b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
