@@ -20,6 +20,7 @@ token carrying a seeded `jti` is refused, so the set really is in force.
 The login driver (DRIVERS connections, since one login takes longer than 1/20 s) pins
 itself to CPU 1 (the harness's load CPU, beside wrk) so that the gateway's core pays
 only for what the gateway does: an Argon2id hash per login.
+PORTCULLIS_BIN names another binary than target/release/portcullis.
 Loopback only; the driver stops when the gateway exits or after MAX_SECONDS (1800).
 """
 
@@ -42,7 +43,7 @@ import time
 from collections import Counter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "portcullis")
+BIN = os.environ.get("PORTCULLIS_BIN", os.path.join(ROOT, "target", "release", "portcullis"))
 PORT = int(os.environ.get("GATEWAY_PORT", "9104"))
 ADMIN_PORT = int(os.environ.get("ADMIN_PORT", "9190"))
 REVOKED = int(os.environ.get("REVOKED", "100000"))

@@ -19,6 +19,7 @@ pub mod keys;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
+pub mod proxy_cpu;
 pub mod rate_limit;
 pub mod route;
 pub mod server;

@@ -264,6 +264,8 @@ async fn idle_for(mut timer: Pin<&mut Sleep>, since: time::Instant) {
 #[async_trait]
 impl ServerApp for Proxy {
     async fn process_new(self: &Arc<Self>, stream: Stream, _: &ShutdownWatch) -> Option<Stream> {
+        // Lets password hashing tell this thread's load from other processes'.
+        crate::proxy_cpu::enter_this_thread();
         let mut client = Client::new(stream);
         let mut read_timer = direct::ReadTimer::new();
         let mut since = time::Instant::now();

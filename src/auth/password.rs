@@ -6,8 +6,10 @@
 //! threads of their own at a lower CPU priority: a burst of logins gets the CPU the proxy
 //! leaves idle, not the CPU it needs. Idle priority alone still let hashes take the short
 //! gaps of a saturated proxy (and its caches with them, 19 MiB a hash), so a hashing thread
-//! that finds its CPU contended also rests after each hash, holding hashing to
-//! `BUSY_SHARE` of that CPU; on a CPU of its own it never rests.
+//! that finds its CPU contended while our proxy threads were busy also rests after each
+//! hash, holding hashing to `BUSY_SHARE` of that CPU. On a CPU of its own, or one that
+//! other processes keep busy while our proxy idles, it never rests: resting there would
+//! slow logins and help nobody.
 
 use std::fmt;
 use std::panic::AssertUnwindSafe;
@@ -17,6 +19,8 @@ use std::time::{Duration, Instant};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::proxy_cpu::{self, ThreadClocks};
 
 /// Argon2id memory cost in KiB (OWASP).
 const MEMORY_KIB: u32 = 19_456;
@@ -34,6 +38,9 @@ const BUSY_SHARE: f64 = 0.02;
 /// quarter of its CPU: something else (the proxy) nearly saturates it. Below that, the
 /// hash ran in idle time the proxy did not want, and resting would only slow logins.
 const CONTENDED: f64 = 4.0;
+/// The proxy counts as busy over a hash when its threads together used at least this
+/// many CPUs' worth of the hash's wall time.
+const PROXY_BUSY: f64 = 0.5;
 /// The longest rest after one hash.
 const MAX_REST: Duration = Duration::from_secs(5);
 /// How long a login or signup waits for a free hasher before it is answered 503:
@@ -101,12 +108,21 @@ impl Hasher {
     /// A hasher allowing `max_concurrent` hashes at once (at least one). Computes the dummy
     /// hash immediately, which blocks for one hash (tens of ms): call at startup.
     pub fn new(max_concurrent: usize) -> Result<Hasher, PasswordError> {
+        Hasher::yielding_to(max_concurrent, &proxy_cpu::PROXY_THREADS)
+    }
+
+    /// As [`Hasher::new`], resting after contended hashes only while `proxy` (the
+    /// threads hashing should yield to) was busy.
+    fn yielding_to(
+        max_concurrent: usize,
+        proxy: &'static ThreadClocks,
+    ) -> Result<Hasher, PasswordError> {
         let random: [u8; 32] = rand::random();
         let dummy = hash_now(&super::tokens::hex(&random))?;
         let threads = max_concurrent.max(1);
         Ok(Hasher {
             permits: Arc::new(Semaphore::new(threads)),
-            workers: Arc::new(Workers::start(threads)?),
+            workers: Arc::new(Workers::start(threads, proxy)?),
             dummy: dummy.into(),
         })
     }
@@ -182,7 +198,7 @@ struct Workers {
 }
 
 impl Workers {
-    fn start(count: usize) -> Result<Workers, PasswordError> {
+    fn start(count: usize, proxy: &'static ThreadClocks) -> Result<Workers, PasswordError> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         for i in 0..count {
@@ -199,11 +215,13 @@ impl Workers {
                         let Ok(Job { work, permit }) = next else {
                             return;
                         };
-                        let (started, cpu_before) = (Instant::now(), thread_cpu_time());
+                        let started = Instant::now();
+                        let (cpu_before, proxy_before) = (thread_cpu_time(), proxy.used());
                         // A panic fails that one hash (its caller sees Unavailable), not the thread.
                         let _ = std::panic::catch_unwind(AssertUnwindSafe(work));
                         let cpu = thread_cpu_time().saturating_sub(cpu_before);
-                        std::thread::sleep(rest_after(started.elapsed(), cpu));
+                        let proxy_cpu = proxy.used().saturating_sub(proxy_before);
+                        std::thread::sleep(rest_after(started.elapsed(), cpu, proxy_cpu));
                         drop(permit);
                     }
                 })
@@ -252,10 +270,13 @@ fn lower_priority() {
 }
 
 /// How long a hashing thread rests after a job that took `cpu` of its own CPU time
-/// over `wall`: nothing when it had its CPU to itself; otherwise long enough that the
-/// job's CPU time is `BUSY_SHARE` of the time from its start to the rest's end.
-fn rest_after(wall: Duration, cpu: Duration) -> Duration {
-    if wall.as_secs_f64() < cpu.as_secs_f64() * CONTENDED {
+/// over `wall`, while the proxy's threads used `proxy_cpu`: nothing when it had its CPU
+/// to itself or the proxy was not busy; otherwise long enough that the job's CPU time
+/// is `BUSY_SHARE` of the time from its start to the rest's end.
+fn rest_after(wall: Duration, cpu: Duration, proxy_cpu: Duration) -> Duration {
+    if wall.as_secs_f64() < cpu.as_secs_f64() * CONTENDED
+        || proxy_cpu.as_secs_f64() < wall.as_secs_f64() * PROXY_BUSY
+    {
         return Duration::ZERO;
     }
     cpu.div_f64(BUSY_SHARE).saturating_sub(wall).min(MAX_REST)
@@ -263,19 +284,7 @@ fn rest_after(wall: Duration, cpu: Duration) -> Duration {
 
 /// The CPU time the calling thread has used.
 fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: writes only `ts`, about the calling thread.
-    let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0;
-    if !ok {
-        return Duration::ZERO;
-    }
-    Duration::new(
-        u64::try_from(ts.tv_sec).unwrap_or(0),
-        u32::try_from(ts.tv_nsec).unwrap_or(0),
-    )
+    proxy_cpu::cpu_time(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
 fn argon2() -> Result<Argon2<'static>, PasswordError> {
@@ -353,32 +362,36 @@ mod tests {
     }
 
     #[test]
-    fn a_hash_rests_only_after_sharing_its_cpu_and_then_to_the_busy_share() {
+    fn a_hash_rests_only_after_sharing_its_cpu_with_a_busy_proxy_and_then_to_the_busy_share() {
         let ms = Duration::from_millis;
+        // The proxy's threads busy for the whole hash.
+        let busy = |wall, cpu| rest_after(wall, cpu, wall);
+        assert_eq!(busy(ms(50), ms(50)), Duration::ZERO, "a CPU of its own");
+        assert_eq!(busy(ms(70), ms(50)), Duration::ZERO, "within CONTENDED");
         assert_eq!(
-            rest_after(ms(50), ms(50)),
-            Duration::ZERO,
-            "a CPU of its own"
-        );
-        assert_eq!(
-            rest_after(ms(70), ms(50)),
-            Duration::ZERO,
-            "within CONTENDED"
-        );
-        // 50 ms of CPU over 400 ms: the next may start 2.5 s after this one did.
-        assert_eq!(
-            rest_after(ms(150), ms(50)),
+            busy(ms(150), ms(50)),
             Duration::ZERO,
             "a CPU two thirds busy still has room"
         );
-        let rest = rest_after(ms(400), ms(50));
+        // 50 ms of CPU over 400 ms: the next may start 2.5 s after this one did.
+        let rest = busy(ms(400), ms(50));
         assert!(
             rest.abs_diff(ms(2100)) < Duration::from_micros(1),
             "{rest:?}"
         );
-        assert_eq!(rest_after(ms(400), ms(1000)), Duration::ZERO);
-        assert_eq!(rest_after(ms(30_000), ms(5_000)), MAX_REST);
-        assert_eq!(rest_after(ms(1), Duration::ZERO), Duration::ZERO);
+        assert_eq!(busy(ms(400), ms(1000)), Duration::ZERO);
+        assert_eq!(busy(ms(30_000), ms(5_000)), MAX_REST);
+        assert_eq!(busy(ms(1), Duration::ZERO), Duration::ZERO);
+        // Just as contended, but by something other than our proxy: no rest.
+        assert_eq!(rest_after(ms(400), ms(50), ms(0)), Duration::ZERO);
+        assert_eq!(
+            rest_after(ms(400), ms(50), ms(199)),
+            Duration::ZERO,
+            "the proxy used under half a CPU"
+        );
+        assert_eq!(rest_after(ms(400), ms(50), ms(200)), rest);
+        // Several proxy threads add up.
+        assert_eq!(rest_after(ms(400), ms(50), ms(700)), rest);
     }
 
     /// Pins the calling thread to `cpu`.
@@ -400,46 +413,80 @@ mod tests {
         Instant::now()
     }
 
-    #[tokio::test]
-    async fn a_hashing_thread_that_shared_its_cpu_rests_before_the_next_job() {
+    /// Held by the tests that pin a hasher and a hog to one CPU, so that they do not
+    /// share that CPU with each other.
+    static PINNED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    /// Runs a 40 ms job on a hasher while a thread at normal priority keeps the same CPU
+    /// busy for 200 ms, that thread being one of the proxy's when `hog_is_proxy`. The
+    /// idle-class job waits the hog out. Returns how long the job took, then how long
+    /// the hasher took to start its next job.
+    async fn a_job_beside_a_hog(hog_is_proxy: bool) -> (Duration, Duration) {
+        let _alone = PINNED.lock().await;
         // SAFETY: asks which CPU this thread is on.
         let cpu = usize::try_from(unsafe { libc::sched_getcpu() }).unwrap_or(0);
-        let hasher = Hasher::new(1).expect("hasher");
+        let proxy: &'static ThreadClocks = Box::leak(Box::default());
+        let hasher = Hasher::yielding_to(1, proxy).expect("hasher");
         let job = move || {
             pin_to(cpu);
-            spin_for(Duration::from_millis(20))
+            spin_for(Duration::from_millis(40))
         };
-        // Alone on its CPU: the next job starts at once.
-        let done = on_hasher(&hasher, job).await;
-        let next = on_hasher(&hasher, Instant::now).await;
-        assert!(
-            next - done < Duration::from_millis(150),
-            "{:?}",
-            next - done
-        );
-        // A thread at normal priority keeps the same CPU busy for 200 ms: the idle-class
-        // job waits it out, then its thread rests (20 ms / 2 % = 1 s from its start).
+        let (release, released) = std::sync::mpsc::channel::<()>();
         let hog = std::thread::spawn(move || {
             pin_to(cpu);
+            if hog_is_proxy {
+                proxy.enter_this_thread();
+            }
             let until = Instant::now() + Duration::from_millis(200);
             while Instant::now() < until {
                 std::hint::spin_loop();
             }
+            // Lives on, idle, as proxy threads do: an exited thread's clock reads nothing.
+            let _ = released.recv();
         });
         let started = Instant::now();
         let done = on_hasher(&hasher, job).await;
+        let next = on_hasher(&hasher, Instant::now).await;
+        let _ = release.send(());
         hog.join().expect("hog");
+        (done - started, next - done)
+    }
+
+    #[tokio::test]
+    async fn a_hashing_thread_alone_on_its_cpu_takes_the_next_job_at_once() {
+        let _alone = PINNED.lock().await;
+        // SAFETY: asks which CPU this thread is on.
+        let cpu = usize::try_from(unsafe { libc::sched_getcpu() }).unwrap_or(0);
+        let hasher = Hasher::new(1).expect("hasher");
+        let done = on_hasher(&hasher, move || {
+            pin_to(cpu);
+            spin_for(Duration::from_millis(20))
+        })
+        .await;
         let next = on_hasher(&hasher, Instant::now).await;
         assert!(
-            done - started >= Duration::from_millis(150),
+            next - done < Duration::from_millis(400),
             "{:?}",
-            done - started
-        );
-        assert!(
-            next - done >= Duration::from_millis(500),
-            "rested only {:?}",
             next - done
         );
+    }
+
+    #[tokio::test]
+    async fn a_hashing_thread_that_shared_its_cpu_with_the_proxy_rests_before_the_next_job() {
+        let (took, rested) = a_job_beside_a_hog(true).await;
+        assert!(took >= Duration::from_millis(150), "{took:?}");
+        // 40 ms / 2 % = 2 s from the job's start.
+        assert!(
+            rested >= Duration::from_millis(1200),
+            "rested only {rested:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hashing_thread_that_shared_its_cpu_with_another_process_does_not_rest() {
+        let (took, rested) = a_job_beside_a_hog(false).await;
+        assert!(took >= Duration::from_millis(150), "{took:?}");
+        assert!(rested < Duration::from_millis(800), "rested {rested:?}");
     }
 
     #[tokio::test(start_paused = true)]
