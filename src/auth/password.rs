@@ -417,14 +417,31 @@ mod tests {
     /// share that CPU with each other.
     static PINNED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-    /// Runs a 40 ms job on a hasher while a thread at normal priority keeps the same CPU
-    /// busy for 200 ms, that thread being one of the proxy's when `hog_is_proxy`. The
-    /// idle-class job waits the hog out. Returns how long the job took, then how long
-    /// the hasher took to start its next job.
-    async fn a_job_beside_a_hog(hog_is_proxy: bool) -> (Duration, Duration) {
+    /// Where the hog of [`a_job_beside_a_hog`] runs, and whose thread it is.
+    #[derive(Clone, Copy)]
+    enum Hog {
+        ProxyBesideTheHasher,
+        OtherBesideTheHasher,
+        ProxyElsewhere,
+    }
+
+    /// Runs a 40 ms job on a hasher pinned to one CPU while a thread at normal priority
+    /// keeps a CPU busy for 200 ms: the hasher's own, where the idle-class job waits the
+    /// hog out, or another. Returns how long the job took, then how long the hasher
+    /// took to start its next job.
+    async fn a_job_beside_a_hog(hog: Hog) -> (Duration, Duration) {
         let _alone = PINNED.lock().await;
         // SAFETY: asks which CPU this thread is on.
         let cpu = usize::try_from(unsafe { libc::sched_getcpu() }).unwrap_or(0);
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let hog_cpu = match hog {
+            Hog::ProxyElsewhere => {
+                assert!(cpus > 1, "this test needs two CPUs");
+                (cpu + 1) % cpus
+            }
+            _ => cpu,
+        };
+        let hog_is_proxy = !matches!(hog, Hog::OtherBesideTheHasher);
         let proxy: &'static ThreadClocks = Box::leak(Box::default());
         let hasher = Hasher::yielding_to(1, proxy).expect("hasher");
         let job = move || {
@@ -433,7 +450,7 @@ mod tests {
         };
         let (release, released) = std::sync::mpsc::channel::<()>();
         let hog = std::thread::spawn(move || {
-            pin_to(cpu);
+            pin_to(hog_cpu);
             if hog_is_proxy {
                 proxy.enter_this_thread();
             }
@@ -453,27 +470,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_hashing_thread_alone_on_its_cpu_takes_the_next_job_at_once() {
-        let _alone = PINNED.lock().await;
-        // SAFETY: asks which CPU this thread is on.
-        let cpu = usize::try_from(unsafe { libc::sched_getcpu() }).unwrap_or(0);
-        let hasher = Hasher::new(1).expect("hasher");
-        let done = on_hasher(&hasher, move || {
-            pin_to(cpu);
-            spin_for(Duration::from_millis(20))
-        })
-        .await;
-        let next = on_hasher(&hasher, Instant::now).await;
-        assert!(
-            next - done < Duration::from_millis(400),
-            "{:?}",
-            next - done
-        );
+    async fn a_hashing_thread_with_a_cpu_of_its_own_does_not_rest_however_busy_the_proxy() {
+        let (took, rested) = a_job_beside_a_hog(Hog::ProxyElsewhere).await;
+        assert!(took < Duration::from_millis(150), "{took:?}");
+        assert!(rested < Duration::from_millis(800), "rested {rested:?}");
     }
 
     #[tokio::test]
     async fn a_hashing_thread_that_shared_its_cpu_with_the_proxy_rests_before_the_next_job() {
-        let (took, rested) = a_job_beside_a_hog(true).await;
+        let (took, rested) = a_job_beside_a_hog(Hog::ProxyBesideTheHasher).await;
         assert!(took >= Duration::from_millis(150), "{took:?}");
         // 40 ms / 2 % = 2 s from the job's start.
         assert!(
@@ -484,7 +489,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hashing_thread_that_shared_its_cpu_with_another_process_does_not_rest() {
-        let (took, rested) = a_job_beside_a_hog(false).await;
+        let (took, rested) = a_job_beside_a_hog(Hog::OtherBesideTheHasher).await;
         assert!(took >= Duration::from_millis(150), "{took:?}");
         assert!(rested < Duration::from_millis(800), "rested {rested:?}");
     }
