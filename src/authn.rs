@@ -40,10 +40,9 @@ impl Identity {
     }
 }
 
-#[cfg(test)]
 impl Identity {
-    /// A gateway-issued identity with only `sub` and `role` set (tests fill in
-    /// the rest with struct update syntax).
+    /// A gateway-issued identity with only `sub` and `role` set, for tests and the
+    /// fuzz properties (which fill in the rest with struct update syntax).
     pub(crate) fn with_role(sub: &str, role: &str) -> Identity {
         Identity {
             sub: sub.into(),

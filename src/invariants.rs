@@ -148,18 +148,7 @@ pub fn header_sanitizing(input: &[u8]) {
             "{folded} survived sanitizing"
         );
     }
-    let id = Identity {
-        sub: "u".into(),
-        more_roles: Vec::new(),
-        external: None,
-        role: Some("r".into()),
-        workspace: None,
-        plan: None,
-        jti: "j".into(),
-        sid: None,
-        iat: 0,
-        exp: 0,
-    };
+    let id = Identity::with_role("u", "r");
     let mut added = Vec::new();
     identity_headers::inject(&mut added, &names, &id);
     let injected = added
