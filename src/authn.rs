@@ -38,9 +38,7 @@ impl Identity {
     pub fn has_any_role(&self, wanted: &[String]) -> bool {
         self.roles().any(|r| wanted.iter().any(|w| w == r))
     }
-}
 
-impl Identity {
     /// A gateway-issued identity with only `sub` and `role` set, for tests and the
     /// fuzz properties (which fill in the rest with struct update syntax).
     pub(crate) fn with_role(sub: &str, role: &str) -> Identity {

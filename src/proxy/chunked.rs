@@ -1,6 +1,7 @@
 //! Chunked bodies (RFC 9112 §7.1): decoding an upstream's answer or a client's
-//! request as its bytes arrive, and the size line of the chunks written again: the other side gets the data in chunks of our
-//! own, so what passes through is the payload, never the sender's framing.
+//! request as its bytes arrive, and the size line of the chunks written again.
+//! The other side gets the data in chunks of our own, so what passes through is
+//! the payload, never the sender's framing.
 
 use bytes::{Buf, Bytes, BytesMut};
 

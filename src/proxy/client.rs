@@ -525,7 +525,6 @@ impl Head {
     }
 }
 
-/// Writes one `name: value` line of a head, request or answer.
 /// Whether `s` holds a byte that would end a field line early (CR, LF) or
 /// that parsers treat differently (NUL). Every answer field goes through it,
 /// so it looks at eight bytes at a time: a byte of `w` equals `b` exactly when
@@ -549,6 +548,7 @@ fn breaks(s: &[u8]) -> bool {
             .any(|&b| b == b'\r' || b == b'\n' || b == 0)
 }
 
+/// Writes one `name: value` line of a head, request or answer.
 pub(crate) fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");

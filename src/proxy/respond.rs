@@ -32,11 +32,7 @@ pub async fn reject(client: &mut Client, ctx: &Ctx, reject: &Reject) -> Result<(
         head.field(name.as_bytes(), value.as_bytes());
     }
     head.field(b"Cache-Control", b"no-store");
-    common_fields(&mut head, ctx);
-    let body = reject.body();
-    client.write_head(head, Out::Length(body.len() as u64));
-    client.write_body(&body).await?;
-    client.finish().await
+    finish(client, ctx, head, &reject.body()).await
 }
 
 /// Answers with a complete response the gateway produced itself.
@@ -54,6 +50,11 @@ pub async fn send(
     if !headers.iter().any(|(n, _)| *n == "cache-control") {
         head.field(b"Cache-Control", b"no-store");
     }
+    finish(client, ctx, head, body).await
+}
+
+/// Adds the common fields to `head` and writes it with `body`, the whole answer.
+async fn finish(client: &mut Client, ctx: &Ctx, mut head: Head, body: &[u8]) -> Result<()> {
     common_fields(&mut head, ctx);
     client.write_head(head, Out::Length(body.len() as u64));
     client.write_body(body).await?;
