@@ -27,6 +27,8 @@ pub enum Reject {
     },
     EmailTaken,
     PayloadTooLarge,
+    /// 415: an auth endpoint's body that is not declared `application/json`.
+    UnsupportedMediaType,
     /// 431: a request head over the gateway's limit (size or field count).
     HeadersTooLarge,
     TooManyRequests {
@@ -63,6 +65,7 @@ impl Reject {
             Reject::MethodNotAllowed | Reject::WrongMethod { .. } => 405,
             Reject::EmailTaken => 409,
             Reject::PayloadTooLarge => 413,
+            Reject::UnsupportedMediaType => 415,
             Reject::HeadersTooLarge => 431,
             Reject::TooManyRequests { .. } => 429,
             Reject::Internal => 500,
@@ -86,6 +89,7 @@ impl Reject {
             Reject::MethodNotAllowed | Reject::WrongMethod { .. } => "Method not allowed",
             Reject::EmailTaken => "Email already registered",
             Reject::PayloadTooLarge => "Payload too large",
+            Reject::UnsupportedMediaType => "Content-Type must be application/json",
             Reject::HeadersTooLarge => "Request header fields too large",
             Reject::TooManyRequests { .. } => "Too many requests",
             Reject::Internal => "Internal error",
@@ -107,6 +111,7 @@ impl Reject {
             Reject::MethodNotAllowed
             | Reject::WrongMethod { .. }
             | Reject::BadRequest(_)
+            | Reject::UnsupportedMediaType
             | Reject::HeadersTooLarge => "bad_request",
             _ => "refused",
         }
