@@ -29,7 +29,7 @@ fn table() -> RouteTable {
     RouteTable::new(
         routes
             .iter()
-            .map(|(p, m)| (Pattern::parse(p).expect("valid pattern"), *m))
+            .map(|(p, m)| (Pattern::parse(p).expect("valid pattern"), m.clone()))
             .collect(),
     )
 }

@@ -180,7 +180,7 @@ fn explain(path: &Path, method: &str, target: &str) -> Result<(), Failure> {
     let table = crate::route::RouteTable::new(
         cfg.routes
             .iter()
-            .map(|r| (r.pattern.clone(), r.methods))
+            .map(|r| (r.pattern.clone(), r.methods.clone()))
             .collect(),
     );
     match table.find(&method, &normalized) {

@@ -39,7 +39,7 @@ impl Gateway {
             config
                 .routes
                 .iter()
-                .map(|r| (r.pattern.clone(), r.methods))
+                .map(|r| (r.pattern.clone(), r.methods.clone()))
                 .collect(),
         );
         let pools = config
@@ -66,8 +66,15 @@ impl Gateway {
 }
 
 /// The keys the configured algorithm needs: the HS256 secret, or the key
-/// files in `auth.keys_dir` (created on first use).
+/// files in `auth.keys_dir` (created on first use). They refuse tokens living
+/// longer than `auth.access_ttl`.
 pub fn signing_keys(config: &Config, jwt_secret: Option<&str>) -> Result<Keys, String> {
+    let mut keys = algorithm_keys(config, jwt_secret)?;
+    keys.set_max_lifetime(config.auth.access_ttl);
+    Ok(keys)
+}
+
+fn algorithm_keys(config: &Config, jwt_secret: Option<&str>) -> Result<Keys, String> {
     let auth = &config.auth;
     match auth.algorithm {
         Algorithm::HS256 => {
@@ -78,6 +85,7 @@ pub fn signing_keys(config: &Config, jwt_secret: Option<&str>) -> Result<Keys, S
                     secret.len()
                 ));
             }
+            crate::auth::secret_strength::check_jwt_secret(secret)?;
             Ok(Keys::hs256(
                 secret.as_bytes(),
                 &auth.key_id,

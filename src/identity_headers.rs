@@ -20,17 +20,27 @@ const REWRITE_HEADERS: &[&str] = &[
     "forwarded",
 ];
 
-/// `Connection` tokens that are about this hop only, not names of fields.
-const CONNECTION_OPTIONS: &[&str] = &["close", "keep-alive", "upgrade"];
+/// `Connection` tokens that never remove a field: options about this hop, and
+/// the fields that say where the request ends and where it goes. Removing
+/// those would forward a different request than the one the rules saw (a
+/// POST whose body stays behind as the next request, say).
+const CONNECTION_KEEPS: &[&str] = &[
+    "close",
+    "keep-alive",
+    "upgrade",
+    "host",
+    "content-length",
+    "transfer-encoding",
+];
 
-/// Lower-case with `_` read as `-`: how frameworks (CGI, Rails, PHP) fold
-/// `X_User_Id` into the same variable as `X-User-Id`.
+/// Lower-case with `_` and `.` read as `-`: how frameworks (CGI, Rails, PHP,
+/// some Node body parsers) fold `X_User_Id` or `X.User.Id` into the same
+/// variable as `X-User-Id`.
 fn folded_eq(name: &[u8], wanted: &str) -> bool {
     name.len() == wanted.len()
-        && name
-            .iter()
-            .zip(wanted.bytes())
-            .all(|(a, b)| a.to_ascii_lowercase() == b || (*a == b'_' && b == b'-'))
+        && name.iter().zip(wanted.bytes()).all(|(a, b)| {
+            a.to_ascii_lowercase() == b || ((*a == b'_' || *a == b'.') && b == b'-')
+        })
 }
 
 impl IdentityHeaders {
@@ -44,22 +54,11 @@ impl IdentityHeaders {
     }
 }
 
-/// Whether the client asks to switch to WebSocket, the one protocol the
-/// gateway tunnels (SPEC: "WebSocket upgrades pass through"). Any other
-/// `Upgrade`, `h2c` above all, would turn the connection into a channel for
-/// requests the route rules never see.
-fn asks_for_websocket(req: &Request) -> bool {
-    let mut upgrades = req.all("upgrade");
-    matches!(
-        (upgrades.next(), upgrades.next()),
-        (Some(one), None) if one.trim_ascii().eq_ignore_ascii_case(b"websocket")
-    )
-}
-
 /// Removes every identity and rewrite header the client sent, every header
-/// the client's `Connection` names, any `Upgrade` other than WebSocket, and
+/// the client's `Connection` names (but never a framing or routing one), and
 /// `Connection` itself (the upstream's request gets one of its own). Runs on
-/// every route, public ones included.
+/// every route, public ones included. Which `Upgrade` may pass is the
+/// transport's call: only a valid WebSocket handshake's.
 pub fn sanitize(req: &mut Request, names: &IdentityHeaders) {
     // Copied out (and only when there are any) so the fields can be edited.
     let named: Vec<Vec<u8>> = req
@@ -68,17 +67,15 @@ pub fn sanitize(req: &mut Request, names: &IdentityHeaders) {
         .map(<[u8]>::trim_ascii)
         .filter(|t| {
             !t.is_empty()
-                && !CONNECTION_OPTIONS
+                && !CONNECTION_KEEPS
                     .iter()
                     .any(|o| o.as_bytes().eq_ignore_ascii_case(t))
         })
         .map(<[u8]>::to_vec)
         .collect();
-    let drop_upgrade = req.has("upgrade") && !asks_for_websocket(req);
     req.retain(|name| {
         !(names.is_protected(name)
             || name.eq_ignore_ascii_case(b"connection")
-            || (drop_upgrade && name.eq_ignore_ascii_case(b"upgrade"))
             || named.iter().any(|n| n.eq_ignore_ascii_case(name)))
     });
 }
@@ -236,25 +233,21 @@ mod tests {
     }
 
     #[test]
-    fn only_a_websocket_upgrade_survives() {
-        for (upgrade, kept) in [
-            ("h2c", false),
-            ("websocket, h2c", false),
-            ("TLS/1.0", false),
-            ("WebSocket", true),
-        ] {
-            let mut h = map(&[
-                ("Connection", "Upgrade, HTTP2-Settings"),
-                ("Upgrade", upgrade),
-                ("HTTP2-Settings", "AAMAAABkAAQAoAAAAAIAAAAA"),
-            ]);
-            sanitize(&mut h, &names());
-            assert_eq!(h.has("upgrade"), kept, "{upgrade}");
-            assert!(!h.has("connection"), "{upgrade}");
-            assert!(!h.has("http2-settings"), "{upgrade}");
-        }
-        let mut two = map(&[("Upgrade", "websocket"), ("Upgrade", "h2c")]);
-        sanitize(&mut two, &names());
-        assert!(!two.has("upgrade"));
+    fn connection_never_removes_framing_or_routing_fields() {
+        let mut h = map(&[
+            ("Host", "a"),
+            ("Connection", "Host, Content-Length, transfer-encoding, X-Other"),
+            ("Content-Length", "3"),
+            ("X-Other", "1"),
+        ]);
+        sanitize(&mut h, &names());
+        assert_eq!(left(&h), vec!["Host", "Content-Length"]);
+    }
+
+    #[test]
+    fn dotted_identity_headers_are_removed_like_underscored_ones() {
+        let mut h = map(&[("X.User.Id", "admin"), ("x.user_role", "admin"), ("X.Other", "1")]);
+        sanitize(&mut h, &names());
+        assert_eq!(left(&h), vec!["X.Other"]);
     }
 }

@@ -74,7 +74,7 @@ fn table() -> RouteTable {
     RouteTable::new(
         routes
             .iter()
-            .filter_map(|(p, m)| Some((Pattern::parse(p).ok()?, *m)))
+            .filter_map(|(p, m)| Some((Pattern::parse(p).ok()?, m.clone())))
             .collect(),
     )
 }

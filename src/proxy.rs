@@ -15,6 +15,7 @@ mod direct;
 mod framing;
 mod request;
 mod respond;
+mod websocket;
 
 pub(crate) use client::push_field;
 use direct::Additions;
@@ -30,6 +31,7 @@ use crate::identity_headers;
 use crate::metrics::METRICS;
 use crate::route;
 use crate::{access_log, clock};
+use http::Method;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use client::{Client, ReadFailure};
@@ -116,7 +118,9 @@ impl Proxy {
     /// Everything that decides whether the request may go on: the stages of
     /// the module doc up to authorization, as one pure-ish sequence.
     async fn admit(&self, req: &Request, ctx: &mut Ctx) -> Result<(), Reject> {
-        framing::check(req)?;
+        if req.method == Method::TRACE || req.method == Method::CONNECT {
+            return Err(Reject::MethodNotAllowed);
+        }
         let (raw_path, _) = framing::target(req)?;
         ctx.path =
             route::normalize(raw_path).map_err(|e| Reject::BadRequest(e.to_string().into()))?;
@@ -281,6 +285,7 @@ impl ServerApp for Proxy {
         {
             since = time::Instant::now();
         }
+        client.close().await;
         None
     }
 
@@ -344,6 +349,7 @@ impl Proxy {
                 let reject = match e {
                     request::HeadError::TooLarge => Reject::HeadersTooLarge,
                     request::HeadError::Malformed => Reject::BadRequest("malformed request".into()),
+                    request::HeadError::Refused(why) => Reject::BadRequest(why.into()),
                 };
                 client.close_after();
                 let _ = respond::reject(client, &ctx, &reject).await;
@@ -369,7 +375,7 @@ impl Proxy {
         self.log(client, &req, failure.is_some(), &ctx);
         drop(ctx);
         // Whatever was half-read or half-written after a failure, this connection is done.
-        failure.is_none() && client.reusable().await
+        failure.is_none() && client.reusable()
     }
 
     fn new_ctx(&self) -> Ctx {
@@ -401,6 +407,13 @@ impl Proxy {
     ) -> Result<()> {
         ctx.request_id = request_id(req);
         ctx.tls = client.is_tls();
+        // Before any answer, the gateway's own included: a request whose end is
+        // in doubt is refused, and nothing after it is read as another request.
+        if let Err(reject) = framing::check(req) {
+            ctx.decision = reject.decision();
+            client.close_after();
+            return respond::reject(client, ctx, &reject).await;
+        }
         if let Some(jwks) = crate::keys::jwks::answer(req, &ctx.gateway.keys, clock::now()) {
             ctx.decision = "public";
             return respond::send(client, ctx, 200, &jwks.headers, &jwks.body).await;
@@ -428,9 +441,12 @@ impl Proxy {
         };
         // Client-sent identity headers go now; the verified ones are added to the
         // upstream's request with the other additions.
+        // Read before `sanitize` takes the client's `Connection` away.
+        let accept = websocket::handshake_key(req).map(websocket::accept_for);
         identity_headers::sanitize(req, &gateway.config.headers);
-        let head = direct::request_head(req, &Proxy::additions(client, req, ctx)?);
-        direct::forward(client, req, ctx, index, head, read_timer).await
+        let adds = Proxy::additions(client, req, ctx)?;
+        let head = direct::request_head(req, &adds, accept.is_some());
+        direct::forward(client, req, ctx, index, head, accept, read_timer).await
     }
 
     /// Answers a failure of `handle` when the client has no answer yet: 502/504

@@ -447,39 +447,54 @@ impl fmt::Debug for Captures<'_> {
     }
 }
 
-/// The methods a config route may list, in the order `names()` reports them.
+/// The methods a config route may list by name without more ado, in the order
+/// `names()` reports them: RFC 9110's methods and PATCH, minus TRACE and CONNECT,
+/// which the gateway always answers with 405.
 const STANDARD_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 const GET: u16 = 1 << 0;
 const HEAD: u16 = 1 << 1;
-/// Every method outside the standard list (extensions, TRACE, CONNECT); only `any()` has it.
-const OTHER: u16 = 1 << STANDARD_METHODS.len();
-const ALL: u16 = (OTHER << 1) - 1;
+const ALL: u16 = (1 << STANDARD_METHODS.len()) - 1;
 
-/// The set of methods a route accepts: a bitset over the standard methods plus one bit for
-/// "anything else", which only [`MethodSet::any`] holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MethodSet(u16);
+/// The set of methods a route accepts: a bitset over the standard methods plus
+/// the extension methods (`PROPFIND`, `PURGE`) the route names. A route without
+/// `methods` admits the standard ones only: an extension method reaches an
+/// upstream only through a route that was written with it in mind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MethodSet {
+    bits: u16,
+    extensions: Box<[Box<str>]>,
+}
 
 impl MethodSet {
-    /// Every method, for a route without a `methods` key.
+    /// Every standard method, for a route without a `methods` key.
     pub fn any() -> MethodSet {
-        MethodSet(ALL)
+        MethodSet {
+            bits: ALL,
+            extensions: Box::default(),
+        }
     }
 
-    /// Parses a route's `methods` list: upper-case GET HEAD POST PUT PATCH DELETE OPTIONS.
-    /// TRACE and CONNECT are refused here because the gateway answers them with 405 before
-    /// routing. GET brings HEAD with it. An empty list is an error, since such a route could
-    /// never match (leave the key out to allow every method).
+    /// Parses a route's `methods` list: upper-case GET HEAD POST PUT PATCH DELETE OPTIONS,
+    /// or an extension method spelled as its upstream expects it (an RFC 9110 token;
+    /// methods are case-sensitive). TRACE and CONNECT are refused here because the gateway
+    /// answers them with 405 before routing; a standard method in another letter case is
+    /// refused as a likely typo. GET brings HEAD with it. An empty list is an error, since
+    /// such a route could never match (leave the key out to allow every standard method).
     pub fn parse_list<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<MethodSet, String> {
         let mut bits = 0;
+        let mut extensions: Vec<Box<str>> = Vec::new();
         for name in names {
-            let index = STANDARD_METHODS
-                .iter()
-                .position(|m| *m == name)
-                .ok_or_else(|| unknown_method(name))?;
-            bits |= 1 << index;
+            match STANDARD_METHODS.iter().position(|m| *m == name) {
+                Some(index) => bits |= 1 << index,
+                None => {
+                    check_extension(name)?;
+                    if !extensions.iter().any(|e| **e == *name) {
+                        extensions.push(name.into());
+                    }
+                }
+            }
         }
-        if bits == 0 {
+        if bits == 0 && extensions.is_empty() {
             return Err(
                 "`methods` must not be empty; leave it out to allow every method".to_string(),
             );
@@ -488,53 +503,75 @@ impl MethodSet {
         if bits & GET != 0 {
             bits |= HEAD;
         }
-        Ok(MethodSet(bits))
+        extensions.sort();
+        Ok(MethodSet {
+            bits,
+            extensions: extensions.into(),
+        })
     }
 
-    /// Whether a request with method `m` may use the route. GET in the set also admits HEAD;
-    /// a method outside the standard list is admitted only by [`MethodSet::any`].
+    /// Whether a request with method `m` may use the route. GET in the set also admits
+    /// HEAD; an extension method only when the route names it, in the same letter case.
     pub fn admits(&self, m: &Method) -> bool {
-        self.0 & method_bit(m) != 0
+        match method_bit(m) {
+            Some(bit) => self.bits & bit != 0,
+            None => self.extensions.iter().any(|e| **e == *m.as_str()),
+        }
     }
 
     /// True when every method `other` admits is also admitted by `self`.
     pub fn is_superset_of(&self, other: &MethodSet) -> bool {
-        self.0 & other.0 == other.0
+        self.bits & other.bits == other.bits
+            && other.extensions.iter().all(|e| self.extensions.contains(e))
     }
 
     /// The method names for `explain` output: `["*"]` for [`MethodSet::any`], otherwise the
-    /// standard names in the set (including the HEAD that GET brings).
-    pub fn names(&self) -> Vec<&'static str> {
+    /// standard names in the set (including the HEAD that GET brings), then the extensions.
+    pub fn names(&self) -> Vec<&str> {
         if *self == MethodSet::any() {
             return vec!["*"];
         }
         STANDARD_METHODS
             .iter()
             .enumerate()
-            .filter(|(i, _)| self.0 & (1 << i) != 0)
+            .filter(|(i, _)| self.bits & (1 << i) != 0)
             .map(|(_, m)| *m)
+            .chain(self.extensions.iter().map(|e| &**e))
             .collect()
     }
 }
 
-fn method_bit(m: &Method) -> u16 {
+fn method_bit(m: &Method) -> Option<u16> {
     STANDARD_METHODS
         .iter()
         .position(|s| *s == m.as_str())
-        .map_or(OTHER, |i| 1 << i)
+        .map(|i| 1 << i)
 }
 
-fn unknown_method(name: &str) -> String {
+/// Why `name`, not one of the standard methods, cannot be listed, if it cannot.
+fn check_extension(name: &str) -> Result<(), String> {
     let allowed = STANDARD_METHODS.join(", ");
-    if name == "TRACE" || name == "CONNECT" {
-        format!(
+    let upper = name.to_ascii_uppercase();
+    if upper == "TRACE" || upper == "CONNECT" {
+        Err(format!(
             "method {name} cannot be routed (it is always answered with 405); allowed: {allowed}"
-        )
-    } else if STANDARD_METHODS.contains(&name.to_ascii_uppercase().as_str()) {
-        format!("unknown method \"{name}\" (methods are upper-case); allowed: {allowed}")
+        ))
+    } else if STANDARD_METHODS.contains(&upper.as_str()) {
+        Err(format!(
+            "unknown method \"{name}\" (methods are upper-case); allowed: {allowed}"
+        ))
+    } else if name.is_empty() || !name.bytes().all(is_tchar) {
+        Err(format!(
+            "method \"{name}\" is not an HTTP token; allowed: {allowed}, or an extension method such as PROPFIND"
+        ))
     } else {
-        format!("unknown method \"{name}\"; allowed: {allowed}")
+        Ok(())
     }
+}
+
+/// A character of an RFC 9110 token (method names, field names).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// The compiled route table, in config file order: the first route whose pattern and methods

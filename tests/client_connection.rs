@@ -34,7 +34,7 @@ fn a_request_head_over_the_size_limit_gets_the_json_431_and_the_connection_close
 }
 
 #[test]
-fn a_refused_request_with_a_body_leaves_the_connection_ready_for_the_next_one() {
+fn a_refused_request_with_an_unread_body_is_answered_and_its_connection_closed() {
     let (echo, gw) = start();
     let good = token("u1", "creator", "");
     let mut conn = Conn::open(gw.addr);
@@ -50,11 +50,21 @@ fn a_refused_request_with_a_body_leaves_the_connection_ready_for_the_next_one() 
     );
     let refused = conn.read_response();
     assert_eq!(refused.status, 401);
-    assert!(refused.header("connection").is_none(), "kept open");
-    // The refused body was read and dropped: the next request is read whole.
-    conn.send(
-        format!("POST /api/upload HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {good}\r\nContent-Length: 2\r\n\r\nok").as_bytes(),
+    assert_eq!(refused.header("connection"), Some("close"));
+    // Where an unread body ends is what two parsers may disagree on: nothing
+    // after it is read as a request, not even one that is fine.
+    let smuggled = format!(
+        "POST /api/upload HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {good}\r\nContent-Length: 2\r\n\r\nok"
     );
+    conn.send(smuggled.as_bytes());
+    assert!(conn.closed_within(Duration::from_secs(5)), "closed after the refusal");
+    assert!(
+        !eventually(Duration::from_millis(500), || echo.seen_count() > 0),
+        "nothing sent after the refused body reached the upstream"
+    );
+    // A new connection is served as usual.
+    let mut conn = Conn::open(gw.addr);
+    conn.send(smuggled.as_bytes());
     let accepted = conn.read_response();
     assert_eq!(accepted.status, 200, "{}", accepted.text());
     assert_eq!(accepted.json()["body"], "ok");

@@ -116,6 +116,26 @@ fn start(upstream: &Scripted) -> Gateway {
     Gateway::start(CONFIG, upstream.addr, &[])
 }
 
+/// RFC 6455 §1.3's example key and the accept value it calls for.
+const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+const WS_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+/// A valid WebSocket opening handshake for `path`.
+fn handshake(path: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+}
+
+/// The 101 that completes `handshake`.
+fn switched() -> String {
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {WS_ACCEPT}\r\n\r\n"
+    )
+}
+
 #[test]
 fn a_chunked_answer_arrives_whole_and_its_connection_is_reused() {
     let upstream = Scripted::start(|_, _| {
@@ -383,18 +403,11 @@ fn an_upgrade_is_tunnelled_until_the_upstream_ends_it_and_a_refusal_is_an_answer
             let wire = "HTTP/1.1 426 Upgrade Required\r\nContent-Length: 2\r\n\r\nno";
             return (answer(wire), After::KeepOpen);
         }
-        let wire =
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nhello";
-        (answer(wire), After::Close)
+        (answer(&format!("{}hello", switched())), After::Close)
     });
     let gw = start(&upstream);
-    let upgrade = |path: &str| {
-        format!(
-            "GET {path} HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
-        )
-    };
     let mut client = Conn::open(gw.addr);
-    client.send(upgrade("/tunnel").as_bytes());
+    client.send(handshake("/tunnel").as_bytes());
     let r = client
         .try_read_response(false, Duration::from_secs(5))
         .expect("101");
@@ -418,13 +431,9 @@ fn an_upgrade_is_tunnelled_until_the_upstream_ends_it_and_a_refusal_is_an_answer
     assert!(head.contains("\r\nConnection: Upgrade\r\n"), "{head}");
     assert!(head.contains("\r\nUpgrade: websocket\r\n"), "{head}");
 
-    let r = request(
-        gw.addr,
-        "GET",
-        "/refuse",
-        &[("Connection", "Upgrade"), ("Upgrade", "websocket")],
-        None,
-    );
+    let mut client = Conn::open(gw.addr);
+    client.send(handshake("/refuse").as_bytes());
+    let r = client.read_response();
     assert_eq!((r.status, r.text().as_str()), (426, "no"));
 }
 
@@ -469,16 +478,10 @@ fn an_upstream_that_answers_before_reading_the_body_is_relayed() {
 
 #[test]
 fn a_tunnel_without_a_byte_either_way_for_read_timeout_is_closed() {
-    let upstream = Scripted::start(|_, _| {
-        let wire =
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
-        (answer(wire), After::KeepOpen)
-    });
+    let upstream = Scripted::start(|_, _| (answer(&switched()), After::KeepOpen));
     let gw = start(&upstream);
     let mut client = Conn::open(gw.addr);
-    client.send(
-        b"GET /quiet HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-    );
+    client.send(handshake("/quiet").as_bytes());
     let r = client
         .try_read_response(false, Duration::from_secs(5))
         .expect("101");
@@ -568,5 +571,64 @@ fn an_h2c_upgrade_is_never_forwarded_so_no_tunnel_can_bypass_the_routes() {
     let lower = head.to_ascii_lowercase();
     for gone in ["\r\nupgrade:", "\r\nhttp2-settings:", "\r\nconnection:"] {
         assert!(!lower.contains(gone), "{gone} forwarded: {head}");
+    }
+}
+
+/// The "websocket-smuggle" attack: an upstream made to answer 101 without
+/// switching would otherwise get every later request on the connection raw.
+#[test]
+fn only_a_valid_handshake_answered_with_its_accept_becomes_a_tunnel() {
+    // An upstream that answers 101 to anything that says Upgrade, or to /switch.
+    let upstream = Scripted::start(|head, _| {
+        let lower = head.to_ascii_lowercase();
+        if lower.contains("\r\nupgrade:") || head.starts_with("GET /switch") {
+            let wrong = switched().replace(WS_ACCEPT, "AAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+            let wire = if head.starts_with("GET /wrong") { wrong } else { switched() };
+            return (answer(&wire), After::KeepOpen);
+        }
+        (
+            answer("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            After::KeepOpen,
+        )
+    });
+    let gw = start(&upstream);
+    let smuggled = "GET /smuggled HTTP/1.1\r\nHost: gw.test\r\n\r\n";
+    let not_handshakes = [
+        // A POST with a body and a lone Upgrade header.
+        "POST /post HTTP/1.1\r\nHost: gw.test\r\nUpgrade: websocket\r\nContent-Length: 2\r\n\r\nhi".to_string(),
+        // No key, no version.
+        "GET /nokey HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n".to_string(),
+        handshake("/badversion").replace("Version: 13", "Version: 12"),
+        handshake("/shortkey").replace(WS_KEY, "c2hvcnQ="),
+        handshake("/noconnection").replace("Connection: Upgrade", "Connection: keep-alive"),
+    ];
+    for request in &not_handshakes {
+        let mut client = Conn::open(gw.addr);
+        client.send(request.as_bytes());
+        let r = client.read_response();
+        assert_eq!((r.status, r.text().as_str()), (200, "ok"), "{request}");
+        let head = upstream.heads().pop().expect("the upstream saw it");
+        assert!(
+            !head.to_ascii_lowercase().contains("\r\nupgrade:"),
+            "Upgrade forwarded: {head}"
+        );
+    }
+    // A 101 to a plain request, or with the wrong accept: 502, the connection
+    // closed, and what the client sends next never reaches the upstream.
+    for first in [
+        "GET /switch HTTP/1.1\r\nHost: gw.test\r\n\r\n".to_string(),
+        handshake("/wrong"),
+    ] {
+        let before = upstream.heads().len();
+        let mut client = Conn::open(gw.addr);
+        client.send(format!("{first}{smuggled}").as_bytes());
+        let r = client.read_response();
+        assert_eq!(r.status, 502, "{first}");
+        assert_eq!(r.header("connection"), Some("close"), "{first}");
+        assert!(client.closed_within(Duration::from_secs(5)), "{first}");
+        std::thread::sleep(Duration::from_millis(200));
+        let heads = upstream.heads();
+        assert_eq!(heads.len(), before + 1, "{first}: {heads:?}");
+        assert!(heads.iter().all(|h| !h.contains("/smuggled")), "{heads:?}");
     }
 }

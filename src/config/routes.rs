@@ -56,7 +56,7 @@ pub(super) fn read(f: &Field, known: &Known, p: &mut Problems) -> Vec<Route> {
         let table = RouteTable::new(
             routes
                 .iter()
-                .map(|r| (r.pattern.clone(), r.methods))
+                .map(|r| (r.pattern.clone(), r.methods.clone()))
                 .collect(),
         );
         warn_shadowed(&table.shadowed(), &routes, &positions, p);

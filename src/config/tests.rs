@@ -235,7 +235,7 @@ fn every_kind_of_mistake_gives_its_message_at_its_position() {
     let auth = |extra: &str| format!("{AUTH_LAST}{extra}");
     let route = |extra: &str| format!("{ROUTES_LAST}{extra}");
     // The route module words its own errors; the loader only places them.
-    let method_error = crate::route::MethodSet::parse_list(["FETCH"]).unwrap_err();
+    let method_error = crate::route::MethodSet::parse_list(["Get"]).unwrap_err();
     let bad_method = format!("gateway.yaml:11:47: routes[2].methods[1]: {method_error}");
     let cases: Vec<(String, &str)> = vec![
         ("a: [1\n".into(), "gateway.yaml:2:1: while parsing a flow sequence, expected ',' or ']'"),
@@ -287,7 +287,7 @@ fn every_kind_of_mistake_gives_its_message_at_its_position() {
         (route("  - { path: /a }\n"), "gateway.yaml:11:5: routes[2]: route has no upstream; only routes under auth.prefix (/api/auth) may omit it"),
         (route("  - { path: /a, upstream: app, auth: none, roles: [admin] }\n"), "gateway.yaml:11:38: routes[2].auth: a public route (auth: none) cannot have identity rules (roles)"),
         (route("  - { path: /a, upstream: app, auth: optional }\n"), "gateway.yaml:11:38: routes[2].auth: expected \"required\" or \"none\", got \"optional\""),
-        (route("  - { path: /a, upstream: app, methods: [GET, FETCH] }\n"), &bad_method),
+        (route("  - { path: /a, upstream: app, methods: [GET, Get] }\n"), &bad_method),
         (route("  - { path: a, upstream: app }\n"), "gateway.yaml:11:13: routes[2].path: pattern must start with '/'"),
         (route("  - { upstream: app }\n"), "gateway.yaml:11:5: routes[2].path: missing required key"),
         (route("  - { path: /a, upstream: app, rate_limit: 10/week }\n"), "gateway.yaml:11:44: routes[2].rate_limit: invalid rate \"10/week\": expected N/unit like 10/min (units: s, sec, m, min, h, hour, d, day)"),

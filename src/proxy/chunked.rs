@@ -46,9 +46,11 @@ impl Decoder {
             match self.state {
                 State::Size => {
                     let Some(line) = take_line(buf)? else {
+                        // What has arrived of the line, less a CR whose LF is on its way.
+                        chunk_size(buf.strip_suffix(b"\r").unwrap_or(buf), false)?;
                         return Ok(Step::NeedMore);
                     };
-                    let size = chunk_size(&line)?;
+                    let size = chunk_size(&line, true)?;
                     self.state = if size == 0 {
                         State::Trailers
                     } else {
@@ -94,33 +96,102 @@ impl Decoder {
     }
 }
 
-/// One CRLF-terminated line, without its CRLF.
+/// One CRLF-terminated line, without its CRLF. A line is refused as soon as
+/// it cannot end well: a bare LF (or CR), or more than `MAX_LINE` bytes, so
+/// a broken sender gets its 400 at once instead of after a read timeout.
 fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, Malformed> {
-    match buf.windows(2).position(|w| w == b"\r\n") {
-        Some(end) if end <= MAX_LINE => {
-            let line = buf.split_to(end);
-            buf.advance(2);
-            Ok(Some(line))
+    let Some(lf) = buf.iter().position(|b| *b == b'\n') else {
+        let stray_cr = buf.iter().rev().skip(1).any(|b| *b == b'\r');
+        if stray_cr || buf.len() > MAX_LINE {
+            return Err(Malformed);
         }
-        Some(_) => Err(Malformed),
-        None if buf.len() > MAX_LINE => Err(Malformed),
-        None => Ok(None),
-    }
-}
-
-/// The hex size at the start of a chunk-size line; extensions are ignored.
-fn chunk_size(line: &[u8]) -> Result<u64, Malformed> {
-    let digits = line
-        .iter()
-        .position(|b| *b == b';' || *b == b' ' || *b == b'\t')
-        .map_or(line, |end| &line[..end]);
-    if digits.is_empty() || digits.len() > 15 {
+        return Ok(None);
+    };
+    if lf == 0 || buf[lf - 1] != b'\r' || lf > MAX_LINE || buf[..lf - 1].contains(&b'\r') {
         return Err(Malformed);
     }
-    digits.iter().try_fold(0u64, |size, b| {
-        let digit = (*b as char).to_digit(16).ok_or(Malformed)?;
-        Ok(size * 16 + u64::from(digit))
-    })
+    let line = buf.split_to(lf - 1);
+    buf.advance(2);
+    Ok(Some(line))
+}
+
+/// The most hex digits a chunk size may have: 16 fill a u64.
+const MAX_DIGITS: usize = 16;
+
+/// The size of a chunk-size line (RFC 9112 §7.1.1), its extensions checked
+/// and ignored. `whole`: the line is complete; otherwise `line` is what has
+/// arrived of it so far, and only a prefix no valid line can start with is
+/// refused.
+fn chunk_size(line: &[u8], whole: bool) -> Result<u64, Malformed> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits > MAX_DIGITS || (digits == 0 && (whole || !line.is_empty())) {
+        return Err(Malformed);
+    }
+    if !extensions_ok(&line[digits..], whole) {
+        return Err(Malformed);
+    }
+    let size = line[..digits].iter().fold(0u64, |size, b| {
+        // A hex digit, checked above; at most 16 of them, so no overflow.
+        size << 4 | u64::from((*b as char).to_digit(16).unwrap_or(0))
+    });
+    Ok(size)
+}
+
+/// Where the extension grammar is: `*( BWS ";" BWS name [ BWS "=" BWS value ] )`,
+/// value a token or a quoted string.
+#[derive(Clone, Copy, PartialEq)]
+enum Ext {
+    /// After the size or a complete extension: BWS, then `;` or the end.
+    Between,
+    /// After `;`: BWS, then a name.
+    BeforeName,
+    Name,
+    /// After a name: BWS, then `=`, `;` or the end.
+    AfterName,
+    /// After `=`: BWS, then a value.
+    BeforeValue,
+    Token,
+    Quoted,
+    QuotedEscape,
+}
+
+/// Whether `rest` (the line after the size) is a valid run of extensions,
+/// or, when not `whole`, could still become one.
+fn extensions_ok(rest: &[u8], whole: bool) -> bool {
+    let ws = |b: u8| b == b' ' || b == b'\t';
+    let mut state = Ext::Between;
+    for &b in rest {
+        state = match (state, b) {
+            (Ext::Between | Ext::AfterName, b';') => Ext::BeforeName,
+            (Ext::Between | Ext::AfterName | Ext::BeforeName | Ext::BeforeValue, b) if ws(b) => {
+                state
+            }
+            (Ext::BeforeName | Ext::Name, b) if is_tchar(b) => Ext::Name,
+            (Ext::Name, b) if ws(b) => Ext::AfterName,
+            (Ext::AfterName | Ext::Name, b'=') => Ext::BeforeValue,
+            (Ext::Name | Ext::Token, b';') => Ext::BeforeName,
+            (Ext::BeforeValue | Ext::Token, b) if is_tchar(b) => Ext::Token,
+            (Ext::BeforeValue, b'"') => Ext::Quoted,
+            (Ext::Token, b) if ws(b) => Ext::Between,
+            (Ext::Quoted, b'"') => Ext::Between,
+            (Ext::Quoted, b'\\') => Ext::QuotedEscape,
+            (Ext::Quoted, b) if b == b'\t' || (b >= 0x20 && b != 0x7f) => Ext::Quoted,
+            (Ext::QuotedEscape, b) if b == b'\t' || (b >= 0x20 && b != 0x7f) => Ext::Quoted,
+            _ => return false,
+        };
+    }
+    // Whitespace only counts when an extension follows it (`5 ;a`), never
+    // as the end of a line (`5 `): RFC 9112 has no trailing whitespace there.
+    !whole || matches!(state, Ext::Name | Ext::Token) || (state == Ext::Between && !ends_ws(rest))
+}
+
+fn ends_ws(rest: &[u8]) -> bool {
+    rest.last().is_some_and(|b| *b == b' ' || *b == b'\t')
+}
+
+/// A character of an RFC 9110 token.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// `n` in lower-case hex, as a chunk-size line starts: the encoder's half.
@@ -195,8 +266,56 @@ mod tests {
             b"\r\nhello\r\n0\r\n\r\n",
             b"-5\r\nhello\r\n0\r\n\r\n",
             b"10000000000000000\r\n",
+            b"00000000000000005\r\nhello\r\n0\r\n\r\n",
+            b"5\nhello\r\n0\r\n\r\n",
+            b"5;a=b\nhello\r\n0\r\n\r\n",
+            b"5\r\nhello\r\n0\r\nX: 1\n\r\n",
+            b"5\r\nhello\r\n0\n\n",
+            b"0x5\r\nhello\r\n0\r\n\r\n",
+            b"5 5\r\nhello\r\n0\r\n\r\n",
+            b"5 \r\nhello\r\n0\r\n\r\n",
+            b"5;\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\r\nhello\r\n0\r\n\r\n",
+            b"5;a\x01b\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"b\r\nhello\r\n0\r\n\r\n",
+            b"5\rhello\r\n0\r\n\r\n",
         ] {
             assert_eq!(decode(wire, 64), Err(Malformed), "{wire:?}");
+        }
+    }
+
+    #[test]
+    fn valid_extensions_pass() {
+        for size_line in [
+            "5;a",
+            "5;a=b",
+            "5 ;a=b",
+            "5;a=\"q \\\" ;x\"",
+            "5; a = b ;c",
+            "0005",
+            "FFFFFFFFFFFFFFF5;big=0",
+        ] {
+            let wire = format!("{size_line}\r\nhello\r\n0\r\n\r\n");
+            if size_line.starts_with("FFF") {
+                // Sixteen digits are a size, not an error (the data is just short).
+                let mut buf = BytesMut::from(wire.as_str());
+                assert!(Decoder::default().next(&mut buf).is_ok(), "{size_line}");
+                continue;
+            }
+            assert_eq!(decode(wire.as_bytes(), 64).unwrap().0, b"hello", "{size_line}");
+        }
+    }
+
+    #[test]
+    fn a_size_line_that_cannot_be_valid_is_refused_before_it_ends() {
+        // Nothing more will arrive: the refusal must come from what is here.
+        for partial in [&b"zz"[..], b"5 5", b"0x", b"5\x01", b"5;a\x02", b"5\r5", b"11111111111111111"] {
+            let mut buf = BytesMut::from(partial);
+            assert_eq!(Decoder::default().next(&mut buf), Err(Malformed), "{partial:?}");
+        }
+        for waiting in [&b""[..], b"5", b"5;", b"5;a=\"x", b"5\r"] {
+            let mut buf = BytesMut::from(waiting);
+            assert_eq!(Decoder::default().next(&mut buf), Ok(Step::NeedMore), "{waiting:?}");
         }
     }
 

@@ -22,10 +22,13 @@ const READ_SIZE: usize = 8 * 1024;
 /// How long one read of a request body, or one write of an answer the socket
 /// does not take at once, may wait for the client.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
-/// The unread rest of a refused request's body is read and dropped, so the
-/// connection can carry the next request, only up to this much and this long.
-const DRAIN_LIMIT: usize = 1 << 20;
-const DRAIN_TIME: Duration = Duration::from_secs(2);
+/// How long, and for how many bytes, a closing connection reads what the
+/// client still sends (see `Client::close`).
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_LIMIT: usize = 1 << 20;
+/// Bytes of pipelined requests kept while an answer is awaited; past this,
+/// the client is not read until the answer is out.
+const PIPELINE_LIMIT: usize = 1 << 20;
 /// A body write up to this size is copied behind its framing and sent in one
 /// write; a larger one goes out on its own.
 const COALESCE: usize = 16 * 1024;
@@ -257,9 +260,9 @@ impl Client {
     pub fn write_head(&mut self, head: Head, out: Out) {
         let Head { mut bytes, status } = head;
         let mut out = out;
-        if self.expects_continue && !self.continued && !matches!(self.body, BodyIn::Done) {
-            // The body was never asked for, so it may never come: nothing after
-            // it can be read (see `reusable`).
+        if !matches!(self.body, BodyIn::Done) {
+            // Answered before the body was read (a refusal): nothing after the
+            // body will be read (see `reusable`), and the client is told so.
             self.keepalive = false;
         }
         if status == 101 {
@@ -343,26 +346,11 @@ impl Client {
     }
 
     /// Whether the connection can read another request now that the answer
-    /// is out. A body the answer did not need is read and dropped first,
-    /// within limits, unless the client was never told to send it.
-    pub async fn reusable(&mut self) -> bool {
-        if !self.keepalive || self.upgraded {
-            return false;
-        }
-        if matches!(self.body, BodyIn::Done) {
-            return true;
-        }
-        if self.expects_continue && !self.continued {
-            return false;
-        }
-        let drain = async {
-            let mut left = DRAIN_LIMIT;
-            while let Some(data) = self.read_body().await.ok()? {
-                left = left.checked_sub(data.len())?;
-            }
-            Some(())
-        };
-        matches!(timeout(DRAIN_TIME, drain).await, Ok(Some(())))
+    /// is out. Not when any of the request's body is unread (the gateway
+    /// refused it before reading): where that body ends is the one thing two
+    /// parsers in a row may disagree on, so nothing after it is read.
+    pub fn reusable(&self) -> bool {
+        self.keepalive && !self.upgraded && matches!(self.body, BodyIn::Done)
     }
 
     /// Resolves when the client has left while its answer is awaited; bytes
@@ -376,7 +364,7 @@ impl Client {
                 Ok(0) => return Error::explain(ConnectionClosed, "client left").into_down(),
                 Err(e) => return Error::because(ReadError, "client left", e).into_down(),
                 // The client's next request, sent early (pipelining): kept, read on.
-                Ok(_) if self.buf.len() < DRAIN_LIMIT => {}
+                Ok(_) if self.buf.len() < PIPELINE_LIMIT => {}
                 // Far more than anyone pipelines: stop reading until the answer.
                 Ok(_) => std::future::pending().await,
             }
@@ -410,6 +398,30 @@ impl Client {
     pub async fn shutdown(&mut self) {
         let _ = self.send_out().await;
         let _ = timeout(Duration::from_secs(1), self.stream.shutdown()).await;
+    }
+
+    /// Ends the connection. When the client may still be sending (a body
+    /// that was refused unread, pipelined requests), its bytes are read and
+    /// dropped for a moment after our FIN: closing a socket with unread data
+    /// makes the kernel send a reset, which can destroy the answer before the
+    /// client reads it (nginx's `lingering_close` does the same).
+    pub async fn close(mut self) {
+        if self.buf.is_empty() && matches!(self.body, BodyIn::Done) {
+            return;
+        }
+        self.shutdown().await;
+        let discard = async {
+            let mut left = LINGER_LIMIT;
+            loop {
+                self.buf.clear();
+                self.buf.reserve(READ_SIZE);
+                match self.stream.read_buf(&mut self.buf).await {
+                    Ok(n) if n > 0 && n < left => left -= n,
+                    _ => return,
+                }
+            }
+        };
+        let _ = timeout(LINGER_TIME, discard).await;
     }
 
     async fn send_out(&mut self) -> Result<()> {

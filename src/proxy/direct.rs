@@ -38,13 +38,15 @@ pub async fn forward(
     ctx: &mut Ctx,
     index: usize,
     head: Vec<u8>,
+    accept: Option<String>,
     timer: &mut ReadTimer,
 ) -> Result<()> {
     let gateway = ctx.gateway.clone();
     let pool = &gateway.pools[index];
     let method = &req.method;
     let downstream_h11 = req.version == Version::HTTP_11;
-    let upgrade = is_upgrade(req);
+    // A 101 completes a WebSocket handshake only with this accept value.
+    let upgrade = accept.as_deref().map(str::as_bytes);
     // Already checked by `framing::check`. A length is passed on as it comes; a
     // chunked body is decoded as it is read, so it is chunked again on the way out.
     let body = req.body_framing();
@@ -157,11 +159,6 @@ fn answer_head(mut head: Head, answer: &Answer, ctx: &Ctx) -> Head {
     }
     respond::common_fields(&mut head, ctx);
     head
-}
-
-/// An HTTP/1.1 request to switch protocols (WebSocket: `sanitize` removed any other).
-fn is_upgrade(req: &Request) -> bool {
-    req.version == Version::HTTP_11 && req.has("upgrade")
 }
 
 /// Headers that describe one connection, never forwarded across it.
@@ -278,7 +275,7 @@ async fn read_answer(
     conn: &mut Conn,
     rd: &mut Reader<'_>,
     method: &Method,
-    upgrade: bool,
+    upgrade: Option<&[u8]>,
 ) -> std::result::Result<Answer, Failure> {
     let mut received = false;
     loop {

@@ -3,17 +3,21 @@
 
 use super::request::Request;
 use crate::error::Reject;
-use http::{Method, Version};
+use http::Version;
 
-/// Refuses TRACE/CONNECT and ambiguous framing (SPEC §4). A framing refusal
-/// must also close the connection: its bytes cannot be trusted to end where
-/// we think they do.
+/// Refuses ambiguous framing and heads RFC 9112 calls invalid (SPEC §4). A
+/// framing refusal must also close the connection: its bytes cannot be
+/// trusted to end where we think they do.
 pub fn check(req: &Request) -> Result<(), Reject> {
-    if req.method == Method::TRACE || req.method == Method::CONNECT {
-        return Err(Reject::MethodNotAllowed);
-    }
     if req.target().contains(&b'#') {
         return Err(bad("fragment in request target"));
+    }
+    // RFC 9112 §3.2: exactly one Host in HTTP/1.1, at most one in HTTP/1.0.
+    let mut hosts = req.all("host");
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => return Err(bad("more than one Host field")),
+        (None, _) if req.version >= Version::HTTP_11 => return Err(bad("no Host field")),
+        _ => {}
     }
     let mut te = req.all("transfer-encoding").peekable();
     let mut cl = req.all("content-length");
@@ -140,8 +144,18 @@ mod tests {
     }
 
     #[test]
-    fn trace_and_connect_are_not_allowed() {
-        assert_eq!(check(&req("TRACE", &[])), Err(Reject::MethodNotAllowed));
+    fn http_1_1_needs_exactly_one_host() {
+        let host = |head: &str| check(&Request::from_text(head));
+        assert_eq!(host("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), Ok(()));
+        assert_eq!(host("GET / HTTP/1.0\r\n\r\n"), Ok(()));
+        for refused in [
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+            "GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+        ] {
+            assert!(matches!(host(refused), Err(Reject::BadRequest(_))), "{refused:?}");
+        }
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub const MAX_HEAD: usize = 64 * 1024;
 pub enum HeadError {
     /// Not HTTP/1.x: the connection cannot be read any further.
     Malformed,
+    /// HTTP/1.x, but a shape the gateway refuses rather than guess at.
+    Refused(&'static str),
     /// Longer than `MAX_HEAD`, or more than `MAX_FIELDS` fields.
     TooLarge,
 }
@@ -52,6 +54,29 @@ struct Field {
     value: Range<usize>,
 }
 
+/// RFC 9110's methods and PATCH, as they must be spelled: methods are
+/// case-sensitive, but many frameworks upper-case them before routing, so
+/// `delete` would pass the gateway's rules as an unknown method and run as
+/// DELETE behind it.
+const STANDARD_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
+/// Whether `method` is a standard one in another letter case.
+fn is_miscased(method: &Method) -> bool {
+    let name = method.as_str();
+    // `http` keeps the standard methods, exactly spelled, as constants: the
+    // common case costs one comparison of a discriminant.
+    if [Method::GET, Method::POST, Method::HEAD, Method::PUT, Method::DELETE]
+        .contains(method)
+    {
+        return false;
+    }
+    STANDARD_METHODS
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case(name) && *m != name)
+}
+
 impl Request {
     /// Takes one complete request head off the front of `buf`, leaving what
     /// follows it (a body, the next request) there; `None` until it is whole.
@@ -75,6 +100,9 @@ impl Request {
         };
         let method = parsed.method.unwrap_or_default();
         let method = Method::from_bytes(method.as_bytes()).map_err(|_| HeadError::Malformed)?;
+        if is_miscased(&method) {
+            return Err(HeadError::Refused("method in the wrong letter case"));
+        }
         let version = match parsed.version {
             Some(1) => Version::HTTP_11,
             Some(0) => Version::HTTP_10,

@@ -68,7 +68,14 @@ struct Delimiting {
 
 /// One complete, final answer head taken off the front of `buf`, `None` if
 /// more bytes are needed. Interim (1xx) answers are consumed and skipped.
-pub fn parse_head(buf: &mut BytesMut, method: &Method, upgrade: bool) -> Result<Option<Answer>> {
+/// `upgrade`: the `Sec-WebSocket-Accept` a 101 must carry, when the request
+/// was a WebSocket handshake; any other 101 is an error (a 502, and the
+/// client's connection closed), never a tunnel.
+pub fn parse_head(
+    buf: &mut BytesMut,
+    method: &Method,
+    upgrade: Option<&[u8]>,
+) -> Result<Option<Answer>> {
     loop {
         // Left uninitialized: the parser writes the slots it fills (a 4 KiB
         // memset per answer otherwise).
@@ -87,9 +94,12 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method, upgrade: bool) -> Result<
             }
         };
         let status = parsed.code.unwrap_or(0);
-        if status == 101 && !upgrade {
-            return Error::e_explain(InvalidHTTPHeader, "upstream switched protocols unasked")
-                .map_err(|e| e.into_up());
+        if status == 101 && !completes_handshake(parsed.headers, upgrade) {
+            return Error::e_explain(
+                InvalidHTTPHeader,
+                "upstream 101 without a WebSocket handshake it answers",
+            )
+            .map_err(|e| e.into_up());
         }
         if (100..200).contains(&status) && status != 101 {
             buf.advance(len);
@@ -119,6 +129,29 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method, upgrade: bool) -> Result<
         let head = buf.split_to(len).freeze();
         return Ok(Some(answer(status, head, fields, said, method)));
     }
+}
+
+/// Whether a 101's fields complete the handshake whose accept value is
+/// `accept`: `Upgrade: websocket` and exactly that `Sec-WebSocket-Accept`.
+fn completes_handshake(fields: &[httparse::Header], accept: Option<&[u8]>) -> bool {
+    let Some(accept) = accept else {
+        return false;
+    };
+    let values = |name: &'static str| {
+        fields
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.trim_ascii())
+    };
+    let one = |name| {
+        let mut all = values(name);
+        match (all.next(), all.next()) {
+            (Some(v), None) => Some(v),
+            _ => None,
+        }
+    };
+    one("upgrade").is_some_and(|v| v.eq_ignore_ascii_case(b"websocket"))
+        && one("sec-websocket-accept") == Some(accept)
 }
 
 impl Delimiting {
@@ -194,7 +227,7 @@ mod tests {
 
     fn parsed(wire: &[u8], method: Method) -> (Option<Answer>, BytesMut) {
         let mut buf = BytesMut::from(wire);
-        let answer = parse_head(&mut buf, &method, false).unwrap();
+        let answer = parse_head(&mut buf, &method, None).unwrap();
         (answer, buf)
     }
 
@@ -301,7 +334,7 @@ mod tests {
         }
         wire.push_str("\r\n");
         let mut buf = BytesMut::from(wire.as_bytes());
-        assert!(parse_head(&mut buf, &Method::GET, false).is_err());
+        assert!(parse_head(&mut buf, &Method::GET, None).is_err());
     }
 
     #[test]
@@ -348,10 +381,31 @@ mod tests {
             b"NOT HTTP\r\n\r\n",
         ] {
             let mut buf = BytesMut::from(wire);
-            let e = parse_head(&mut buf, &Method::GET, false)
+            let e = parse_head(&mut buf, &Method::GET, None)
                 .err()
                 .expect("refused");
             assert_eq!(*e.esource(), ErrorSource::Upstream, "{wire:?}");
+        }
+    }
+
+    #[test]
+    fn a_101_is_a_tunnel_only_when_it_completes_the_handshake() {
+        let accept = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+        let parse = |wire: &str, asked: Option<&[u8]>| {
+            let mut buf = BytesMut::from(wire);
+            parse_head(&mut buf, &Method::GET, asked).map(|a| a.map(|a| a.framing))
+        };
+        let good = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                    Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+        assert_eq!(parse(good, Some(accept)).unwrap(), Some(Framing::Tunnel));
+        assert!(parse(good, None).is_err(), "unasked");
+        assert!(parse(good, Some(b"AAAAAAAAAAAAAAAAAAAAAAAAAAA=")).is_err());
+        for bad in [
+            "HTTP/1.1 101 Switching Protocols\r\n\r\n",
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+        ] {
+            assert!(parse(bad, Some(accept)).is_err(), "{bad:?}");
         }
     }
 }

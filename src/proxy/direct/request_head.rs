@@ -3,7 +3,7 @@
 //! the gateway sets, then the gateway's own, written straight into the head
 //! (no intermediate header values to allocate).
 
-use super::{is_hop_by_hop, is_upgrade};
+use super::is_hop_by_hop;
 use crate::authn::Identity;
 use crate::config::IdentityHeaders;
 use crate::identity_headers;
@@ -31,8 +31,10 @@ pub struct Additions<'a> {
     pub tls: bool,
 }
 
-/// The whole head, ending with its blank line.
-pub fn request_head(req: &Request, adds: &Additions) -> Vec<u8> {
+/// The whole head, ending with its blank line. `upgrade`: the request is a
+/// valid WebSocket handshake (`websocket::handshake_key`); any other request's
+/// `Upgrade` stays behind.
+pub fn request_head(req: &Request, adds: &Additions, upgrade: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(req.raw_head().len() + 256);
     out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');
@@ -43,7 +45,10 @@ pub fn request_head(req: &Request, adds: &Additions) -> Vec<u8> {
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in req.fields() {
         let ours = FORWARDING.iter().any(|f| f.eq_ignore_ascii_case(name));
-        if !ours && !is_hop_by_hop(name) && !name.eq_ignore_ascii_case(b"expect") {
+        let skipped = is_hop_by_hop(name)
+            || name.eq_ignore_ascii_case(b"expect")
+            || (!upgrade && name.eq_ignore_ascii_case(b"upgrade"));
+        if !ours && !skipped {
             push_field(&mut out, name, value);
         }
     }
@@ -67,7 +72,7 @@ pub fn request_head(req: &Request, adds: &Additions) -> Vec<u8> {
     }
     let proto: &[u8] = if adds.tls { b"https" } else { b"http" };
     push_field(&mut out, b"x-forwarded-proto", proto);
-    if is_upgrade(req) {
+    if upgrade {
         // The client's `Connection` stays on its side; this one asks our hop.
         push_field(&mut out, b"Connection", b"Upgrade");
     }
@@ -124,7 +129,7 @@ mod tests {
             target: Some("/b?q=1".into()),
             ..adds(&names, Some(&id))
         };
-        let head = String::from_utf8(request_head(&req, &adds)).unwrap();
+        let head = String::from_utf8(request_head(&req, &adds, false)).unwrap();
         assert_eq!(
             head,
             "GET /b?q=1 HTTP/1.1\r\nHost: example.test\r\nX-Custom-Case: 1\r\n\
@@ -144,14 +149,14 @@ mod tests {
             tls: true,
             ..adds(&names, None)
         };
-        let head = String::from_utf8(request_head(&req, &trusted)).unwrap();
+        let head = String::from_utf8(request_head(&req, &trusted, false)).unwrap();
         assert!(
             head.contains(
                 "\r\nx-forwarded-for: 1.1.1.1, 2.2.2.2, 3.3.3.3, 10.0.0.9\r\nx-forwarded-proto: https\r\n"
             ),
             "{head}"
         );
-        let untrusted = String::from_utf8(request_head(&req, &adds(&names, None))).unwrap();
+        let untrusted = String::from_utf8(request_head(&req, &adds(&names, None), false)).unwrap();
         assert!(
             untrusted.contains("\r\nx-forwarded-for: 10.0.0.9\r\n"),
             "{untrusted}"
