@@ -2,6 +2,8 @@
 //! the status, headers and JSON body of SPEC §5. Causes are logged by the caller,
 //! never sent: the client sees only the message in this file.
 
+use crate::http1::framing::Refused;
+use crate::http1::HeadError;
 use crate::token::TokenError;
 use std::borrow::Cow;
 
@@ -42,6 +44,24 @@ pub enum Reject {
         retry_after: u64,
     },
     Internal,
+}
+
+/// A request head the transport could not take.
+impl From<HeadError> for Reject {
+    fn from(e: HeadError) -> Reject {
+        match e {
+            HeadError::TooLarge => Reject::HeadersTooLarge,
+            HeadError::Malformed => Reject::BadRequest("malformed request".into()),
+            HeadError::Refused(why) => Reject::BadRequest(why.into()),
+        }
+    }
+}
+
+/// A request whose framing or target the transport refused.
+impl From<Refused> for Reject {
+    fn from(Refused(why): Refused) -> Reject {
+        Reject::BadRequest(why.into())
+    }
 }
 
 /// What goes on the wire for a [`Reject`].

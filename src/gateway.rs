@@ -7,7 +7,7 @@ use crate::issuers::TrustedIssuers;
 use crate::metrics::RouteSeries;
 use crate::route::RouteTable;
 use crate::token::Keys;
-use crate::upstream::Pool;
+use crate::upstream::{self, Pool};
 use std::sync::Arc;
 
 /// Everything the request path reads, immutable once built.
@@ -45,7 +45,17 @@ impl Gateway {
         let pools = config
             .upstreams
             .iter()
-            .map(|u| Pool::resolve(u).map(Arc::new))
+            .map(|u| {
+                let spec = upstream::Spec {
+                    name: &u.name,
+                    addrs: &u.addrs,
+                    tls: u.tls,
+                    sni: &u.sni,
+                    connect_timeout: u.connect_timeout,
+                    read_timeout: u.read_timeout,
+                };
+                Pool::resolve(&spec).map(Arc::new)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let issuers = TrustedIssuers::start(&config.auth.trusted_issuers, config.auth.leeway);
         let series = config

@@ -5,7 +5,7 @@
 
 use crate::authn::Identity;
 use crate::config::IdentityHeaders;
-use crate::proxy::Request;
+use crate::http1::Request;
 use http::HeaderName;
 
 /// Headers that ask a framework to treat the request as another method, or as
@@ -38,9 +38,10 @@ const CONNECTION_KEEPS: &[&str] = &[
 /// variable as `X-User-Id`.
 fn folded_eq(name: &[u8], wanted: &str) -> bool {
     name.len() == wanted.len()
-        && name.iter().zip(wanted.bytes()).all(|(a, b)| {
-            a.to_ascii_lowercase() == b || ((*a == b'_' || *a == b'.') && b == b'-')
-        })
+        && name
+            .iter()
+            .zip(wanted.bytes())
+            .all(|(a, b)| a.to_ascii_lowercase() == b || ((*a == b'_' || *a == b'.') && b == b'-'))
 }
 
 impl IdentityHeaders {
@@ -88,7 +89,7 @@ pub fn sanitize(req: &mut Request, names: &IdentityHeaders) {
 pub fn inject(out: &mut Vec<u8>, names: &IdentityHeaders, id: &Identity) {
     let field = |out: &mut Vec<u8>, name: &HeaderName, value: Option<&str>| {
         if let Some(value) = value.filter(|v| is_field_value(v.as_bytes())) {
-            crate::proxy::push_field(out, name.as_str().as_bytes(), value.as_bytes());
+            crate::http1::push_field(out, name.as_str().as_bytes(), value.as_bytes());
         }
     };
     field(out, &names.user_id, Some(id.sub.as_str()));
@@ -236,7 +237,10 @@ mod tests {
     fn connection_never_removes_framing_or_routing_fields() {
         let mut h = map(&[
             ("Host", "a"),
-            ("Connection", "Host, Content-Length, transfer-encoding, X-Other"),
+            (
+                "Connection",
+                "Host, Content-Length, transfer-encoding, X-Other",
+            ),
             ("Content-Length", "3"),
             ("X-Other", "1"),
         ]);
@@ -246,7 +250,11 @@ mod tests {
 
     #[test]
     fn dotted_identity_headers_are_removed_like_underscored_ones() {
-        let mut h = map(&[("X.User.Id", "admin"), ("x.user_role", "admin"), ("X.Other", "1")]);
+        let mut h = map(&[
+            ("X.User.Id", "admin"),
+            ("x.user_role", "admin"),
+            ("X.Other", "1"),
+        ]);
         sanitize(&mut h, &names());
         assert_eq!(left(&h), vec!["X.Other"]);
     }

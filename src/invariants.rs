@@ -5,8 +5,8 @@
 
 use crate::authn::Identity;
 use crate::config::IdentityHeaders;
+use crate::http1::Request;
 use crate::identity_headers;
-use crate::proxy::Request;
 use crate::route::{normalize, MethodSet, Pattern, RouteTable};
 use crate::token::{self, Keys};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -12,6 +12,7 @@ pub mod config;
 pub mod environment;
 pub mod error;
 pub mod gateway;
+pub mod http1;
 pub mod identity_headers;
 pub mod invariants;
 pub mod issuers;

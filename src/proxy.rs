@@ -5,21 +5,14 @@
 //!         → rewrite identity headers → upstream → response headers → log
 //! ```
 //!
-//! `Proxy::serve` runs one request through them; each stage is a few lines
-//! that delegate to its module.
+//! `Proxy::handle` runs one request through them; each stage is a few lines
+//! that delegate to its module. The HTTP/1 transport (`crate::http1`) reads
+//! and writes the bytes and knows none of this; the connection loop that
+//! drives it request by request is `proxy/connection.rs`.
 
 mod auth_route;
-mod chunked;
-mod client;
-mod direct;
-mod framing;
-mod request;
+mod connection;
 mod respond;
-mod websocket;
-
-pub(crate) use client::push_field;
-use direct::Additions;
-pub use request::{BodyFraming, Request};
 
 use crate::auth;
 use crate::authn::{self, Identity};
@@ -27,27 +20,21 @@ use crate::authz;
 use crate::config::AuthMode;
 use crate::error::Reject;
 use crate::gateway::Gateway;
+use crate::http1::exchange::{self, Additions, Answering, ReadTimer};
+use crate::http1::{framing, websocket, Client, Head, Request};
 use crate::identity_headers;
 use crate::metrics::METRICS;
 use crate::route;
 use crate::{access_log, clock};
-use http::Method;
 use arc_swap::ArcSwap;
-use async_trait::async_trait;
-use client::{Client, ReadFailure};
-use pingora::apps::ServerApp;
+use http::Method;
 use pingora::prelude::*;
-use pingora::protocols::Stream;
-use pingora::server::ShutdownWatch;
 use pingora::ErrorType;
-use std::future::Future;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Notify;
-use tokio::time::{self, Sleep};
 
 /// The gateway as pingora's listeners see it: the current config, the auth
 /// module's state (which outlives config reloads) and a count of requests in
@@ -72,7 +59,6 @@ pub struct Ctx {
     identity: Option<Arc<Identity>>,
     decision: &'static str,
     reason: Option<&'static str>,
-    upstream_start: Option<Instant>,
     tls: bool,
     /// The TCP peer, or the right-most `X-Forwarded-For` hop when that is trusted.
     client_ip: Option<IpAddr>,
@@ -175,8 +161,13 @@ impl Proxy {
     }
 
     /// What the upstream's request gets beyond the client's (already sanitized)
-    /// one, borrowed from the request's context.
-    fn additions<'a>(client: &Client, req: &Request, ctx: &'a Ctx) -> Result<Additions<'a>> {
+    /// one, borrowed from the request's context; `fields` writes the identity.
+    fn additions<'a>(
+        client: &Client,
+        req: &Request,
+        ctx: &'a Ctx,
+        fields: &'a dyn Fn(&mut Vec<u8>),
+    ) -> Result<Additions<'a>> {
         let (raw_path, query) =
             framing::target(req).map_err(|_| Error::new(ErrorType::InternalError))?;
         let target = (raw_path != ctx.path).then(|| match query {
@@ -185,8 +176,7 @@ impl Proxy {
         });
         Ok(Additions {
             target,
-            identity: ctx.identity.as_deref(),
-            names: &ctx.gateway.config.headers,
+            fields,
             request_id: &ctx.request_id,
             peer: client.peer_ip(),
             trust_forwarded_for: ctx.gateway.config.trust_forwarded_for,
@@ -195,12 +185,21 @@ impl Proxy {
     }
 }
 
-/// Records how long the upstream took to answer (its head), once.
-fn observe_upstream(ctx: &mut Ctx) {
-    if let Some(start) = ctx.upstream_start.take() {
-        ctx.series()
+/// The pipeline's side of an exchange with an upstream.
+impl Answering for Ctx {
+    fn upstream_answered(&mut self, waited: Duration) {
+        self.series()
             .upstream_duration
-            .observe(start.elapsed().as_secs_f64());
+            .observe(waited.as_secs_f64());
+    }
+
+    fn replaces(&self, name: &[u8]) -> bool {
+        name.eq_ignore_ascii_case(b"x-request-id")
+            || (self.tls && name.eq_ignore_ascii_case(b"strict-transport-security"))
+    }
+
+    fn own_fields(&self, head: &mut Head) {
+        respond::common_fields(head, self);
     }
 }
 
@@ -242,61 +241,6 @@ fn request_id(req: &Request) -> String {
         .unwrap_or_else(crate::token::random_id)
 }
 
-/// How long a client's connection may wait for its next request head: from
-/// its accept, then from the end of each answer.
-const KEEPALIVE: Duration = Duration::from_secs(60);
-
-/// Resolves once `KEEPALIVE` has passed since `since`. The connection's one
-/// timer is moved on when it fires early (at an earlier request's deadline)
-/// instead of being armed afresh for every request: a timer per request cost
-/// about 6 % of a refusal's instructions.
-async fn idle_for(mut timer: Pin<&mut Sleep>, since: time::Instant) {
-    let deadline = since + KEEPALIVE;
-    loop {
-        timer.as_mut().await;
-        if time::Instant::now() >= deadline {
-            return;
-        }
-        timer.as_mut().reset(deadline);
-    }
-}
-
-/// The connection loop: HTTP/1.x requests, one after another, each through
-/// `serve`, on a client connection of our own (`client`): pingora-proxy's
-/// per-request state (cache, modules, retries), then pingora-core's session,
-/// each cost more than the whole pipeline here (docs/benchmarks.md, issue 7).
-#[async_trait]
-impl ServerApp for Proxy {
-    async fn process_new(self: &Arc<Self>, stream: Stream, _: &ShutdownWatch) -> Option<Stream> {
-        // Lets password hashing tell this thread's load from other processes'.
-        crate::proxy_cpu::enter_this_thread();
-        let mut client = Client::new(stream);
-        let mut read_timer = direct::ReadTimer::new();
-        let mut since = time::Instant::now();
-        let timer = time::sleep(KEEPALIVE);
-        tokio::pin!(timer);
-        while self
-            .serve(
-                &mut client,
-                idle_for(timer.as_mut(), since),
-                &mut read_timer,
-            )
-            .await
-        {
-            since = time::Instant::now();
-        }
-        client.close().await;
-        None
-    }
-
-    /// Called once the listeners are closed: connections waiting for their
-    /// next request end now instead of at their keep-alive timeout.
-    async fn cleanup(&self) {
-        self.stopping.store(true, Ordering::Release);
-        self.stop.notify_waiters();
-    }
-}
-
 impl Proxy {
     pub fn new(
         state: Arc<ArcSwap<Gateway>>,
@@ -312,72 +256,6 @@ impl Proxy {
         }
     }
 
-    /// Resolves once the gateway is shutting down.
-    async fn stopped(&self) {
-        let notified = self.stop.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if !self.stopping.load(Ordering::Acquire) {
-            notified.await;
-        }
-    }
-
-    /// One request, start to end: read its head, handle it, answer any failure,
-    /// log it. True when the connection can carry another request.
-    async fn serve(
-        &self,
-        client: &mut Client,
-        idle: impl Future<Output = ()>,
-        read_timer: &mut direct::ReadTimer,
-    ) -> bool {
-        let read = tokio::select! {
-            // Biased: a request already sent is served, not dropped, at shutdown.
-            biased;
-            read = client.read_request() => read,
-            _ = self.stopped() => return false,
-            _ = idle => return false,
-        };
-        let mut req = match read {
-            Ok(Some(req)) => req,
-            // The client closed the connection.
-            Ok(None) => return false,
-            Err(ReadFailure::Head(e)) => {
-                let mut ctx = self.new_ctx();
-                // No head to take an id from; the answer still carries one.
-                ctx.request_id = crate::token::random_id();
-                ctx.tls = client.is_tls();
-                let reject = match e {
-                    request::HeadError::TooLarge => Reject::HeadersTooLarge,
-                    request::HeadError::Malformed => Reject::BadRequest("malformed request".into()),
-                    request::HeadError::Refused(why) => Reject::BadRequest(why.into()),
-                };
-                client.close_after();
-                let _ = respond::reject(client, &ctx, &reject).await;
-                client.shutdown().await;
-                return false;
-            }
-            Err(ReadFailure::Io(e)) => {
-                log::debug!("reading a request head failed: {e}");
-                return false;
-            }
-        };
-        if self.stopping.load(Ordering::Acquire) {
-            client.close_after();
-        }
-        let mut ctx = self.new_ctx();
-        let failure = self
-            .handle(client, &mut req, &mut ctx, read_timer)
-            .await
-            .err();
-        if let Some(e) = &failure {
-            self.fail(client, &req, e, &mut ctx).await;
-        }
-        self.log(client, &req, failure.is_some(), &ctx);
-        drop(ctx);
-        // Whatever was half-read or half-written after a failure, this connection is done.
-        failure.is_none() && client.reusable()
-    }
-
     fn new_ctx(&self) -> Ctx {
         self.inflight.fetch_add(1, Ordering::AcqRel);
         Ctx {
@@ -389,7 +267,6 @@ impl Proxy {
             identity: None,
             decision: "none",
             reason: None,
-            upstream_start: None,
             tls: false,
             client_ip: None,
             _inflight: Inflight(self.inflight.clone()),
@@ -403,13 +280,14 @@ impl Proxy {
         client: &mut Client,
         req: &mut Request,
         ctx: &mut Ctx,
-        read_timer: &mut direct::ReadTimer,
+        read_timer: &mut ReadTimer,
     ) -> Result<()> {
         ctx.request_id = request_id(req);
         ctx.tls = client.is_tls();
         // Before any answer, the gateway's own included: a request whose end is
         // in doubt is refused, and nothing after it is read as another request.
-        if let Err(reject) = framing::check(req) {
+        if let Err(refused) = framing::check(req) {
+            let reject = Reject::from(refused);
             ctx.decision = reject.decision();
             client.close_after();
             return respond::reject(client, ctx, &reject).await;
@@ -439,14 +317,24 @@ impl Proxy {
             // Routes without an upstream belong to the embedded auth module.
             return self.serve_auth(client, req, ctx).await;
         };
-        // Client-sent identity headers go now; the verified ones are added to the
-        // upstream's request with the other additions.
         // Read before `sanitize` takes the client's `Connection` away.
         let accept = websocket::handshake_key(req).map(websocket::accept_for);
+        // Client-sent identity headers go now; the verified ones are written into
+        // the upstream's request head with the other additions.
         identity_headers::sanitize(req, &gateway.config.headers);
-        let adds = Proxy::additions(client, req, ctx)?;
-        let head = direct::request_head(req, &adds, accept.is_some());
-        direct::forward(client, req, ctx, index, head, accept, read_timer).await
+        let names = &gateway.config.headers;
+        let identity = ctx.identity.clone();
+        let inject = |out: &mut Vec<u8>| {
+            if let Some(id) = &identity {
+                identity_headers::inject(out, names, id);
+            }
+        };
+        let head = {
+            let adds = Proxy::additions(client, req, ctx, &inject)?;
+            exchange::request_head(req, &adds, accept.is_some())
+        };
+        let pool = &gateway.pools[index];
+        exchange::forward(client, req, pool, head, accept, read_timer, ctx).await
     }
 
     /// Answers a failure of `handle` when the client has no answer yet: 502/504
@@ -527,29 +415,5 @@ impl Proxy {
                 reason: ctx.reason,
             });
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn the_idle_limit_counts_from_the_last_answer_not_from_when_the_timer_was_armed() {
-        let start = time::Instant::now();
-        let timer = time::sleep(KEEPALIVE);
-        tokio::pin!(timer);
-        // A request ended 30 s in: the timer, armed at the start, fires at 60 s
-        // and must be moved on to 90 s rather than end the connection.
-        time::advance(Duration::from_secs(30)).await;
-        let last_answer = time::Instant::now();
-        idle_for(timer.as_mut(), last_answer).await;
-        assert_eq!(start.elapsed(), Duration::from_secs(90));
-        // Idle from the very start: it ends at its own deadline.
-        let since = time::Instant::now();
-        let timer = time::sleep(KEEPALIVE);
-        tokio::pin!(timer);
-        idle_for(timer.as_mut(), since).await;
-        assert_eq!(since.elapsed(), KEEPALIVE);
     }
 }

@@ -6,7 +6,6 @@
 mod conn;
 mod idle;
 
-use crate::config;
 use async_trait::async_trait;
 pub use conn::Conn;
 pub use idle::Idle;
@@ -47,12 +46,23 @@ struct Target {
     idle: Idle,
 }
 
+/// What a pool is made of: one configured upstream, in the transport's terms.
+pub struct Spec<'a> {
+    pub name: &'a str,
+    /// `host:port` strings, resolved when the pool is made.
+    pub addrs: &'a [String],
+    pub tls: bool,
+    pub sni: &'a str,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+}
+
 impl Pool {
     /// Resolves every address now: a name that does not resolve is a start-up
     /// error, never a panic inside the proxy later.
-    pub fn resolve(upstream: &config::Upstream) -> Result<Pool, String> {
+    pub fn resolve(upstream: &Spec) -> Result<Pool, String> {
         let mut targets = Vec::new();
-        for addr in &upstream.addrs {
+        for addr in upstream.addrs {
             let resolved = addr
                 .to_socket_addrs()
                 .map_err(|e| format!("upstream {}: cannot resolve {addr}: {e}", upstream.name))?;
@@ -70,14 +80,14 @@ impl Pool {
             }
         }
         Ok(Pool {
-            name: upstream.name.clone(),
+            name: upstream.name.to_owned(),
             targets,
             next: AtomicUsize::new(0),
             tls: match upstream.tls {
-                true => Some(tls_client(&upstream.name)?),
+                true => Some(tls_client(upstream.name)?),
                 false => None,
             },
-            sni: upstream.sni.clone(),
+            sni: upstream.sni.to_owned(),
             connect_timeout: upstream.connect_timeout,
             read_timeout: upstream.read_timeout,
         })

@@ -1,7 +1,7 @@
 //! `GET /.well-known/jwks.json`: the public keys that verify the gateway's tokens,
 //! so upstreams can check a token themselves (RFC 8414 §2 names the path).
 
-use crate::proxy::{BodyFraming, Request};
+use crate::http1::{BodyFraming, Request};
 use crate::token::Keys;
 use bytes::Bytes;
 

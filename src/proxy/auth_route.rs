@@ -2,12 +2,11 @@
 //! This stage reads the body (with a cap), hands the request to `auth::endpoints` and
 //! writes its answer.
 
-use super::client::Client;
-use super::request::Request;
 use super::{respond, Ctx, Proxy};
 use crate::auth::endpoints::{self, MAX_BODY};
 use crate::clock;
 use crate::error::Reject;
+use crate::http1::{Client, Request};
 use bytes::{Bytes, BytesMut};
 use pingora::prelude::*;
 use std::net::{IpAddr, Ipv4Addr};

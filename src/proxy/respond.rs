@@ -1,8 +1,8 @@
 //! Writing the gateway's own answers, and the fields every answer carries.
 
-use super::client::{Client, Head, Out};
 use super::Ctx;
 use crate::error::{Reject, CONTENT_TYPE, JSON};
+use crate::http1::{Client, Head, Out};
 use pingora::prelude::*;
 
 /// A year, the usual HSTS max-age for a site that is HTTPS-only.

@@ -1,5 +1,5 @@
 //! Idle keep-alive connections to one upstream address, kept for the direct
-//! exchange (`proxy::direct`). A stack, newest on top: a busy gateway reuses
+//! exchange (`http1::exchange`). A stack, newest on top: a busy gateway reuses
 //! the warmest connection, and the ones at the bottom age out.
 
 use super::Conn;

@@ -2,7 +2,7 @@
 //! ones, and how its body is delimited (RFC 9112 §6.3).
 
 use super::is_hop_by_hop;
-use crate::proxy::framing::parse_length;
+use crate::http1::framing::parse_length;
 use bytes::{Buf, Bytes, BytesMut};
 use http::Method;
 use pingora::prelude::*;

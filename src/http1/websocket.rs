@@ -60,8 +60,13 @@ mod tests {
     const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
     fn head(method: &str, version: &str, fields: &[(&str, &str)]) -> Request {
-        let fields: String = fields.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
-        Request::from_text(&format!("{method} /ws {version}\r\nHost: a\r\n{fields}\r\n"))
+        let fields: String = fields
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
+        Request::from_text(&format!(
+            "{method} /ws {version}\r\nHost: a\r\n{fields}\r\n"
+        ))
     }
 
     fn valid() -> Vec<(&'static str, &'static str)> {
@@ -85,15 +90,15 @@ mod tests {
             handshake_key(&head("GET", "HTTP/1.1", &valid())),
             Some(KEY.as_bytes())
         );
-        let without = |name: &str| -> Vec<_> {
-            valid().into_iter().filter(|(n, _)| *n != name).collect()
-        };
+        let without =
+            |name: &str| -> Vec<_> { valid().into_iter().filter(|(n, _)| *n != name).collect() };
         let with = |name: &'static str, value: &'static str| -> Vec<_> {
             let mut v = without(name);
             v.push((name, value));
             v
         };
-        let refused: Vec<(&str, &str, Vec<(&str, &str)>)> = vec![
+        type Case = (&'static str, &'static str, Vec<(&'static str, &'static str)>);
+        let refused: Vec<Case> = vec![
             ("POST", "HTTP/1.1", valid()),
             ("GET", "HTTP/1.0", valid()),
             ("GET", "HTTP/1.1", without("Upgrade")),
@@ -105,7 +110,11 @@ mod tests {
             ("GET", "HTTP/1.1", with("Connection", "keep-alive")),
             ("GET", "HTTP/1.1", with("Sec-WebSocket-Version", "8")),
             ("GET", "HTTP/1.1", with("Sec-WebSocket-Key", "c2hvcnQ=")),
-            ("GET", "HTTP/1.1", with("Sec-WebSocket-Key", "not base64 at all!!!!!!!")),
+            (
+                "GET",
+                "HTTP/1.1",
+                with("Sec-WebSocket-Key", "not base64 at all!!!!!!!"),
+            ),
             ("GET", "HTTP/1.1", with("Content-Length", "5")),
             ("GET", "HTTP/1.1", {
                 let mut v = valid();

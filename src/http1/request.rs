@@ -67,8 +67,14 @@ fn is_miscased(method: &Method) -> bool {
     let name = method.as_str();
     // `http` keeps the standard methods, exactly spelled, as constants: the
     // common case costs one comparison of a discriminant.
-    if [Method::GET, Method::POST, Method::HEAD, Method::PUT, Method::DELETE]
-        .contains(method)
+    if [
+        Method::GET,
+        Method::POST,
+        Method::HEAD,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(method)
     {
         return false;
     }

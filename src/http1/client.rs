@@ -561,7 +561,7 @@ fn breaks(s: &[u8]) -> bool {
 }
 
 /// Writes one `name: value` line of a head, request or answer.
-pub(crate) fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+pub fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);

@@ -302,20 +302,40 @@ mod tests {
                 assert!(Decoder::default().next(&mut buf).is_ok(), "{size_line}");
                 continue;
             }
-            assert_eq!(decode(wire.as_bytes(), 64).unwrap().0, b"hello", "{size_line}");
+            assert_eq!(
+                decode(wire.as_bytes(), 64).unwrap().0,
+                b"hello",
+                "{size_line}"
+            );
         }
     }
 
     #[test]
     fn a_size_line_that_cannot_be_valid_is_refused_before_it_ends() {
         // Nothing more will arrive: the refusal must come from what is here.
-        for partial in [&b"zz"[..], b"5 5", b"0x", b"5\x01", b"5;a\x02", b"5\r5", b"11111111111111111"] {
+        for partial in [
+            &b"zz"[..],
+            b"5 5",
+            b"0x",
+            b"5\x01",
+            b"5;a\x02",
+            b"5\r5",
+            b"11111111111111111",
+        ] {
             let mut buf = BytesMut::from(partial);
-            assert_eq!(Decoder::default().next(&mut buf), Err(Malformed), "{partial:?}");
+            assert_eq!(
+                Decoder::default().next(&mut buf),
+                Err(Malformed),
+                "{partial:?}"
+            );
         }
         for waiting in [&b""[..], b"5", b"5;", b"5;a=\"x", b"5\r"] {
             let mut buf = BytesMut::from(waiting);
-            assert_eq!(Decoder::default().next(&mut buf), Ok(Step::NeedMore), "{waiting:?}");
+            assert_eq!(
+                Decoder::default().next(&mut buf),
+                Ok(Step::NeedMore),
+                "{waiting:?}"
+            );
         }
     }
 

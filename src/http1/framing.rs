@@ -2,13 +2,17 @@
 //! that let two HTTP parsers disagree about where a request ends are refused.
 
 use super::request::Request;
-use crate::error::Reject;
 use http::Version;
+
+/// Why a request was refused before routing, as the short detail of its 400.
+/// The pipeline turns it into its answer; the transport only decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused(pub &'static str);
 
 /// Refuses ambiguous framing and heads RFC 9112 calls invalid (SPEC §4). A
 /// framing refusal must also close the connection: its bytes cannot be
 /// trusted to end where we think they do.
-pub fn check(req: &Request) -> Result<(), Reject> {
+pub fn check(req: &Request) -> Result<(), Refused> {
     if req.target().contains(&b'#') {
         return Err(bad("fragment in request target"));
     }
@@ -54,7 +58,7 @@ pub fn check(req: &Request) -> Result<(), Reject> {
 
 /// Splits the request-target into path and query. Only origin-form targets are
 /// routed: absolute-form and `*` have no business at an edge gateway.
-pub fn target(req: &Request) -> Result<(&str, Option<&str>), Reject> {
+pub fn target(req: &Request) -> Result<(&str, Option<&str>), Refused> {
     let raw = std::str::from_utf8(req.target()).map_err(|_| bad("path is not valid UTF-8"))?;
     if !raw.starts_with('/') {
         return Err(bad("request target must be an absolute path"));
@@ -75,8 +79,8 @@ pub fn parse_length(value: &[u8]) -> Option<u64> {
     Some(value.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
-fn bad(detail: &'static str) -> Reject {
-    Reject::BadRequest(detail.into())
+fn bad(detail: &'static str) -> Refused {
+    Refused(detail)
 }
 
 #[cfg(test)]
@@ -110,7 +114,7 @@ mod tests {
         ];
         for headers in refused {
             assert!(
-                matches!(check(&req("POST", headers)), Err(Reject::BadRequest(_))),
+                matches!(check(&req("POST", headers)), Err(Refused(_))),
                 "{headers:?}"
             );
         }
@@ -154,19 +158,19 @@ mod tests {
             "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
             "GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
         ] {
-            assert!(matches!(host(refused), Err(Reject::BadRequest(_))), "{refused:?}");
+            assert!(matches!(host(refused), Err(Refused(_))), "{refused:?}");
         }
     }
 
     #[test]
     fn transfer_encoding_in_http_1_0_is_refused() {
         let r = Request::from_text("POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n");
-        assert!(matches!(check(&r), Err(Reject::BadRequest(_))));
+        assert!(matches!(check(&r), Err(Refused(_))));
     }
 
     #[test]
     fn a_fragment_in_the_target_is_refused() {
         let r = Request::from_text("GET /x#/../admin HTTP/1.1\r\nHost: a\r\n\r\n");
-        assert!(matches!(check(&r), Err(Reject::BadRequest(_))));
+        assert!(matches!(check(&r), Err(Refused(_))));
     }
 }

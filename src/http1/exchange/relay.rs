@@ -1,10 +1,10 @@
 //! Moving an answer's body (and, after a 101, both directions) between the
 //! upstream connection and the client's, as the bytes arrive. None of
 //! these ends the client's answer: the caller first gives the upstream
-//! connection back, then finishes it (see `direct::forward`).
+//! connection back, then finishes it (see `exchange::forward`).
 
-use crate::proxy::chunked::{self, Decoder};
-use crate::proxy::client::Client;
+use crate::http1::chunked::{self, Decoder};
+use crate::http1::client::Client;
 use crate::upstream::Conn;
 use bytes::{Buf, BytesMut};
 use pingora::prelude::*;
@@ -22,8 +22,8 @@ pub const READ_SIZE: usize = 16 * 1024;
 /// as parsing the answer; moving a registered one later is a store.
 pub struct ReadTimer(Pin<Box<Sleep>>);
 
-impl ReadTimer {
-    pub fn new() -> ReadTimer {
+impl Default for ReadTimer {
+    fn default() -> ReadTimer {
         // Registered with the runtime's timer at its first read, not before.
         ReadTimer(Box::pin(sleep(Duration::ZERO)))
     }

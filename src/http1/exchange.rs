@@ -3,7 +3,8 @@
 //! kept-alive connection from `upstream::Idle`; a body is streamed after the
 //! head; an upgrade (WebSocket) becomes a tunnel after the upstream's 101.
 //! pingora's generic proxy spent about four times this per request
-//! (docs/benchmarks.md, issue 7).
+//! (docs/benchmarks.md, issue 7). What the gateway adds to the answer comes
+//! from the pipeline, through [`Answering`].
 
 mod answer;
 mod relay;
@@ -12,7 +13,6 @@ mod request_head;
 use super::chunked;
 use super::client::{Client, Head, Out};
 use super::request::{BodyFraming, Request};
-use super::{respond, Ctx};
 use crate::upstream::{Conn, Pool};
 use answer::{parse_head, Answer, Framing};
 use http::{Method, Version};
@@ -21,28 +21,40 @@ pub use relay::ReadTimer;
 use relay::{copy_chunked, copy_length, copy_until_close, tunnel, Reader};
 pub use request_head::{request_head, Additions};
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
+
+/// The pipeline's part in an exchange: it learns when the upstream answered
+/// and writes its own fields on the client's answer.
+pub trait Answering {
+    /// The upstream's answer head arrived `waited` after the exchange began.
+    fn upstream_answered(&mut self, waited: Duration);
+    /// Whether an upstream answer field is one the gateway writes itself
+    /// (it is dropped from the upstream's, so it appears once).
+    fn replaces(&self, name: &[u8]) -> bool;
+    /// Writes the gateway's own fields after the upstream's.
+    fn own_fields(&self, head: &mut Head);
+}
 
 /// An answer head larger than this is refused as a bad gateway rather than buffered.
 const MAX_HEAD: usize = 64 * 1024;
 /// Idle connections tried for one request before a fresh one is opened.
 const STALE_TRIES: usize = 3;
 
-/// Sends the request to the upstream of `pool` and the answer to the client.
-/// Errors carry pingora's types and sources, which `Proxy::fail` maps to
-/// 502/504 (or nothing, when the client left).
+/// Sends the request (`head`, then the client's body) to the upstream of
+/// `pool` and the answer to the client. `accept`: the request is a WebSocket
+/// handshake ([`super::websocket`]) and a 101 must carry this value. Errors
+/// carry pingora's types and sources, which the pipeline maps to 502/504 (or
+/// nothing, when the client left).
 pub async fn forward(
     client: &mut Client,
     req: &Request,
-    ctx: &mut Ctx,
-    index: usize,
+    pool: &Pool,
     head: Vec<u8>,
     accept: Option<String>,
     timer: &mut ReadTimer,
+    answering: &mut impl Answering,
 ) -> Result<()> {
-    let gateway = ctx.gateway.clone();
-    let pool = &gateway.pools[index];
     let method = &req.method;
     let downstream_h11 = req.version == Version::HTTP_11;
     // A 101 completes a WebSocket handshake only with this accept value.
@@ -54,7 +66,7 @@ pub async fn forward(
     let mut rd = Reader::new(timer, pool.read_timeout());
     let mut stale_tries = STALE_TRIES;
     let mut body_cut = false;
-    ctx.upstream_start = Some(std::time::Instant::now());
+    let started = Instant::now();
     let (mut conn, addr, answer) = loop {
         let (mut conn, addr, reused) = connection(pool, stale_tries > 0).await?;
         let t = pool.read_timeout();
@@ -110,7 +122,7 @@ pub async fn forward(
             Err(failure) => return Err(failure.error),
         }
     };
-    super::observe_upstream(ctx);
+    answering.upstream_answered(started.elapsed());
 
     let out = match answer.framing {
         Framing::Empty | Framing::Tunnel => Out::None,
@@ -120,7 +132,7 @@ pub async fn forward(
         Framing::Chunked | Framing::Close if downstream_h11 => Out::Chunked,
         Framing::Chunked | Framing::Close => Out::Close,
     };
-    let head = answer_head(client.head(answer.status), &answer, ctx);
+    let head = answer_head(client.head(answer.status), &answer, answering);
     client.write_head(head, out);
     let clean = match answer.framing {
         Framing::Empty | Framing::Length(0) => true,
@@ -149,15 +161,13 @@ pub async fn forward(
 
 /// The client's answer head, started with the upstream's status: its fields,
 /// minus the ones the gateway sets, plus those.
-fn answer_head(mut head: Head, answer: &Answer, ctx: &Ctx) -> Head {
+fn answer_head(mut head: Head, answer: &Answer, answering: &impl Answering) -> Head {
     for (name, value) in answer.fields() {
-        let ours = name.eq_ignore_ascii_case(b"x-request-id")
-            || (ctx.tls && name.eq_ignore_ascii_case(b"strict-transport-security"));
-        if !ours {
+        if !answering.replaces(name) {
             head.parsed_field(name, value);
         }
     }
-    respond::common_fields(&mut head, ctx);
+    answering.own_fields(&mut head);
     head
 }
 

@@ -4,24 +4,23 @@
 //! (no intermediate header values to allocate).
 
 use super::is_hop_by_hop;
-use crate::authn::Identity;
-use crate::config::IdentityHeaders;
-use crate::identity_headers;
-use crate::proxy::client::push_field;
-use crate::proxy::Request;
+use crate::http1::client::push_field;
+use crate::http1::Request;
 use std::net::IpAddr;
 
 /// Fields the gateway sets beside the identity headers, replacing any client value.
 const FORWARDING: [&[u8]; 3] = [b"x-request-id", b"x-forwarded-for", b"x-forwarded-proto"];
 
 /// What the upstream's request gets beyond the client's (already sanitized)
-/// one: the matched path, the verified identity, the forwarding fields.
+/// one: the matched path, the pipeline's fields, the forwarding fields.
 /// Borrowed from the request's context for as long as the head is written.
 pub struct Additions<'a> {
     /// The request-target, when normalization changed the path.
     pub target: Option<String>,
-    pub identity: Option<&'a Identity>,
-    pub names: &'a IdentityHeaders,
+    /// Writes the pipeline's own fields (the verified identity) as
+    /// `name: value` lines straight into the head: nothing is allocated
+    /// for them, and the transport never learns what they mean.
+    pub fields: &'a dyn Fn(&mut Vec<u8>),
     pub request_id: &'a str,
     /// The hop appended to `X-Forwarded-For`: the TCP peer, when there is one.
     pub peer: Option<IpAddr>,
@@ -52,9 +51,7 @@ pub fn request_head(req: &Request, adds: &Additions, upgrade: bool) -> Vec<u8> {
             push_field(&mut out, name, value);
         }
     }
-    if let Some(id) = adds.identity {
-        identity_headers::inject(&mut out, adds.names, id);
-    }
+    (adds.fields)(&mut out);
     // Checked, or made by us, when the request was read: `[A-Za-z0-9-_.:]`.
     push_field(&mut out, b"x-request-id", adds.request_id.as_bytes());
     if let Some(ip) = adds.peer {
@@ -104,11 +101,17 @@ fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
 mod tests {
     use super::*;
 
-    fn adds<'a>(names: &'a IdentityHeaders, identity: Option<&'a Identity>) -> Additions<'a> {
+    fn nothing(_: &mut Vec<u8>) {}
+
+    fn identity(out: &mut Vec<u8>) {
+        push_field(out, b"x-user-id", b"u1");
+        push_field(out, b"x-user-role", b"viewer");
+    }
+
+    fn adds<'a>(fields: &'a dyn Fn(&mut Vec<u8>)) -> Additions<'a> {
         Additions {
             target: None,
-            identity,
-            names,
+            fields,
             request_id: "ours",
             peer: Some("10.0.0.9".parse().unwrap()),
             trust_forwarded_for: false,
@@ -123,11 +126,9 @@ mod tests {
              Connection: keep-alive\r\nKeep-Alive: timeout=5\r\nX-Request-Id: client\r\n\
              X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nExpect: 100-continue\r\n\r\n",
         );
-        let names = IdentityHeaders::default();
-        let id = Identity::with_role("u1", "viewer");
         let adds = Additions {
             target: Some("/b?q=1".into()),
-            ..adds(&names, Some(&id))
+            ..adds(&identity)
         };
         let head = String::from_utf8(request_head(&req, &adds, false)).unwrap();
         assert_eq!(
@@ -143,11 +144,10 @@ mod tests {
         let req = Request::from_text(
             "GET / HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1, 2.2.2.2\r\nX-Forwarded-For: 3.3.3.3\r\n\r\n",
         );
-        let names = IdentityHeaders::default();
         let trusted = Additions {
             trust_forwarded_for: true,
             tls: true,
-            ..adds(&names, None)
+            ..adds(&nothing)
         };
         let head = String::from_utf8(request_head(&req, &trusted, false)).unwrap();
         assert!(
@@ -156,7 +156,7 @@ mod tests {
             ),
             "{head}"
         );
-        let untrusted = String::from_utf8(request_head(&req, &adds(&names, None), false)).unwrap();
+        let untrusted = String::from_utf8(request_head(&req, &adds(&nothing), false)).unwrap();
         assert!(
             untrusted.contains("\r\nx-forwarded-for: 10.0.0.9\r\n"),
             "{untrusted}"

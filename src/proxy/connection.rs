@@ -1,0 +1,161 @@
+//! The client connection loop: requests read one after another from one
+//! HTTP/1 connection, each run through the pipeline (`Proxy::handle`), until
+//! the client leaves, idles past the keep-alive limit, the gateway stops, or
+//! a request leaves the connection unusable.
+
+use super::{respond, Proxy};
+use crate::error::Reject;
+use crate::http1::exchange::ReadTimer;
+use crate::http1::{Client, ReadFailure};
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::{self, Sleep};
+
+/// How long a client's connection may wait for its next request head: from
+/// its accept, then from the end of each answer.
+const KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// Resolves once `KEEPALIVE` has passed since `since`. The connection's one
+/// timer is moved on when it fires early (at an earlier request's deadline)
+/// instead of being armed afresh for every request: a timer per request cost
+/// about 6 % of a refusal's instructions.
+async fn idle_for(mut timer: Pin<&mut Sleep>, since: time::Instant) {
+    let deadline = since + KEEPALIVE;
+    loop {
+        timer.as_mut().await;
+        if time::Instant::now() >= deadline {
+            return;
+        }
+        timer.as_mut().reset(deadline);
+    }
+}
+
+/// The connection loop: HTTP/1.x requests, one after another, each through
+/// `serve`, on a client connection of our own (`client`): pingora-proxy's
+/// per-request state (cache, modules, retries), then pingora-core's session,
+/// each cost more than the whole pipeline here (docs/benchmarks.md, issue 7).
+#[async_trait]
+impl ServerApp for Proxy {
+    async fn process_new(self: &Arc<Self>, stream: Stream, _: &ShutdownWatch) -> Option<Stream> {
+        // Lets password hashing tell this thread's load from other processes'.
+        crate::proxy_cpu::enter_this_thread();
+        let mut client = Client::new(stream);
+        let mut read_timer = ReadTimer::default();
+        let mut since = time::Instant::now();
+        let timer = time::sleep(KEEPALIVE);
+        tokio::pin!(timer);
+        while self
+            .serve(
+                &mut client,
+                idle_for(timer.as_mut(), since),
+                &mut read_timer,
+            )
+            .await
+        {
+            since = time::Instant::now();
+        }
+        client.close().await;
+        None
+    }
+
+    /// Called once the listeners are closed: connections waiting for their
+    /// next request end now instead of at their keep-alive timeout.
+    async fn cleanup(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.stop.notify_waiters();
+    }
+}
+
+impl Proxy {
+    /// Resolves once the gateway is shutting down.
+    async fn stopped(&self) {
+        let notified = self.stop.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if !self.stopping.load(Ordering::Acquire) {
+            notified.await;
+        }
+    }
+
+    /// One request, start to end: read its head, handle it, answer any failure,
+    /// log it. True when the connection can carry another request.
+    async fn serve(
+        &self,
+        client: &mut Client,
+        idle: impl Future<Output = ()>,
+        read_timer: &mut ReadTimer,
+    ) -> bool {
+        let read = tokio::select! {
+            // Biased: a request already sent is served, not dropped, at shutdown.
+            biased;
+            read = client.read_request() => read,
+            _ = self.stopped() => return false,
+            _ = idle => return false,
+        };
+        let mut req = match read {
+            Ok(Some(req)) => req,
+            // The client closed the connection.
+            Ok(None) => return false,
+            Err(ReadFailure::Head(e)) => {
+                let mut ctx = self.new_ctx();
+                // No head to take an id from; the answer still carries one.
+                ctx.request_id = crate::token::random_id();
+                ctx.tls = client.is_tls();
+                client.close_after();
+                let _ = respond::reject(client, &ctx, &Reject::from(e)).await;
+                client.shutdown().await;
+                return false;
+            }
+            Err(ReadFailure::Io(e)) => {
+                log::debug!("reading a request head failed: {e}");
+                return false;
+            }
+        };
+        if self.stopping.load(Ordering::Acquire) {
+            client.close_after();
+        }
+        let mut ctx = self.new_ctx();
+        let failure = self
+            .handle(client, &mut req, &mut ctx, read_timer)
+            .await
+            .err();
+        if let Some(e) = &failure {
+            self.fail(client, &req, e, &mut ctx).await;
+        }
+        self.log(client, &req, failure.is_some(), &ctx);
+        drop(ctx);
+        // Whatever was half-read or half-written after a failure, this connection is done.
+        failure.is_none() && client.reusable()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_idle_limit_counts_from_the_last_answer_not_from_when_the_timer_was_armed() {
+        let start = time::Instant::now();
+        let timer = time::sleep(KEEPALIVE);
+        tokio::pin!(timer);
+        // A request ended 30 s in: the timer, armed at the start, fires at 60 s
+        // and must be moved on to 90 s rather than end the connection.
+        time::advance(Duration::from_secs(30)).await;
+        let last_answer = time::Instant::now();
+        idle_for(timer.as_mut(), last_answer).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(90));
+        // Idle from the very start: it ends at its own deadline.
+        let since = time::Instant::now();
+        let timer = time::sleep(KEEPALIVE);
+        tokio::pin!(timer);
+        idle_for(timer.as_mut(), since).await;
+        assert_eq!(since.elapsed(), KEEPALIVE);
+    }
+}
