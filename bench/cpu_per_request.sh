@@ -11,7 +11,7 @@
 set -u
 BIN=$(realpath "$1")
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-export JWT_SECRET=cpu-measure-secret-0123456789abcdef0123456789abcdef
+export JWT_SECRET=bfe09ba096d4f8970263780902e7e45aabe2d9397de58cbaa4b4650fb40729a4  # openssl rand -hex 32: the gateway refuses guessable secrets
 B=${BENCH:-$HERE/../shared/bench}
 mint() { python3 - "$1" "$2" <<'PY'
 import base64,hashlib,hmac,json,sys,time

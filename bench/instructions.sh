@@ -14,7 +14,7 @@ BENCH=${BENCH:-$HERE/../shared/bench}
 N=${1:-2000}
 RUN=$(mktemp -d /tmp/instructions.XXXXXX)
 chmod 755 "$RUN"
-export JWT_SECRET=instructions-bench-secret-0123456789abcdef0123456789abcdef
+export JWT_SECRET=6b09bf5e6c5376aa3ace64777999bb5eaf5eb733f89b56aa2ea61e5056da2810  # openssl rand -hex 32: the gateway refuses guessable secrets
 for port in 9001 9104 9190; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "port $port is taken (a gateway or upstream left running?)" >&2

@@ -12,7 +12,7 @@
 set -u
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 B=${BENCH:-$HERE/../shared/bench}
-export JWT_SECRET=tail-measure-secret-0123456789abcdef0123456789abcdef
+export JWT_SECRET=7e40a625bb6d09dcf8e299819b216529b7895469d3566eac1c048d571923eeee  # openssl rand -hex 32: the gateway refuses guessable secrets
 TOK=$(source <(sed -n '/^mint()/,/^}/p' "$HERE/bench/cpu_per_request.sh") && mint "$JWT_SECRET" creator)
 RUN=$(mktemp -d); chmod 755 "$RUN"; mkdir -m 755 "$RUN/proxy"
 taskset -c 1 nginx -e "$RUN/err.log" -p "$RUN/" -c "$B/conf/upstream.nginx.conf" -g 'daemon off;' & UP=$!

@@ -113,7 +113,7 @@ def worker(port, token, deadline, statuses, lock):
                     status, set_cookie, _ = call(conn, "POST", "/api/auth/login", json_h, creds)
                     cookie = set_cookie.split(";")[0] if set_cookie else None
                 elif kind == 9 and cookie:
-                    status, set_cookie, _ = call(conn, "POST", "/api/auth/refresh", {"Cookie": cookie})
+                    status, set_cookie, _ = call(conn, "POST", "/api/auth/refresh", {**json_h, "Cookie": cookie})
                     cookie = set_cookie.split(";")[0] if set_cookie else None
                 else:
                     continue

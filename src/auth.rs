@@ -3,11 +3,14 @@
 //! serves them under `auth.prefix` (`endpoints`).
 
 pub mod account_limits;
+pub mod email;
 pub mod endpoints;
 pub mod password;
 pub mod revocations;
+pub mod secret_strength;
 pub mod service;
 pub mod store;
 pub mod tokens;
+pub mod wordlists;
 
 pub use service::Service;

@@ -4,7 +4,7 @@
 mod user;
 mod workspace;
 
-use crate::config::{parse_duration, AuthMode};
+use crate::config::{parse_duration, Algorithm, AuthMode};
 use crate::environment::Environment;
 use crate::gateway::signing_keys;
 use crate::server;
@@ -134,6 +134,12 @@ fn check(path: &Path) -> Result<(), Failure> {
         eprintln!("warning: {warning}");
     }
     let cfg = &loaded.config;
+    // The secret is checked as `run` would check it, so a weak one fails here first.
+    if cfg.auth.algorithm == Algorithm::HS256 {
+        if let Some(secret) = Environment::load(path).get("JWT_SECRET") {
+            signing_keys(cfg, Some(&secret)).map_err(|message| Failure { message, code: 2 })?;
+        }
+    }
     println!("{}: ok", path.display());
     println!(
         "listen {}  admin {}  store {}",
@@ -224,6 +230,14 @@ fn token(
         Some(t) => parse_duration(t).map_err(|e| Failure::usage(format!("--ttl: {e}")))?,
         None => cfg.auth.access_ttl,
     };
+    // The gateway refuses its own tokens that outlive access_ttl; minting one is a mistake.
+    if ttl > cfg.auth.access_ttl || ttl.is_zero() {
+        return Err(Failure::usage(format!(
+            "--ttl: must be longer than 0 and at most auth.access_ttl ({}), got {}",
+            crate::config::human(cfg.auth.access_ttl),
+            crate::config::human(ttl)
+        )));
+    }
     let env = Environment::load(path);
     let keys = signing_keys(cfg, env.get("JWT_SECRET").as_deref()).map_err(Failure::usage)?;
     let grant = Grant {
@@ -281,16 +295,5 @@ fn requirements(route: &crate::config::Route) -> String {
     parts.join(", ")
 }
 
-/// A store URL without its password, for printing.
-pub(crate) fn redact_store(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
+/// A store URL without its password, for printing: the config's one redactor.
+pub(crate) use crate::config::store_url::redact as redact_store;

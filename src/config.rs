@@ -6,6 +6,7 @@ mod auth;
 mod issuers;
 mod routes;
 mod sections;
+pub(crate) mod store_url;
 #[cfg(test)]
 mod tests;
 mod yaml;
@@ -467,7 +468,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// A duration in the largest unit that states it exactly, the way config writes it.
-fn human(d: Duration) -> String {
+pub(crate) fn human(d: Duration) -> String {
     let ms = d.as_millis();
     let units = [
         (86_400_000, "d"),
@@ -490,7 +491,7 @@ impl fmt::Debug for Config {
             .field("path", &self.path)
             .field("listen", &self.listen)
             .field("admin_listen", &self.admin_listen)
-            .field("store", &redact_password(&self.store))
+            .field("store", &store_url::redact(&self.store))
             .field("tls", &self.tls)
             .field("upstreams", &self.upstreams)
             .field("auth", &self.auth)
@@ -502,28 +503,5 @@ impl fmt::Debug for Config {
             .field("trust_forwarded_for", &self.trust_forwarded_for)
             .field("access_log", &self.access_log)
             .finish()
-    }
-}
-
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
-fn redact_password(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_string();
-    };
-    let authority_end = url[scheme_end..]
-        .find('/')
-        .map_or(url.len(), |i| scheme_end + i);
-    let authority = &url[scheme_end..authority_end];
-    match authority
-        .rfind('@')
-        .and_then(|at| authority[..at].find(':').map(|colon| (colon, at)))
-    {
-        Some((colon, at)) => format!(
-            "{}{}:***{}",
-            &url[..scheme_end],
-            &authority[..colon],
-            &url[scheme_end + at..]
-        ),
-        None => url.to_string(),
     }
 }

@@ -21,6 +21,9 @@ use std::time::Duration;
 
 /// Longest token we look at; longer ones are refused before any decoding.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+/// The longest token lifetime until `set_max_lifetime` says otherwise: the largest
+/// `access_ttl` the config allows.
+const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(15 * 60);
 
 /// Why a token was refused. The client only ever learns "Invalid or expired
 /// token"; `reason()` is the stable id that goes into the access log.
@@ -38,6 +41,9 @@ pub enum TokenError {
     Expired,
     NotYetValid,
     IssuedInFuture,
+    /// `exp − iat` exceeds the longest lifetime the gateway issues (`access_ttl`):
+    /// minted by someone else holding the key, or by a misused `portcullis token`.
+    Lifetime,
 }
 
 impl TokenError {
@@ -55,6 +61,7 @@ impl TokenError {
             TokenError::Expired => "expired",
             TokenError::NotYetValid => "not_yet_valid",
             TokenError::IssuedInFuture => "issued_in_future",
+            TokenError::Lifetime => "lifetime",
         }
     }
 }
@@ -166,6 +173,8 @@ pub struct Keys {
     issuer: String,
     audience: String,
     leeway: u64,
+    /// The longest `exp − iat` accepted, in seconds, before leeway.
+    max_lifetime: u64,
     ring: Arc<ArcSwap<Ring>>,
     refresh_secret: Arc<[u8]>,
     jwks_max_age: u64,
@@ -207,6 +216,7 @@ impl Keys {
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             leeway: leeway.as_secs(),
+            max_lifetime: DEFAULT_MAX_LIFETIME.as_secs(),
             ring: Arc::new(ArcSwap::from_pointee(Ring {
                 keys,
                 answers: Some(Answers::new()),
@@ -227,6 +237,13 @@ impl Keys {
     /// Whether verified tokens are remembered.
     pub fn cached(&self) -> bool {
         self.cached
+    }
+
+    /// The longest lifetime (`exp − iat`) a token of ours may have: `access_ttl`, which
+    /// is all the gateway ever issues (Envoy's `max_lifetime`). A longer one, leeway
+    /// aside, was not issued by the auth module, whoever holds the key. Set at build time.
+    pub fn set_max_lifetime(&mut self, lifetime: Duration) {
+        self.max_lifetime = lifetime.as_secs();
     }
 
     /// How long upstreams may cache the JWKS document, in seconds.
@@ -370,6 +387,9 @@ impl Keys {
         let jti = v.jti.ok_or(TokenError::MissingClaim("jti"))?;
         if jti.is_empty() {
             return Err(TokenError::Malformed);
+        }
+        if v.exp.saturating_sub(iat) > self.max_lifetime.saturating_add(self.leeway) {
+            return Err(TokenError::Lifetime);
         }
         let (sub, exp) = (v.sub, v.exp);
         let id = Identity {

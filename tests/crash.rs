@@ -22,7 +22,7 @@ fn try_refresh(addr: SocketAddr, token: &str) -> Option<Response> {
         .set_read_timeout(Some(Duration::from_secs(10)))
         .ok()?;
     let request = format!(
-        "POST /api/auth/refresh HTTP/1.1\r\nHost: {addr}\r\nCookie: {REFRESH_COOKIE}={token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "POST /api/auth/refresh HTTP/1.1\r\nHost: {addr}\r\nCookie: {REFRESH_COOKIE}={token}\r\nContent-Type: application/json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).ok()?;
     let mut bytes = Vec::new();

@@ -1,14 +1,17 @@
 //! The auth endpoints' HTTP adapter (SPEC §6): method + sub-path + headers + body in,
 //! status + headers + JSON out. The logic is in `service.rs`; this file only parses,
-//! checks the CSRF `Origin` rule, and renders answers, cookies included.
+//! applies the cross-site rules (`csrf.rs`), and renders answers, cookies included.
 
 mod admin;
+mod body;
+mod csrf;
 
 use super::service::{Service, TokenPair};
 use crate::authn::{self, Identity};
 use crate::error::{Answer, Reject};
 use crate::gateway::Gateway;
-use http::header::{COOKIE, ORIGIN};
+use body::object;
+use http::header::COOKIE;
 use http::{HeaderMap, Method};
 use serde_json::{json, Map, Value};
 use std::net::IpAddr;
@@ -85,6 +88,11 @@ async fn route(
     if !method_ok {
         return Err(Reject::WrongMethod { allow: allowed });
     }
+    // Every endpoint but /me sets or reads the refresh cookie.
+    if sub != "/me" {
+        csrf::check_origin(req, &auth.allowed_origins)?;
+        csrf::check_json(req.headers)?;
+    }
     match sub {
         "/signup" => {
             let body = object(req.body)?;
@@ -117,7 +125,6 @@ async fn route(
             Ok(tokens_answer(gw, &pair, now))
         }
         "/refresh" => {
-            check_origin(req, &auth.allowed_origins)?;
             let presented = refresh_token(gw, req)?;
             let pair = service
                 .refresh(gw, req.client_ip, presented.as_deref(), now)
@@ -125,7 +132,6 @@ async fn route(
             Ok(tokens_answer(gw, &pair, now))
         }
         "/logout" => {
-            check_origin(req, &auth.allowed_origins)?;
             let presented = refresh_token(gw, req)?;
             // A bad or expired access token does not stop a logout; it just is not revoked.
             let bearer = authn::bearer(req.headers)
@@ -256,69 +262,6 @@ fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .filter(|v| !v.is_empty())
 }
 
-/// The CSRF rule for cookie-authenticated endpoints: a browser always sends `Origin` on a
-/// POST, so one that is neither this gateway nor an allowed origin is another site
-/// riding on the cookie. `Origin: null` (sandboxed frames, some redirects) is foreign;
-/// no `Origin` at all is a non-browser client and is allowed.
-fn check_origin(req: &Request<'_>, allowed: &[String]) -> Result<(), Reject> {
-    let mut values = req.headers.get_all(ORIGIN).iter();
-    let Some(origin) = values.next() else {
-        return Ok(());
-    };
-    if values.next().is_some() {
-        return Err(Reject::CrossOrigin);
-    }
-    let origin = origin
-        .to_str()
-        .ok()
-        .and_then(normalize_origin)
-        .ok_or(Reject::CrossOrigin)?;
-    let scheme = if req.tls { "https" } else { "http" };
-    let own = req
-        .host
-        .and_then(|host| normalize_origin(&format!("{scheme}://{host}")));
-    if own.as_deref() == Some(origin.as_str()) {
-        return Ok(());
-    }
-    if allowed
-        .iter()
-        .filter_map(|a| normalize_origin(a))
-        .any(|a| a == origin)
-    {
-        return Ok(());
-    }
-    Err(Reject::CrossOrigin)
-}
-
-/// `scheme://host[:port]`, lower-cased, without a default port or trailing slash;
-/// `None` for anything else (including `null`).
-fn normalize_origin(text: &str) -> Option<String> {
-    let text = text.trim().trim_end_matches('/').to_ascii_lowercase();
-    let (scheme, authority) = text.split_once("://")?;
-    let default_port = match scheme {
-        "http" => ":80",
-        "https" => ":443",
-        _ => return None,
-    };
-    if authority.is_empty() || authority.contains(['/', '?', '#', '@', ' ']) {
-        return None;
-    }
-    let authority = authority.strip_suffix(default_port).unwrap_or(authority);
-    Some(format!("{scheme}://{authority}"))
-}
-
-/// The body as a JSON object.
-fn object(body: &[u8]) -> Result<Map<String, Value>, Reject> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(Reject::BadRequest("body must be a JSON object".into())),
-        Err(_) if body.iter().all(u8::is_ascii_whitespace) => {
-            Err(Reject::BadRequest("body must be a JSON object".into()))
-        }
-        Err(_) => Err(Reject::BadRequest("body is not valid JSON".into())),
-    }
-}
-
 fn required<'m>(body: &'m Map<String, Value>, field: &'static str) -> Result<&'m str, Reject> {
     optional(body, field)?
         .ok_or_else(|| Reject::BadRequest(format!("missing field \"{field}\"").into()))
@@ -340,21 +283,6 @@ fn optional<'m>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn origins_compare_by_scheme_host_and_effective_port() {
-        assert_eq!(
-            normalize_origin("HTTPS://App.Example.com:443/").as_deref(),
-            Some("https://app.example.com")
-        );
-        assert_eq!(
-            normalize_origin("http://localhost:5173").as_deref(),
-            Some("http://localhost:5173")
-        );
-        assert_eq!(normalize_origin("null"), None);
-        assert_eq!(normalize_origin("file://x"), None);
-        assert_eq!(normalize_origin("https://"), None);
-    }
 
     #[test]
     fn the_refresh_cookie_is_found_among_others() {

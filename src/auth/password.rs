@@ -20,6 +20,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::wordlists;
 use crate::proxy_cpu::{self, ThreadClocks};
 
 /// Argon2id memory cost in KiB (OWASP).
@@ -82,6 +83,18 @@ pub fn acceptable(password: &str) -> Result<(), &'static str> {
     }
     if password.chars().count() < MIN_CHARS {
         return Err("password must be at least 8 characters");
+    }
+    Ok(())
+}
+
+/// The policy for a password being set (signup, `portcullis user add`): the length rule,
+/// then not one of the bundled breached passwords (NIST SP 800-63B §3.1.1.2). Login
+/// checks only the length, so an account made before its password joined the list can
+/// still sign in. The message never repeats the password.
+pub fn acceptable_new(password: &str) -> Result<(), &'static str> {
+    acceptable(password)?;
+    if wordlists::is_common_password(password) {
+        return Err("password is too common: it appears in lists of breached passwords");
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! running gateway picks them up from the revocation feed within a second.
 
 use super::{load, Failure};
+use crate::auth::email;
 use crate::auth::password::{self, Hasher};
 use crate::auth::store::{Store, StoreError, User};
 use crate::config::Config;
@@ -112,13 +113,14 @@ async fn execute(cfg: &Config, store: &Store, command: UserCommand) -> Result<()
             workspaces,
             password_stdin: _,
         } => {
+            let email = email::valid(&email).map_err(|why| fail(why.to_owned()))?;
             known_role(cfg, &role)?;
             let memberships = workspaces
                 .iter()
                 .map(|w| parse_membership(cfg, w))
                 .collect::<Result<Vec<_>, _>>()?;
             let password = read_password()?;
-            password::acceptable(&password).map_err(|why| fail(why.to_owned()))?;
+            password::acceptable_new(&password).map_err(|why| fail(why.to_owned()))?;
             let hasher = Hasher::new(1).map_err(|e| fail(e.to_string()))?;
             let hash = hasher
                 .hash(password)
@@ -142,10 +144,7 @@ async fn execute(cfg: &Config, store: &Store, command: UserCommand) -> Result<()
             }
             let user = match store.create_user(&email, &hash, &role, now).await {
                 Err(StoreError::Conflict) => {
-                    return Err(fail(format!(
-                        "{} is already registered",
-                        email.trim().to_lowercase()
-                    )))
+                    return Err(fail(format!("{email} is already registered")))
                 }
                 other => other.map_err(store_failure)?,
             };
@@ -266,12 +265,7 @@ async fn find(store: &Store, email: &str) -> Result<User, Failure> {
         .user_by_email(email)
         .await
         .map_err(store_failure)?
-        .ok_or_else(|| {
-            fail(format!(
-                "no user with email {}",
-                email.trim().to_lowercase()
-            ))
-        })
+        .ok_or_else(|| fail(format!("no user with email {}", email::normalize(email))))
 }
 
 pub(super) fn known_role(cfg: &Config, role: &str) -> Result<(), Failure> {

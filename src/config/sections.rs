@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::yaml::{Field, Fields, Node, Problems, Spot};
-use super::{auth, redact_password, routes, Config, IdentityHeaders, Tls, Upstream};
+use super::{auth, routes, store_url, Config, IdentityHeaders, Tls, Upstream};
 
 const TOP_KEYS: &[&str] = &[
     "listen",
@@ -226,7 +226,7 @@ fn resolve_store(url: &str, dir: &Path) -> Result<String, String> {
     let Some(rest) = url.strip_prefix("sqlite://") else {
         return Err(format!(
             "unsupported store URL \"{}\": expected sqlite://PATH or postgres://...",
-            redact_password(url)
+            store_url::redact(url)
         ));
     };
     let (file, query) = match rest.split_once('?') {

@@ -243,6 +243,18 @@ fn crafted_tokens_are_refused_for_the_right_reason() {
             TokenError::IssuedInFuture,
         ),
         (
+            "lifetime over access_ttl + leeway",
+            craft(
+                SECRET,
+                h,
+                &claims_with("").replace(
+                    &format!("\"exp\":{}", NOW + 600),
+                    &format!("\"exp\":{}", NOW + 15 * 60 + 5 + 1),
+                ),
+            ),
+            TokenError::Lifetime,
+        ),
+        (
             "wrong issuer",
             craft(
                 SECRET,
@@ -320,6 +332,24 @@ fn leeway_is_applied_to_exp_and_nbf() {
     assert!(k
         .verify(&craft(SECRET, GOOD_HEADER, &nbf_in_4s), NOW)
         .is_ok());
+}
+
+#[test]
+fn a_lifetime_up_to_access_ttl_plus_leeway_is_accepted_and_no_longer() {
+    let mut k = keys();
+    k.set_max_lifetime(Duration::from_secs(300));
+    let living = |seconds: u64| {
+        let claims = claims_with("").replace(
+            &format!("\"exp\":{}", NOW + 600),
+            &format!("\"exp\":{}", NOW + seconds),
+        );
+        k.verify(&craft(SECRET, GOOD_HEADER, &claims), NOW)
+            .map(|_| ())
+    };
+    assert_eq!(living(300), Ok(()));
+    assert_eq!(living(305), Ok(()), "leeway");
+    assert_eq!(living(306), Err(TokenError::Lifetime));
+    assert_eq!(living(7200), Err(TokenError::Lifetime));
 }
 
 #[test]

@@ -20,7 +20,8 @@ pub fn config_with_auth(extra: &[&str]) -> String {
     BASE_CONFIG.replacen("  audience: api\n", &lines, 1)
 }
 
-/// POSTs a JSON body (or nothing) with extra headers.
+/// POSTs a JSON body (or nothing) with extra headers, declared `application/json` as the
+/// auth endpoints require, unless `headers` name a Content-Type of their own.
 pub fn post(
     addr: SocketAddr,
     path: &str,
@@ -28,7 +29,10 @@ pub fn post(
     headers: &[(&str, &str)],
 ) -> Response {
     let mut all = headers.to_vec();
-    if body.is_some() {
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+    {
         all.push(("Content-Type", "application/json"));
     }
     request(addr, "POST", path, &all, body.map(str::as_bytes))

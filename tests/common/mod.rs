@@ -19,13 +19,15 @@ use serde_json::Value;
 mod auth;
 mod fixtures;
 pub mod postgres;
+pub mod recorder;
 #[allow(unused_imports)] // not every test binary uses the fixtures
 pub use auth::*;
 #[allow(unused_imports)] // not every test binary uses the fixtures
 pub use fixtures::*;
 
-/// The JWT secret every gateway gets unless a test overrides `JWT_SECRET`; ≥ 32 bytes as HS256 wants.
-pub const TEST_SECRET: &str = "0123456789abcdef0123456789abcdef-test-secret";
+/// The JWT secret every gateway gets unless a test overrides `JWT_SECRET`: 32 random bytes
+/// in hex (`openssl rand -hex 32`), as the gateway's strength check wants.
+pub const TEST_SECRET: &str = "9f4c2a7e1b8d3f60c5e2a9b47d1f8e03a6c4b2d9e7f1a3c5b8d0e2f4a6c9b1d3";
 
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 

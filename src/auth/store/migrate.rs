@@ -4,27 +4,47 @@
 //! one directory per migrator, while here both backends share one code path and only the
 //! SQL files differ. Applied versions are recorded in `schema_migrations`.
 
-use sqlx::AssertSqlSafe;
+use std::collections::HashMap;
 
+use sqlx::{Any, AssertSqlSafe, Row, Transaction};
+
+use super::users::normalize_email;
 use super::{Backend, Store, StoreError};
 
-/// (version, SQL) pairs in ascending order. Never edit a shipped migration: add a new one.
-const SQLITE: &[(i64, &str)] = &[
-    (1, include_str!("../../../migrations/sqlite/0001_init.sql")),
-    (
-        2,
-        include_str!("../../../migrations/sqlite/0002_rate_limits.sql"),
-    ),
-];
-const POSTGRES: &[(i64, &str)] = &[
+/// One schema change: a SQL file, or a data change SQL cannot express.
+enum Step {
+    Sql(&'static str),
+    /// Rewrites every stored email in `auth::email::normalize`'s form (NFKC, lower-cased,
+    /// trimmed), refusing, with nothing changed, when two accounts would collide.
+    NormalizeEmails,
+}
+
+/// (version, step) pairs in ascending order. Never edit a shipped migration: add a new one.
+const SQLITE: &[(i64, Step)] = &[
     (
         1,
-        include_str!("../../../migrations/postgres/0001_init.sql"),
+        Step::Sql(include_str!("../../../migrations/sqlite/0001_init.sql")),
     ),
     (
         2,
-        include_str!("../../../migrations/postgres/0002_rate_limits.sql"),
+        Step::Sql(include_str!(
+            "../../../migrations/sqlite/0002_rate_limits.sql"
+        )),
     ),
+    (3, Step::NormalizeEmails),
+];
+const POSTGRES: &[(i64, Step)] = &[
+    (
+        1,
+        Step::Sql(include_str!("../../../migrations/postgres/0001_init.sql")),
+    ),
+    (
+        2,
+        Step::Sql(include_str!(
+            "../../../migrations/postgres/0002_rate_limits.sql"
+        )),
+    ),
+    (3, Step::NormalizeEmails),
 ];
 
 /// Arbitrary constant naming the PostgreSQL advisory lock that serialises replicas
@@ -64,11 +84,16 @@ pub(super) async fn run(store: &Store) -> Result<(), StoreError> {
             )));
         }
     }
-    for (version, sql) in migrations.iter().filter(|(v, _)| *v > current) {
-        for statement in statements(sql) {
-            sqlx::query(AssertSqlSafe(statement))
-                .execute(&mut *tx)
-                .await?;
+    for (version, step) in migrations.iter().filter(|(v, _)| *v > current) {
+        match step {
+            Step::Sql(sql) => {
+                for statement in statements(sql) {
+                    sqlx::query(AssertSqlSafe(statement))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            Step::NormalizeEmails => normalize_emails(&mut tx).await?,
         }
         sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
             .bind(*version)
@@ -77,6 +102,42 @@ pub(super) async fn run(store: &Store) -> Result<(), StoreError> {
             .await?;
     }
     tx.commit().await?;
+    Ok(())
+}
+
+/// Migration 3: stored emails were only trimmed and lower-cased; now they are NFKC too.
+/// Every changed row is rewritten in the migration's transaction, or, when two accounts
+/// would end up with one address, none is and the store refuses to open with both named,
+/// so the operator decides which account keeps it.
+async fn normalize_emails(tx: &mut Transaction<'_, Any>) -> Result<(), StoreError> {
+    let rows = sqlx::query("SELECT id, email FROM users ORDER BY created_at, id")
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut owners: HashMap<String, (String, String)> = HashMap::new();
+    let mut changes = Vec::new();
+    for row in rows {
+        let id: String = row.try_get(0)?;
+        let email: String = row.try_get(1)?;
+        let normalized = normalize_email(&email);
+        if let Some((other_id, other_email)) = owners.get(&normalized) {
+            return Err(StoreError::Other(format!(
+                "cannot normalize stored emails: users {other_id} ({other_email:?}) and {id}                  ({email:?}) would both become {normalized:?}; give one of them another email                  in the database (UPDATE users SET email = '...' WHERE id = '...'), then start again"
+            )));
+        }
+        if normalized != email {
+            changes.push((id.clone(), normalized.clone()));
+        }
+        owners.insert(normalized, (id, email));
+    }
+    // A changed address cannot take one still held by another row: that row's address is
+    // already normalized (or it would be changing too), so the two would have collided above.
+    for (id, email) in changes {
+        sqlx::query("UPDATE users SET email = $1 WHERE id = $2")
+            .bind(email)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(())
 }
 

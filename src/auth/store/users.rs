@@ -7,13 +7,14 @@ use super::revocation_log::{record, EventKind};
 use super::rows::{user_from, workspace_from, Membership, User, Workspace};
 use super::{new_id, Store, StoreError};
 
-/// Emails are compared in this form so `A@x.io` and `a@x.io ` cannot register twice.
-fn normalize_email(email: &str) -> String {
-    email.trim().to_lowercase()
+/// Emails are stored and compared in one form (`auth::email::normalize`), so `A@x.io`,
+/// `ａ@x.io` and `a@x.io ` cannot register twice.
+pub(super) fn normalize_email(email: &str) -> String {
+    crate::auth::email::normalize(email)
 }
 
 impl Store {
-    /// Registers a user. The email is normalised (trimmed, lower-cased) before storing;
+    /// Registers a user. The email is normalized (NFKC, lower-cased, trimmed) before storing;
     /// `Err(Conflict)` if it is already taken. `password_hash` must already be a PHC string.
     pub async fn create_user(
         &self,
