@@ -3,6 +3,10 @@
 //! their seed corpora in `cargo test` (`tests/invariants.rs`). Each function
 //! panics when its property is violated; that panic is what a fuzzer reports.
 
+mod http1;
+
+pub use http1::{chunked_decoding, request_head_framing, request_round_trip, upstream_answer_head};
+
 use crate::authn::Identity;
 use crate::config::IdentityHeaders;
 use crate::http1::Request;
@@ -134,7 +138,7 @@ pub fn header_sanitizing(input: &[u8]) {
     for (name, _) in req.fields() {
         let folded = String::from_utf8_lossy(name)
             .to_ascii_lowercase()
-            .replace('_', "-");
+            .replace(['_', '.'], "-");
         assert!(
             ![
                 "x-user-id",

@@ -50,6 +50,41 @@ fn header_seeds_never_leave_a_protected_header() {
 }
 
 #[test]
+fn request_head_seeds_parse_alike_twice_and_pass_framing_only_when_unambiguous() {
+    assert!(
+        replay(
+            "request_head_framing",
+            portcullis::invariants::request_head_framing
+        ) >= 5
+    );
+}
+
+#[test]
+fn chunked_seeds_decode_alike_whatever_the_read_sizes() {
+    assert!(replay("chunked_decoding", portcullis::invariants::chunked_decoding) >= 5);
+}
+
+#[test]
+fn answer_head_seeds_tunnel_only_when_asked_and_pass_no_hop_by_hop_field() {
+    assert!(
+        replay(
+            "upstream_answer_head",
+            portcullis::invariants::upstream_answer_head
+        ) >= 5
+    );
+}
+
+#[test]
+fn byte_streams_reach_the_upstream_as_the_same_requests_with_the_same_bodies() {
+    assert!(
+        replay(
+            "request_round_trip",
+            portcullis::invariants::request_round_trip
+        ) >= 5
+    );
+}
+
+#[test]
 fn config_seeds_load_or_fail_with_positioned_errors() {
     assert!(replay("config_loading", portcullis::invariants::config_loading) >= 3);
 }

@@ -6,7 +6,7 @@
 //! (docs/benchmarks.md, issue 7). What the gateway adds to the answer comes
 //! from the pipeline, through [`Answering`].
 
-mod answer;
+pub mod answer;
 mod relay;
 mod request_head;
 

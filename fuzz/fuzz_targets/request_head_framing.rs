@@ -1,0 +1,4 @@
+//! Fuzz target: see `portcullis::invariants::request_head_framing` for the property it checks.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| portcullis::invariants::request_head_framing(data));
