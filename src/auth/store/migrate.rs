@@ -121,7 +121,10 @@ async fn normalize_emails(tx: &mut Transaction<'_, Any>) -> Result<(), StoreErro
         let normalized = normalize_email(&email);
         if let Some((other_id, other_email)) = owners.get(&normalized) {
             return Err(StoreError::Other(format!(
-                "cannot normalize stored emails: users {other_id} ({other_email:?}) and {id}                  ({email:?}) would both become {normalized:?}; give one of them another email                  in the database (UPDATE users SET email = '...' WHERE id = '...'), then start again"
+                "cannot normalize stored emails: users {other_id} ({other_email:?}) and {id} \
+                 ({email:?}) would both become {normalized:?}; give one of them another \
+                 email in the database (UPDATE users SET email = '...' WHERE id = '...'), \
+                 then start again"
             )));
         }
         if normalized != email {
