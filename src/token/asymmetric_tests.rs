@@ -143,12 +143,23 @@ fn a_token_signed_by_a_retired_key_verifies_only_until_its_window_ends() {
     // The last token the old key signed is good to its last second.
     assert!(keys.verify(&by_old.token, NOW + 200).is_ok());
     assert!(keys.verify(&by_old.token, NOW + 99 + 900 + 4).is_ok());
-    // A longer-lived token (`portcullis token --ttl 1h`) is cut off with the key:
-    // verified (and so cached) before the window ends, refused from its end on.
+    // A token outliving the longest lifetime (15 min here) is refused outright.
     let long = keys.issue(GRANT, NOW + 99, Duration::from_secs(3600));
-    assert!(keys.verify(&long.token, NOW + 200).is_ok());
-    assert!(keys.verify(&long.token, until - 1).is_ok());
-    assert_eq!(keys.verify(&long.token, until), Err(TokenError::UnknownKey));
+    assert_eq!(
+        keys.verify(&long.token, NOW + 200),
+        Err(TokenError::Lifetime)
+    );
+    // Were such lifetimes allowed, the key's window would still cut it off: verified
+    // (and so cached) before the window ends, refused from its end on.
+    let mut lenient = set(vec![old.clone(), new.clone()]);
+    lenient.set_max_lifetime(Duration::from_secs(3600));
+    let long = lenient.issue(GRANT, NOW + 99, Duration::from_secs(3600));
+    assert!(lenient.verify(&long.token, NOW + 200).is_ok());
+    assert!(lenient.verify(&long.token, until - 1).is_ok());
+    assert_eq!(
+        lenient.verify(&long.token, until),
+        Err(TokenError::UnknownKey)
+    );
     assert!(keys.verify(&by_new.token, until - 1).is_ok());
 }
 
