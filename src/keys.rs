@@ -169,6 +169,8 @@ fn refresh_secret(dir: &Path, jwt_secret: Option<&str>) -> Result<Vec<u8>, Strin
                 secret.len()
             ));
         }
+        // Whoever can guess the chain key can compute a stolen session's successors.
+        crate::auth::secret_strength::check_jwt_secret(secret)?;
         return Ok(secret.as_bytes().to_vec());
     }
     let path = dir.join(REFRESH_SECRET_FILE);

@@ -231,8 +231,8 @@ fn a_key_file_that_does_not_hold_its_kid_is_refused() {
 fn jwt_secret_keys_the_refresh_chain_when_set() {
     let tmp = TempDir::new();
     let auth = auth(&tmp.0, "  algorithm: EdDSA\n");
-    let secret = "s".repeat(32);
-    let keys = open(&auth, Some(&secret), T0).unwrap();
+    let secret = "5d8f0b3a9c2e47f1a6b8d0c3e5f7a9b1c2d4e6f8a0b2c4d6e8f0a1b3c5d7e9f2";
+    let keys = open(&auth, Some(secret), T0).unwrap();
     assert_eq!(keys.refresh_secret(), secret.as_bytes());
     assert!(!auth.keys_dir.join("refresh.secret").exists());
     let err = open(&auth, Some("short"), T0).err().unwrap();
@@ -240,6 +240,9 @@ fn jwt_secret_keys_the_refresh_chain_when_set() {
         err.starts_with("JWT_SECRET is 5 bytes; it must be at least 32"),
         "{err}"
     );
+    // As guessable as a weak HS256 key: the chain key names every session's successor.
+    let err = open(&auth, Some(&"s".repeat(32)), T0).err().unwrap();
+    assert!(err.starts_with("JWT_SECRET is too easy to guess"), "{err}");
 }
 
 #[test]
