@@ -88,7 +88,8 @@ async fn route(
     if !method_ok {
         return Err(Reject::WrongMethod { allow: allowed });
     }
-    // Every endpoint but /me sets or reads the refresh cookie.
+    // Every endpoint but /me is a POST that sets, reads or ends the refresh cookie's
+    // sessions: the cross-site rules hold for each, and for any added to the list above.
     if sub != "/me" {
         csrf::check_origin(req, &auth.allowed_origins)?;
         csrf::check_json(req.headers)?;

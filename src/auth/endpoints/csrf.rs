@@ -78,7 +78,7 @@ fn single<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Rej
 
 /// `scheme://host[:port]`, lower-cased, without a default port or trailing slash;
 /// `None` for anything else (including `null`).
-pub(super) fn normalize_origin(text: &str) -> Option<String> {
+fn normalize_origin(text: &str) -> Option<String> {
     let text = text.trim().trim_end_matches('/').to_ascii_lowercase();
     let (scheme, authority) = text.split_once("://")?;
     let default_port = match scheme {
