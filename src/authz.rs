@@ -17,7 +17,13 @@ pub fn authorize(route: &Route, id: &Identity, captures: &Captures<'_>) -> Resul
     }
     if let Some(name) = &route.owner {
         let bypass = id.has_any_role(&route.owner_bypass);
-        if !bypass && !capture_is(captures, name, &id.sub) {
+        // A `sub` is unique only within its issuer: another issuer's user with
+        // the same id as ours is not the owner unless the route says so.
+        let issuer_counts = match id.external.as_deref() {
+            None => true,
+            Some(iss) => route.owner_issuers.iter().any(|o| **o == *iss),
+        };
+        if !bypass && !(issuer_counts && capture_is(captures, name, &id.sub)) {
             return Err(Reject::Forbidden);
         }
     }
@@ -77,6 +83,7 @@ mod tests {
             plans: vec![],
             owner: None,
             owner_bypass: vec![],
+            owner_issuers: vec![],
             workspace: None,
             rate_limit: None,
             line: 1,
@@ -114,6 +121,13 @@ mod tests {
         let pro = id("u1", "viewer", Some("acme"), Some("pro"));
         let free = id("u1", "viewer", Some("acme"), Some("free"));
         let email_sub = id("a@b.c", "viewer", None, None);
+        // Another issuer's user whose `sub` equals our u1.
+        let foreign = Identity {
+            external: Some("https://idp.test/".into()),
+            ..id("u1", "viewer", None, None)
+        };
+        let mut owner_idp = owner.clone();
+        owner_idp.owner_issuers = vec!["https://idp.test/".into()];
 
         let table: Vec<(&str, &Route, &Identity, &str, bool)> = vec![
             ("role listed", &roles, &admin, "/api/admin/x", true),
@@ -147,6 +161,27 @@ mod tests {
                 &owner_admin,
                 &admin,
                 "/api/users/u2/files",
+                true,
+            ),
+            (
+                "a trusted issuer's identical sub is not the owner",
+                &owner,
+                &foreign,
+                "/api/users/u1/files",
+                false,
+            ),
+            (
+                "unless the route names that issuer",
+                &owner_idp,
+                &foreign,
+                "/api/users/u1/files",
+                true,
+            ),
+            (
+                "our own user still owns with issuers listed",
+                &owner_idp,
+                &viewer,
+                "/api/users/u1/files",
                 true,
             ),
             (

@@ -271,6 +271,9 @@ pub struct Route {
     pub owner: Option<String>,
     /// Roles that pass the owner rule anyway.
     pub owner_bypass: Vec<String>,
+    /// Trusted issuers (their `issuer` URLs) whose identities the owner rule
+    /// accepts besides the gateway's own; by default none (RFC 8725 §3.8).
+    pub owner_issuers: Vec<String>,
     /// Capture name that must equal the token's workspace.
     pub workspace: Option<String>,
     /// Per-client limit on this route, on top of the global ones.
@@ -291,6 +294,11 @@ pub struct IdentityHeaders {
     pub workspace: http::HeaderName,
     /// Carries the plan (default `x-user-plan`).
     pub plan: http::HeaderName,
+    /// Carries the issuer that vouched for the identity (default `x-user-issuer`):
+    /// the gateway's own `auth.issuer`, or a trusted issuer's. An upstream that
+    /// keys data by user id must key it by (issuer, id), since two issuers can
+    /// name different people with the same `sub`.
+    pub issuer: http::HeaderName,
 }
 
 impl Default for IdentityHeaders {
@@ -301,6 +309,7 @@ impl Default for IdentityHeaders {
             role: http::HeaderName::from_static("x-user-role"),
             workspace: http::HeaderName::from_static("x-workspace-id"),
             plan: http::HeaderName::from_static("x-user-plan"),
+            issuer: http::HeaderName::from_static("x-user-issuer"),
         }
     }
 }

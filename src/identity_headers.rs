@@ -45,8 +45,14 @@ fn folded_eq(name: &[u8], wanted: &str) -> bool {
 }
 
 impl IdentityHeaders {
-    fn names(&self) -> [&HeaderName; 4] {
-        [&self.user_id, &self.role, &self.workspace, &self.plan]
+    fn names(&self) -> [&HeaderName; 5] {
+        [
+            &self.user_id,
+            &self.role,
+            &self.workspace,
+            &self.plan,
+            &self.issuer,
+        ]
     }
 
     fn is_protected(&self, name: &[u8]) -> bool {
@@ -86,7 +92,8 @@ pub fn sanitize(req: &mut Request, names: &IdentityHeaders) {
 /// absent produces no header; a claim that is not a valid header value (it
 /// came from a verified token, but still) is left out, since a line break in
 /// it would let the token's issuer write fields of its own.
-pub fn inject(out: &mut Vec<u8>, names: &IdentityHeaders, id: &Identity) {
+/// `own_issuer` is the gateway's `auth.issuer`, written for its own tokens.
+pub fn inject(out: &mut Vec<u8>, names: &IdentityHeaders, id: &Identity, own_issuer: &str) {
     let field = |out: &mut Vec<u8>, name: &HeaderName, value: Option<&str>| {
         if let Some(value) = value.filter(|v| is_field_value(v.as_bytes())) {
             crate::http1::push_field(out, name.as_str().as_bytes(), value.as_bytes());
@@ -110,6 +117,11 @@ pub fn inject(out: &mut Vec<u8>, names: &IdentityHeaders, id: &Identity) {
     }
     field(out, &names.workspace, id.workspace.as_deref());
     field(out, &names.plan, id.plan.as_deref());
+    field(
+        out,
+        &names.issuer,
+        Some(id.external.as_deref().unwrap_or(own_issuer)),
+    );
 }
 
 /// What a field value may hold (RFC 9110 §5.5): visible characters, spaces,
@@ -136,7 +148,7 @@ mod tests {
     /// The fields [`inject`] writes, as (name, value).
     fn injected(id: &Identity) -> Vec<(String, String)> {
         let mut out = Vec::new();
-        inject(&mut out, &names(), id);
+        inject(&mut out, &names(), id, "https://gw.test");
         String::from_utf8(out)
             .unwrap()
             .split_terminator("\r\n")
@@ -162,6 +174,7 @@ mod tests {
             ("x-USER-role", "admin"),
             ("X-Workspace-Id", "other"),
             ("x_user_plan", "enterprise"),
+            ("X-User-Issuer", "https://gw.test"),
             ("X-HTTP-Method-Override", "DELETE"),
             ("X-Original-URL", "/api/admin"),
             ("Forwarded", "for=1.2.3.4"),
@@ -186,7 +199,8 @@ mod tests {
             injected(&id),
             vec![
                 ("x-user-id".to_owned(), "u1".to_owned()),
-                ("x-user-role".to_owned(), "viewer".to_owned())
+                ("x-user-role".to_owned(), "viewer".to_owned()),
+                ("x-user-issuer".to_owned(), "https://gw.test".to_owned())
             ]
         );
     }
@@ -203,6 +217,11 @@ mod tests {
             .find(|(n, _)| n == "x-user-role")
             .map(|(_, v)| v);
         assert_eq!(role.as_deref(), Some("viewer,admin,billing"));
+        let issuer = injected(&id)
+            .into_iter()
+            .find(|(n, _)| n == "x-user-issuer")
+            .map(|(_, v)| v);
+        assert_eq!(issuer.as_deref(), Some("https://idp.test/"), "the issuer that vouched");
     }
 
     #[test]
@@ -212,9 +231,10 @@ mod tests {
             plan: Some("pro\u{7f}".into()),
             ..Identity::with_role("u1", "admin\r\nX-Injected: 1")
         };
+        let own_issuer = ("x-user-issuer".to_owned(), "https://gw.test".to_owned());
         assert_eq!(
             injected(&id),
-            vec![("x-user-id".to_owned(), "u1".to_owned())]
+            vec![("x-user-id".to_owned(), "u1".to_owned()), own_issuer.clone()]
         );
         let listed = Identity {
             role: Some("viewer".into()),
@@ -223,7 +243,7 @@ mod tests {
         };
         assert_eq!(
             injected(&listed),
-            vec![("x-user-id".to_owned(), "u1".to_owned())],
+            vec![("x-user-id".to_owned(), "u1".to_owned()), own_issuer],
             "one bad role in a list leaves the whole list out"
         );
         let tabbed = Identity {

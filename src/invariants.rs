@@ -145,6 +145,7 @@ pub fn header_sanitizing(input: &[u8]) {
                 "x-user-role",
                 "x-workspace-id",
                 "x-user-plan",
+                "x-user-issuer",
                 "x-http-method-override",
                 "forwarded"
             ]
@@ -154,7 +155,7 @@ pub fn header_sanitizing(input: &[u8]) {
     }
     let id = Identity::with_role("u", "r");
     let mut added = Vec::new();
-    identity_headers::inject(&mut added, &names, &id);
+    identity_headers::inject(&mut added, &names, &id, "https://gw.test");
     let injected = added
         .split(|&b| b == b'\n')
         .filter(|line| line.starts_with(b"x-user-id: "))

@@ -323,10 +323,11 @@ impl Proxy {
         // the upstream's request head with the other additions.
         identity_headers::sanitize(req, &gateway.config.headers);
         let names = &gateway.config.headers;
+        let own_issuer = gateway.config.auth.issuer.as_str();
         let identity = ctx.identity.clone();
         let inject = |out: &mut Vec<u8>| {
             if let Some(id) = &identity {
-                identity_headers::inject(out, names, id);
+                identity_headers::inject(out, names, id, own_issuer);
             }
         };
         let head = {
@@ -403,7 +404,7 @@ impl Proxy {
         }
         if ctx.gateway.config.access_log {
             access_log::write(&access_log::Entry {
-                ts: access_log::timestamp(SystemTime::now()),
+                ts: access_log::Timestamp(SystemTime::now()),
                 request_id: &ctx.request_id,
                 method,
                 path: ctx.path_label(),

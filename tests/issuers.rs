@@ -518,3 +518,49 @@ fn es256_signatures_with_r_or_s_zero_are_refused() {
         "only the good token reached the upstream"
     );
 }
+
+/// RFC 8725 §3.8: a `sub` is unique only within its issuer. The upstream is told
+/// which issuer vouched, and `owner:` counts only the gateway's own users unless
+/// a route names other issuers.
+#[test]
+fn a_trusted_issuers_sub_equal_to_a_local_id_owns_nothing_unless_the_route_names_it() {
+    let ed = ed25519(5);
+    let idp = Idp::start(&[("ed", &ed)]);
+    let echo = Echo::start();
+    let foreign = {
+        let now = now();
+        let claims =
+            serde_json::json!({"iss": IDP, "aud": AUDIENCE, "sub": "u1", "iat": now, "exp": now + 60});
+        sign(&ed, r#"{"alg":"EdDSA","kid":"ed"}"#, &claims.to_string())
+    };
+    let own = token("u1", "viewer", "");
+    let path = "/api/users/u1/files";
+    let seen_issuer = |gw: &Gateway, token: &str| {
+        let r = get(
+            gw.addr,
+            path,
+            &[
+                ("Authorization", &format!("Bearer {token}")),
+                ("X-User-Issuer", "https://spoofed.test/"),
+            ],
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        echoed_header_values(&r.json(), "x-user-issuer")
+    };
+
+    let gw = Gateway::start(&config(&idp.url(), "1s", "10m"), echo.addr, &[]);
+    assert_eq!(seen_issuer(&gw, &own), ["https://gw.test"]);
+    assert_eq!(status(&gw, path, &foreign), 403, "the IdP's u1 is not our u1");
+    // The IdP's identity still passes rules that are not about ownership.
+    assert_eq!(status(&gw, "/api/protected", &foreign), 200);
+    drop(gw);
+
+    let named = config(&idp.url(), "1s", "10m").replace(
+        "owner: user }",
+        &format!("owner: user, owner_issuers: [\"{IDP}\"] }}"),
+    );
+    assert!(named.contains("owner_issuers"), "BASE_CONFIG's owner route moved");
+    let gw = Gateway::start(&named, echo.addr, &[]);
+    assert_eq!(seen_issuer(&gw, &foreign), [IDP]);
+    assert_eq!(seen_issuer(&gw, &own), ["https://gw.test"]);
+}

@@ -15,6 +15,7 @@ const ROUTE_KEYS: &[&str] = &[
     "plans",
     "owner",
     "owner_bypass",
+    "owner_issuers",
     "workspace",
     "rate_limit",
 ];
@@ -113,6 +114,11 @@ fn read_route(f: &Field, known: &Known, p: &mut Problems) -> Option<Route> {
     let plans = declared(r.get("plans"), "plan", known.plans, p);
     let owner_bypass = declared(r.get("owner_bypass"), "role", known.roles, p);
     let owner = capture(r.get("owner"), pattern.as_ref(), p);
+    let owner_issuers = r
+        .get("owner_issuers")
+        .and_then(|f| f.strings(p))
+        .map(|items| items.into_iter().map(|(_, s)| s).collect())
+        .unwrap_or_default();
     let workspace = capture(r.get("workspace"), pattern.as_ref(), p);
     let rate_limit = r.get("rate_limit").and_then(|f| f.parsed(p, Rate::parse));
 
@@ -129,8 +135,10 @@ fn read_route(f: &Field, known: &Known, p: &mut Problems) -> Option<Route> {
             p.error(&r.spot_of("auth"), message);
         }
     }
-    if r.get("owner_bypass").is_some() && r.get("owner").is_none() {
-        p.warn(&r.spot_of("owner_bypass"), "has no effect without owner");
+    for key in ["owner_bypass", "owner_issuers"] {
+        if r.get(key).is_some() && r.get("owner").is_none() {
+            p.warn(&r.spot_of(key), "has no effect without owner");
+        }
     }
     let pattern = pattern?;
     if upstream_field.is_none() {
@@ -152,6 +160,7 @@ fn read_route(f: &Field, known: &Known, p: &mut Problems) -> Option<Route> {
         plans,
         owner,
         owner_bypass,
+        owner_issuers,
         workspace,
         rate_limit,
         line: f.node.pos.line,

@@ -25,7 +25,7 @@ const TOP_KEYS: &[&str] = &[
 ];
 const TLS_KEYS: &[&str] = &["listen", "cert", "key"];
 const UPSTREAM_KEYS: &[&str] = &["addrs", "connect_timeout", "read_timeout", "tls", "sni"];
-const HEADER_KEYS: &[&str] = &["user_id", "role", "workspace", "plan"];
+const HEADER_KEYS: &[&str] = &["user_id", "role", "workspace", "plan", "issuer"];
 
 /// Headers an identity header must not replace: they carry the request itself.
 const RESERVED_HEADERS: &[&str] = &[
@@ -344,12 +344,14 @@ fn read_headers(top: &Fields, p: &mut Problems) -> IdentityHeaders {
         role: read("role", d.role),
         workspace: read("workspace", d.workspace),
         plan: read("plan", d.plan),
+        issuer: read("issuer", d.issuer),
     };
     let listed = [
         ("user_id", &headers.user_id),
         ("role", &headers.role),
         ("workspace", &headers.workspace),
         ("plan", &headers.plan),
+        ("issuer", &headers.issuer),
     ];
     for (i, (key, name)) in listed.iter().enumerate() {
         if RESERVED_HEADERS.contains(&name.as_str()) {
