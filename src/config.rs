@@ -126,6 +126,10 @@ pub struct Auth {
     pub key_id: String,
     /// At most 15 minutes, so a revoked session stops working soon.
     pub access_ttl: Duration,
+    /// The longest `exp − iat` (before leeway) accepted on tokens signed with the
+    /// gateway's key: `access_ttl` unless `max_lifetime` allows more, for a load harness
+    /// that mints its own longer tokens with the shared secret.
+    pub max_lifetime: Duration,
     /// Always longer than `access_ttl`.
     pub refresh_ttl: Duration,
     /// Clock skew tolerated on `exp`/`nbf`; at most 30 s.

@@ -77,10 +77,10 @@ impl Gateway {
 
 /// The keys the configured algorithm needs: the HS256 secret, or the key
 /// files in `auth.keys_dir` (created on first use). They refuse tokens living
-/// longer than `auth.access_ttl`.
+/// longer than `auth.max_lifetime` (`access_ttl` unless set).
 pub fn signing_keys(config: &Config, jwt_secret: Option<&str>) -> Result<Keys, String> {
     let mut keys = algorithm_keys(config, jwt_secret)?;
-    keys.set_max_lifetime(config.auth.access_ttl);
+    keys.set_max_lifetime(config.auth.max_lifetime);
     Ok(keys)
 }
 

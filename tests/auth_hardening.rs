@@ -567,6 +567,38 @@ fn a_token_of_ours_living_longer_than_access_ttl_and_leeway_is_refused() {
 }
 
 #[test]
+fn max_lifetime_lets_a_load_harness_use_longer_tokens_and_no_longer() {
+    let (_echo, gw) = start(&config_with_auth(&["max_lifetime: 1h"]));
+    let lasting = |seconds: u64| {
+        let iat = now();
+        let claims = format!(
+            r#"{{"iss":"https://gw.test","aud":"api","sub":"u1","iat":{iat},"nbf":{iat},"exp":{},"jti":"harness-{seconds}","role":"viewer"}}"#,
+            iat + seconds
+        );
+        let token = mint_hs256(TEST_SECRET.as_bytes(), HEADER, &claims);
+        get_as(gw.addr, "/api/protected", &token).status
+    };
+    assert_eq!(lasting(3600), 200);
+    assert_eq!(lasting(3600 + 6), 401);
+
+    let (dir, path) = config_file();
+    let config = std::fs::read_to_string(&path).unwrap();
+    let shorter = config.replacen(
+        "  audience: api\n",
+        "  audience: api\n  max_lifetime: 5m\n",
+        1,
+    );
+    std::fs::write(&path, shorter).unwrap();
+    let (code, _, err) = portcullis(&["check", "-c", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("auth.max_lifetime: must be from access_ttl (15m) to 1d, got 5m"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
 fn portcullis_token_refuses_a_ttl_over_access_ttl() {
     let (dir, path) = config_file();
     let path = path.to_str().unwrap();

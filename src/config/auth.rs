@@ -14,6 +14,7 @@ const AUTH_KEYS: &[&str] = &[
     "algorithm",
     "key_id",
     "access_ttl",
+    "max_lifetime",
     "refresh_ttl",
     "leeway",
     "prefix",
@@ -33,6 +34,8 @@ const RATE_KEYS: &[&str] = &["login", "login_per_email", "refresh", "signup"];
 /// Longest access token lifetime: access tokens cannot be revoked, so they must expire soon.
 const MAX_ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
 const MAX_LEEWAY: Duration = Duration::from_secs(30);
+/// Longest `max_lifetime`: a harness's tokens, not a session's.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(86_400);
 const MAX_REFRESH_GRACE: Duration = Duration::from_secs(60);
 
 /// Reads `auth` (required). The flag says whether `prefix` is valid, so routes are only
@@ -102,6 +105,7 @@ pub(super) fn read(
         );
         p.error(&refresh_spot, message);
     }
+    let max_lifetime = read_max_lifetime(&a, access_ttl, p);
     let leeway = bounded(&a, "leeway", Duration::from_secs(5), MAX_LEEWAY, p);
     let refresh_grace = bounded(
         &a,
@@ -150,6 +154,7 @@ pub(super) fn read(
         algorithm,
         key_id,
         access_ttl,
+        max_lifetime,
         refresh_ttl,
         leeway,
         prefix,
@@ -167,6 +172,28 @@ pub(super) fn read(
         trusted_issuers,
     };
     (auth, prefix_problem.is_none())
+}
+
+/// `max_lifetime`: from `access_ttl` (the default: the gateway's own tokens never live
+/// longer) to a day.
+fn read_max_lifetime(a: &Fields, access_ttl: Duration, p: &mut Problems) -> Duration {
+    let Some(lifetime) = a
+        .get("max_lifetime")
+        .and_then(|f| f.parsed(p, parse_duration))
+    else {
+        return access_ttl;
+    };
+    if lifetime < access_ttl || lifetime > MAX_TOKEN_LIFETIME {
+        let message = format!(
+            "must be from access_ttl ({}) to {}, got {}",
+            human(access_ttl),
+            human(MAX_TOKEN_LIFETIME),
+            human(lifetime)
+        );
+        p.error(&a.spot_of("max_lifetime"), message);
+        return access_ttl;
+    }
+    lifetime
 }
 
 fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
