@@ -4,6 +4,7 @@
 
 mod auth;
 mod issuers;
+mod rate_limit_store;
 mod routes;
 mod sections;
 pub(crate) mod store_url;
@@ -51,6 +52,28 @@ pub struct Config {
     pub trust_forwarded_for: bool,
     /// Whether each request is logged.
     pub access_log: bool,
+    /// Where replicas share route, refresh and `/switch` counts; `None` = per replica.
+    pub rate_limit_store: Option<RateLimitStore>,
+}
+
+/// A Redis server that replicas count their route, refresh and `/switch` limits in,
+/// when the file has `rate_limit_store`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RateLimitStore {
+    /// `redis://[user:password@]host[:port][/db]`, shape checked at load; may hold a password.
+    pub url: String,
+    /// How often each replica pushes its counts and reads the cluster's back.
+    pub sync: Duration,
+}
+
+impl fmt::Debug for RateLimitStore {
+    /// Hand-written so a Redis password never reaches a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitStore")
+            .field("url", &store_url::redact(&self.url))
+            .field("sync", &self.sync)
+            .finish()
+    }
 }
 
 /// HTTPS termination, when the file has a `tls` section.
@@ -515,6 +538,7 @@ impl fmt::Debug for Config {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("trust_forwarded_for", &self.trust_forwarded_for)
             .field("access_log", &self.access_log)
+            .field("rate_limit_store", &self.rate_limit_store)
             .finish()
     }
 }

@@ -5,8 +5,8 @@
 use arc_swap::ArcSwap;
 use http::Method;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 use std::sync::{Arc, LazyLock, Mutex};
 
@@ -21,6 +21,12 @@ pub struct Metrics {
     pub refreshes: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub jwks_fetches: IntCounterVec,
+    /// 1 while `rate_limit_store` answers and limits are shared; 0 otherwise (or without one).
+    pub rate_limit_store_up: IntGauge,
+    /// Times the limits fell back to per-replica counting because the store stopped answering.
+    pub rate_limit_store_fallbacks: IntCounter,
+    /// One synchronization with the store (every limiter's push and answer).
+    pub rate_limit_sync_duration: Histogram,
 }
 
 /// Pre-resolved `portcullis_auth_decisions_total{decision}` counters.
@@ -73,6 +79,22 @@ fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -
         .register(Box::new(h.clone()))
         .unwrap_or_else(|e| unreachable!("metric {name} registered twice: {e}"));
     h
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help).namespace("portcullis")
+}
+
+/// Registers one metric built from a static definition.
+fn register<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: prometheus::Result<M>,
+) -> M {
+    let m = metric.unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
+    registry
+        .register(Box::new(m.clone()))
+        .unwrap_or_else(|e| unreachable!("metric registered twice: {e}"));
+    m
 }
 
 impl Metrics {
@@ -145,6 +167,31 @@ impl Metrics {
                 "jwks_fetches_total",
                 "JWKS fetches of trusted issuers by issuer and result (ok, error)",
                 &["issuer", "result"],
+            ),
+            rate_limit_store_up: register(
+                r,
+                IntGauge::with_opts(opts(
+                    "rate_limit_store_up",
+                    "1 while rate_limit_store answers and route limits are shared by replicas",
+                )),
+            ),
+            rate_limit_store_fallbacks: register(
+                r,
+                IntCounter::with_opts(opts(
+                    "rate_limit_store_fallbacks_total",
+                    "Times rate limits fell back to per-replica counting (rate_limit_store down)",
+                )),
+            ),
+            rate_limit_sync_duration: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "rate_limit_sync_seconds",
+                        "One synchronization of the shared rate limits with rate_limit_store",
+                    )
+                    .namespace("portcullis")
+                    .buckets(BUCKETS.to_vec()),
+                ),
             ),
             registry,
         }

@@ -11,6 +11,7 @@ use crate::environment::Environment;
 use crate::gateway::Gateway;
 use crate::metrics::METRICS;
 use crate::proxy::Proxy;
+use crate::rate_limit::shared::SharedLimits;
 use crate::upstream::HealthCheck;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -57,7 +58,15 @@ async fn start_auth(cfg: &Config, refresh_secret: &[u8]) -> Result<auth::Service
             crate::cli::redact_store(&cfg.store)
         )
     })?;
-    auth::Service::start(store, refresh_secret, crate::clock::now()).await
+    let mut service = auth::Service::start(store, refresh_secret, crate::clock::now()).await?;
+    if let Some(shared) = &cfg.rate_limit_store {
+        // The same secret on every replica names the same buckets in the shared store.
+        let mut limits = SharedLimits::new(shared, refresh_secret)?;
+        service.share_limits(&mut limits);
+        // On the auth runtime, beside the revocation poller: never on a proxy thread.
+        tokio::spawn(limits.run());
+    }
+    Ok(service)
 }
 
 /// Starts the gateway and blocks until it is told to stop.

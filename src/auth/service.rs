@@ -59,7 +59,8 @@ const PURGE_EVERY: Duration = Duration::from_secs(600);
 const MAX_REFRESH_TOKEN_LEN: usize = 128;
 
 /// Rate limits: login and signup shared by every replica (in the store on PostgreSQL);
-/// refresh per IP and the routes' own limits in memory, per replica.
+/// refresh per IP and the routes' own limits in memory, per replica unless
+/// `rate_limit_store` shares them ([`Service::share_limits`]).
 struct Limits {
     accounts: AccountLimits,
     refresh_ip: Limiter,
@@ -174,6 +175,13 @@ impl Service {
             return Err(Reject::Revoked);
         }
         Ok(())
+    }
+
+    /// Counts the refresh, `/switch` and routes' own limits across replicas in `shared`'s
+    /// store (`rate_limit_store`) instead of per replica. Call before serving.
+    pub fn share_limits(&mut self, shared: &mut crate::rate_limit::shared::SharedLimits) {
+        self.limits.refresh_ip = shared.limiter("refresh", LIMITER_CAPACITY);
+        self.limits.routes = shared.limiter("routes", LIMITER_CAPACITY);
     }
 
     /// A route's own `rate_limit`, per `who` (the user, or the client IP on public routes).

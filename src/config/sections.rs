@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::yaml::{Field, Fields, Node, Problems, Spot};
-use super::{auth, routes, store_url, Config, IdentityHeaders, Tls, Upstream};
+use super::{auth, rate_limit_store, routes, store_url, Config, IdentityHeaders, Tls, Upstream};
 
 const TOP_KEYS: &[&str] = &[
     "listen",
@@ -22,6 +22,8 @@ const TOP_KEYS: &[&str] = &[
     "shutdown_grace",
     "trust_forwarded_for",
     "access_log",
+    "rate_limit_store",
+    "rate_limit_sync",
 ];
 const TLS_KEYS: &[&str] = &["listen", "cert", "key"];
 const UPSTREAM_KEYS: &[&str] = &["addrs", "connect_timeout", "read_timeout", "tls", "sni"];
@@ -131,6 +133,7 @@ pub(super) fn read(root: &Node, path: &Path, env: Env, p: &mut Problems) -> Conf
         }),
         trust_forwarded_for: top.or(p, "trust_forwarded_for", false, |f, p| f.bool(p)),
         access_log: top.or(p, "access_log", true, |f, p| f.bool(p)),
+        rate_limit_store: rate_limit_store::read(&top, p),
     }
 }
 
