@@ -239,7 +239,7 @@ fn every_kind_of_mistake_gives_its_message_at_its_position() {
     let bad_method = format!("gateway.yaml:11:47: routes[2].methods[1]: {method_error}");
     let cases: Vec<(String, &str)> = vec![
         ("a: [1\n".into(), "gateway.yaml:2:1: while parsing a flow sequence, expected ',' or ']'"),
-        (route("bogus: 1\n"), "gateway.yaml:11:1: bogus: unknown key (allowed: listen, admin_listen, store, tls, upstreams, auth, roles, plans, routes, headers, shutdown_grace, trust_forwarded_for, access_log)"),
+        (route("bogus: 1\n"), "gateway.yaml:11:1: bogus: unknown key (allowed: listen, admin_listen, store, tls, upstreams, auth, roles, plans, routes, headers, shutdown_grace, trust_forwarded_for, access_log, rate_limit_store, rate_limit_sync)"),
         (AUTH_LAST.replace("  app:\n", "  app:\n    conect_timeout: 2s\n"), "gateway.yaml:3:5: upstreams.app.conect_timeout: unknown key (allowed: addrs, connect_timeout, read_timeout, tls, sni)"),
         (auth("  audience: x\n"), "gateway.yaml:11:3: auth.audience: duplicate key (first at 10:3)"),
         ("roles: [a]\n".into(), "gateway.yaml:1:1: auth: missing required key"),
