@@ -166,6 +166,7 @@ impl Proxy {
         client: &Client,
         req: &Request,
         ctx: &'a Ctx,
+        host: &'a str,
         fields: &'a dyn Fn(&mut Vec<u8>),
     ) -> Result<Additions<'a>> {
         let (raw_path, query) =
@@ -178,6 +179,7 @@ impl Proxy {
             target,
             fields,
             request_id: &ctx.request_id,
+            host,
             peer: client.peer_ip(),
             trust_forwarded_for: ctx.gateway.config.trust_forwarded_for,
             tls: ctx.tls,
@@ -331,7 +333,11 @@ impl Proxy {
             }
         };
         let head = {
-            let adds = Proxy::additions(client, req, ctx, &inject)?;
+            let host = gateway.config.upstreams[index]
+                .addrs
+                .first()
+                .map_or("", String::as_str);
+            let adds = Proxy::additions(client, req, ctx, host, &inject)?;
             exchange::request_head(req, &adds, accept.is_some())
         };
         let pool = &gateway.pools[index];

@@ -210,6 +210,7 @@ fn relay(wire: &[u8]) -> (Vec<Message>, Vec<u8>) {
             target: None,
             fields: &nothing,
             request_id: "fuzz",
+            host: "upstream.test:80",
             peer: None,
             trust_forwarded_for: false,
             tls: false,

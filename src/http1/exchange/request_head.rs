@@ -22,6 +22,10 @@ pub struct Additions<'a> {
     /// for them, and the transport never learns what they mean.
     pub fields: &'a dyn Fn(&mut Vec<u8>),
     pub request_id: &'a str,
+    /// The upstream's authority (`host:port`), sent as `Host` when the client
+    /// sent none (HTTP/1.0 allows that; the upstream gets HTTP/1.1, which
+    /// does not), as nginx sends its `proxy_pass` host.
+    pub host: &'a str,
     /// The hop appended to `X-Forwarded-For`: the TCP peer, when there is one.
     pub peer: Option<IpAddr>,
     /// Keep the client's `X-Forwarded-For` values before our hop: a proxy the
@@ -50,6 +54,9 @@ pub fn request_head(req: &Request, adds: &Additions, upgrade: bool) -> Vec<u8> {
         if !ours && !skipped {
             push_field(&mut out, name, value);
         }
+    }
+    if !req.has("host") {
+        push_field(&mut out, b"Host", adds.host.as_bytes());
     }
     (adds.fields)(&mut out);
     // Checked, or made by us, when the request was read: `[A-Za-z0-9-_.:]`.
@@ -113,6 +120,7 @@ mod tests {
             target: None,
             fields,
             request_id: "ours",
+            host: "app.internal:8080",
             peer: Some("10.0.0.9".parse().unwrap()),
             trust_forwarded_for: false,
             tls: false,
@@ -162,6 +170,16 @@ mod tests {
             "{untrusted}"
         );
         assert_eq!(untrusted.matches("orwarded-For").count(), 0, "{untrusted}");
+    }
+
+    #[test]
+    fn a_request_without_host_gets_the_upstreams() {
+        let req = Request::from_text("GET /a HTTP/1.0\r\nAccept: */*\r\n\r\n");
+        let head = String::from_utf8(request_head(&req, &adds(&nothing), false)).unwrap();
+        assert!(
+            head.starts_with("GET /a HTTP/1.1\r\nAccept: */*\r\nHost: app.internal:8080\r\n"),
+            "{head}"
+        );
     }
 
     #[test]
