@@ -4,9 +4,9 @@
 mod user;
 mod workspace;
 
-use crate::config::{parse_duration, Algorithm, AuthMode};
+use crate::config::{parse_duration, Algorithm, AuthMode, Config};
 use crate::environment::Environment;
-use crate::gateway::signing_keys;
+use crate::gateway::{signing_keys, MIN_SECRET_LEN};
 use crate::server;
 use crate::token::Grant;
 use clap::{Parser, Subcommand};
@@ -134,11 +134,16 @@ fn check(path: &Path) -> Result<(), Failure> {
         eprintln!("warning: {warning}");
     }
     let cfg = &loaded.config;
-    // The secret is checked as `run` would check it, so a weak one fails here first.
-    if cfg.auth.algorithm == Algorithm::HS256 {
-        if let Some(secret) = Environment::load(path).get("JWT_SECRET") {
-            signing_keys(cfg, Some(&secret)).map_err(|message| Failure { message, code: 2 })?;
-        }
+    let env = Environment::load(path);
+    let problems = offline_problems(cfg, &env);
+    if !problems.is_empty() {
+        return Err(Failure {
+            message: problems.join("\n"),
+            code: 2,
+        });
+    }
+    for warning in unresolved_upstreams(cfg) {
+        eprintln!("warning: {warning}");
     }
     println!("{}: ok", path.display());
     println!(
@@ -162,6 +167,54 @@ fn check(path: &Path) -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+/// What `run` would refuse that needs no network, each checked by the
+/// function `run` itself uses, all reported at once.
+fn offline_problems(cfg: &Config, env: &Environment) -> Vec<String> {
+    let mut problems = Vec::new();
+    let jwt_secret = env.get("JWT_SECRET");
+    let secret = match cfg.auth.algorithm {
+        // Present, long enough and not guessable, as the gateway's keys are built.
+        Algorithm::HS256 => signing_keys(cfg, jwt_secret.as_deref()).map(drop),
+        // Key files are made on first start, so only a JWT_SECRET that is set is
+        // checked: it keys the refresh chain, with the same rules (keys::open).
+        Algorithm::EdDSA | Algorithm::ES256 | Algorithm::RS256 => match jwt_secret {
+            Some(s) if s.len() < MIN_SECRET_LEN => Err(format!(
+                "JWT_SECRET is {} bytes; it must be at least {MIN_SECRET_LEN} (or unset, to keep a random refresh secret in keys_dir)",
+                s.len()
+            )),
+            Some(s) => crate::auth::secret_strength::check_jwt_secret(&s),
+            None => Ok(()),
+        },
+    };
+    problems.extend(secret.err());
+    // PORTCULLIS_KEY_ENCRYPTION_KEY (issue 21, item 1) is checked here once signing
+    // keys live in the store, with the function `run` reads it with.
+    if let Some(tls) = &cfg.tls {
+        problems.extend(server::tls::load(tls).err());
+    }
+    problems
+}
+
+/// Upstream names that do not resolve from here: a warning, since the place
+/// `check` runs may not see the network the gateway will; `run` refuses them.
+fn unresolved_upstreams(cfg: &Config) -> Vec<String> {
+    cfg.upstreams
+        .iter()
+        .filter_map(|u| {
+            let spec = crate::upstream::Spec {
+                name: &u.name,
+                addrs: &u.addrs,
+                tls: u.tls,
+                sni: &u.sni,
+                connect_timeout: u.connect_timeout,
+                read_timeout: u.read_timeout,
+            };
+            crate::upstream::Pool::resolve(&spec).err()
+        })
+        .map(|why| format!("{why} (`run` refuses to start until it resolves)"))
+        .collect()
 }
 
 fn explain(path: &Path, method: &str, target: &str) -> Result<(), Failure> {

@@ -1,6 +1,13 @@
 //! `portcullis run`: builds the pingora server (public listener, optional TLS
 //! listener, admin listener, background tasks) and owns the process signals:
 //! SIGHUP reloads the config, SIGTERM drains and exits 0, SIGINT exits now.
+//!
+//! Everything that can refuse to start is done before pingora is handed the
+//! server: the config, the TLS files and the listening sockets, so that a
+//! gateway that cannot serve exits at once with one line saying why.
+
+mod listeners;
+pub mod tls;
 
 use crate::access_log;
 use crate::admin::Admin;
@@ -15,11 +22,13 @@ use crate::rate_limit::shared::SharedLimits;
 use crate::upstream::HealthCheck;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use listeners::OnBound;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
+use pingora::tls::sign::CertifiedKey;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -38,14 +47,57 @@ pub fn load_config(path: &Path, env: &Environment) -> Result<config::Loaded, Str
     })
 }
 
-/// Builds the gateway from the file at `path`, with secrets from the environment.
-pub fn build_gateway(path: &Path) -> Result<Gateway, String> {
+/// A config file read and checked, with the TLS certificate it names (when it
+/// has a `tls` section) and the JWT secret from the environment: all that a
+/// start or a reload can refuse without the network.
+pub struct Prepared {
+    pub config: Config,
+    pub certificate: Option<Arc<CertifiedKey>>,
+    jwt_secret: Option<String>,
+}
+
+/// Reads the file at `path` and the TLS files it names, logging its warnings.
+pub fn prepare(path: &Path) -> Result<Prepared, String> {
     let env = Environment::load(path);
     let loaded = load_config(path, &env)?;
     for warning in &loaded.warnings {
         log::warn!("{warning}");
     }
-    Gateway::build(loaded.config, env.get("JWT_SECRET").as_deref())
+    let certificate = loaded.config.tls.as_ref().map(tls::load).transpose()?;
+    Ok(Prepared {
+        config: loaded.config,
+        certificate,
+        jwt_secret: env.get("JWT_SECRET"),
+    })
+}
+
+impl Prepared {
+    /// The gateway the config describes: keys, route table, upstreams resolved,
+    /// trusted issuers' fetchers started. Gives the certificate back beside it.
+    pub fn build(self) -> Result<(Gateway, Option<Arc<CertifiedKey>>), String> {
+        let gateway = Gateway::build(self.config, self.jwt_secret.as_deref())?;
+        Ok((gateway, self.certificate))
+    }
+}
+
+/// The sockets of one start: public, TLS (when configured) and admin.
+struct Sockets {
+    public: listeners::Bound,
+    tls: Option<listeners::Bound>,
+    admin: listeners::Bound,
+}
+
+impl Sockets {
+    fn bind(cfg: &Config) -> Result<Sockets, String> {
+        Ok(Sockets {
+            public: listeners::bind("listen", cfg.listen)?,
+            tls: match &cfg.tls {
+                Some(tls) => Some(listeners::bind("tls.listen", tls.listen)?),
+                None => None,
+            },
+            admin: listeners::bind("admin_listen", cfg.admin_listen)?,
+        })
+    }
 }
 
 /// Opens the store named in the config and builds the auth module's state on it,
@@ -71,7 +123,11 @@ async fn start_auth(cfg: &Config, refresh_secret: &[u8]) -> Result<auth::Service
 
 /// Starts the gateway and blocks until it is told to stop.
 pub fn run(path: &Path) -> Result<(), String> {
-    let gateway = build_gateway(path)?;
+    let prepared = prepare(path)?;
+    // Before anything slow (name resolution, key files, the store): a gateway
+    // that cannot listen says so at once.
+    let sockets = Sockets::bind(&prepared.config)?;
+    let (gateway, certificate) = prepared.build()?;
     // The auth module's own runtime: it owns the store's connections and the revocation
     // poller, and lives as long as the process, whatever pingora does with its runtimes.
     let auth_runtime = tokio::runtime::Builder::new_multi_thread()
@@ -85,9 +141,7 @@ pub fn run(path: &Path) -> Result<(), String> {
     );
     auth_runtime.spawn(Arc::clone(&auth).maintain());
     let cfg: &Config = &gateway.config;
-    let listen = cfg.listen.to_string();
-    let admin_listen = cfg.admin_listen.to_string();
-    let tls = cfg.tls.clone();
+    let tls_config = cfg.tls.clone();
     let grace = cfg.shutdown_grace;
     let access_log_on = cfg.access_log;
     let state = Arc::new(ArcSwap::from_pointee(gateway));
@@ -112,27 +166,31 @@ pub fn run(path: &Path) -> Result<(), String> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
+    let (listen, admin_listen) = (sockets.public.addr, sockets.admin.addr);
     let proxy = Proxy::new(state.clone(), auth, inflight.clone());
     let mut public = Service::new("portcullis".to_owned(), proxy);
     // No L4 buffers: the client connection reads into its own buffer and writes each
     // answer in one piece, so pingora's would only add a copy each way.
     public.add_listener(
-        ListenerConfig::tcp(listen.as_str()).l4_buffer(L4BufferSettings::unbuffered()),
+        ListenerConfig::tcp(listen.to_string()).l4_buffer(L4BufferSettings::unbuffered()),
     );
-    if let Some(tls) = &tls {
-        let (cert, key) = (tls.cert.to_string_lossy(), tls.key.to_string_lossy());
-        public
-            .add_tls(&tls.listen.to_string(), cert.as_ref(), key.as_ref())
-            .map_err(|e| format!("tls: cannot use {cert} / {key}: {e}"))?;
+    let mut public_sockets = vec![sockets.public];
+    let mut live_certificate = None;
+    if let (Some(tls_config), Some(first), Some(socket)) = (&tls_config, certificate, sockets.tls) {
+        let live = tls::Certificate::new(first);
+        public.add_tls_with_settings(&socket.addr.to_string(), None, live.settings(tls_config)?);
+        log::info!("portcullis listening for HTTPS on {}", socket.addr);
+        public_sockets.push(socket);
+        live_certificate = Some(live);
     }
     let mut admin = Service::new("admin".to_owned(), Admin { ready });
-    admin.add_tcp(&admin_listen);
+    admin.add_tcp(&admin_listen.to_string());
     let pools_state = state.clone();
     let health = HealthCheck {
         pools: Arc::new(move || pools_state.load().pools.clone()),
     };
-    server.add_service(public);
-    server.add_service(admin);
+    server.add_service(OnBound::new(public, public_sockets));
+    server.add_service(OnBound::new(admin, vec![sockets.admin]));
     server.add_service(background_service("upstream health", health));
 
     if access_log_on {
@@ -142,6 +200,7 @@ pub fn run(path: &Path) -> Result<(), String> {
     let signals = Signals {
         path: path.to_path_buf(),
         state,
+        certificate: live_certificate,
         inflight,
         grace,
     };
@@ -156,25 +215,23 @@ pub fn run(path: &Path) -> Result<(), String> {
 struct Signals {
     path: PathBuf,
     state: Arc<ArcSwap<Gateway>>,
+    /// The TLS listener's certificate, when it was started with one.
+    certificate: Option<Arc<tls::Certificate>>,
     inflight: Arc<AtomicUsize>,
     grace: Duration,
 }
 
 impl Signals {
-    /// Swaps in a new config if it loads; otherwise the old one stays in force.
+    /// Swaps in a new config, and the TLS listener's certificate, if they load;
+    /// otherwise the old ones stay in force.
     fn reload(&self) {
-        match build_gateway(&self.path) {
-            Ok(next) => {
-                let current = self.state.load();
-                if next.config.listen != current.config.listen
-                    || next.config.admin_listen != current.config.admin_listen
-                {
-                    log::warn!("reload: listen addresses changed; they take effect on restart");
+        match prepare(&self.path).and_then(Prepared::build) {
+            Ok((gateway, certificate)) => {
+                self.warn_restart_only(&gateway.config);
+                if let (Some(live), Some(certificate)) = (&self.certificate, certificate) {
+                    live.replace(certificate);
                 }
-                if next.config.store != current.config.store {
-                    log::warn!("reload: the store changed; it takes effect on restart");
-                }
-                self.state.store(Arc::new(next));
+                self.state.store(Arc::new(gateway));
                 METRICS.config_reloads.with_label_values(&["success"]).inc();
                 log::info!("reload: {} loaded", self.path.display());
             }
@@ -185,6 +242,22 @@ impl Signals {
                     e.replace('\n', "; ")
                 );
             }
+        }
+    }
+
+    /// Says which changes a reload cannot apply to a running process.
+    fn warn_restart_only(&self, next: &Config) {
+        let current = self.state.load();
+        let current = &current.config;
+        let tls_listen = |c: &Config| c.tls.as_ref().map(|t| t.listen);
+        if next.listen != current.listen
+            || next.admin_listen != current.admin_listen
+            || tls_listen(next) != tls_listen(current)
+        {
+            log::warn!("reload: listen addresses changed; they take effect on restart");
+        }
+        if next.store != current.store {
+            log::warn!("reload: the store changed; it takes effect on restart");
         }
     }
 
