@@ -3,8 +3,14 @@
 //! the gateway's own, verified with the keys the provider publishes as JWKS.
 //!
 //! Each issuer has a fetcher thread that loads its JWKS at start and every
-//! `jwks_refresh`, and again when a token names a `kid` it does not know, at
-//! most once per `refetch_interval`. A failed fetch keeps the last good keys.
+//! `jwks_refresh`, and again when a token names a `kid` it does not know (a key
+//! the issuer may just have rolled in). Only those unknown-kid fetches are
+//! limited, to one per `refetch_interval` however many unknown kids arrive: the
+//! start-up and periodic fetches, which no token can cause, do not count against
+//! it. An unknown kid refused inside the interval is not forgotten: the fetcher
+//! fetches again when the interval ends, so a rolled-in key is in use at most
+//! `refetch_interval` (plus one fetch) after its first token. A failed fetch
+//! keeps the last good keys.
 //! A token of an issuer whose keys were never fetched is answered 503, not
 //! 401: the token may be fine, the gateway cannot tell yet.
 //!
@@ -16,6 +22,7 @@
 
 mod document;
 mod fetch;
+mod schedule;
 
 use crate::authn::Identity;
 use crate::config::TrustedIssuer;
@@ -23,6 +30,7 @@ use crate::error::Reject;
 use crate::metrics::METRICS;
 use crate::token::{self, json, Answers, Expected, Key, TokenError, Typ};
 use arc_swap::ArcSwapOption;
+use schedule::{Ask, Fetches};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -52,13 +60,6 @@ pub struct Issuer {
 struct KeySet {
     keys: Vec<Key>,
     answers: Answers,
-}
-
-#[derive(Default)]
-struct Fetches {
-    last_start: Option<Instant>,
-    running: bool,
-    failing: bool,
 }
 
 /// Issuers alive in this process, so a reload with the same settings finds
@@ -202,27 +203,24 @@ impl Issuer {
         Ok((id, from, v.exp.saturating_add(self.leeway)))
     }
 
-    /// Asks for a fetch now and waits for it, unless the last one started
-    /// less than `refetch_interval` ago; joins one already running. True when
+    /// Asks for a fetch now and waits for it, or joins one already running;
+    /// unless the last unknown-kid fetch started less than `refetch_interval`
+    /// ago, in which case the fetcher is told to fetch when it ends. True when
     /// a fetch finished meanwhile.
     async fn refetch(&self) -> bool {
         let mut finished = self.attempts.subscribe();
         let seen = *finished.borrow_and_update();
-        {
-            let mut f = self.fetches.lock().unwrap_or_else(|p| p.into_inner());
-            if !f.running {
-                let due = f
-                    .last_start
-                    .is_none_or(|at| at.elapsed() >= self.config.refetch_interval);
-                if !due {
-                    return false;
-                }
-                // Claimed here, so requests arriving before the fetcher wakes wait too.
-                f.running = true;
-                f.last_start = Some(Instant::now());
-                // Full means a wake-up is already queued.
-                let _ = self.wake.try_send(());
-            }
+        let ask = self
+            .fetches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .ask(Instant::now(), self.config.refetch_interval);
+        if ask != Ask::Join {
+            // Full means a wake-up is already queued, which does as well.
+            let _ = self.wake.try_send(());
+        }
+        if ask == Ask::Later {
+            return false;
         }
         let wait = fetch::TIMEOUT + Duration::from_secs(1);
         let done = tokio::time::timeout(wait, finished.wait_for(|n| *n != seen)).await;
@@ -231,11 +229,10 @@ impl Issuer {
 
     /// One fetch; keeps the last good keys when it fails.
     async fn fetch(&self, client: &fetch::Client) -> bool {
-        {
-            let mut f = self.fetches.lock().unwrap_or_else(|p| p.into_inner());
-            f.running = true;
-            f.last_start = Some(Instant::now());
-        }
+        self.fetches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .start(Instant::now());
         let result = client
             .get(&self.config.jwks_url)
             .await
@@ -293,8 +290,9 @@ impl Issuer {
 }
 
 /// The fetcher thread of one issuer: fetches at once, then every
-/// `jwks_refresh` (every `refetch_interval` while failing) or when woken,
-/// and ends when the issuer is dropped.
+/// `jwks_refresh` (every `refetch_interval` while failing), when a request
+/// claims a fetch, and when an unknown kid's interval ends; it ends when the
+/// issuer is dropped.
 fn fetcher(issuer: Weak<Issuer>, mut wakes: mpsc::Receiver<()>) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -313,16 +311,30 @@ fn fetcher(issuer: Weak<Issuer>, mut wakes: mpsc::Receiver<()>) {
                 return;
             };
             let ok = strong.fetch(&client).await;
-            let pause = match ok {
-                true => strong.config.jwks_refresh,
-                false => strong.config.refetch_interval,
-            };
+            let periodic = Instant::now()
+                + match ok {
+                    true => strong.config.jwks_refresh,
+                    false => strong.config.refetch_interval,
+                };
             drop(strong);
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                woken = wakes.recv() => {
-                    if woken.is_none() {
-                        return;
+            // Sleeps until the next fetch is due; a wake-up (a claimed fetch,
+            // or an unknown kid left for later) makes it look again.
+            loop {
+                let Some(strong) = issuer.upgrade() else {
+                    return;
+                };
+                let next = strong
+                    .fetches
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .next(Instant::now(), periodic, strong.config.refetch_interval);
+                drop(strong);
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next.into()) => break,
+                    woken = wakes.recv() => {
+                        if woken.is_none() {
+                            return;
+                        }
                     }
                 }
             }

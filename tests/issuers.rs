@@ -22,11 +22,12 @@ enum Answer {
     Status(u16),
 }
 
-/// A JWKS server on 127.0.0.1 that counts the requests it gets.
+/// A JWKS server on 127.0.0.1 that counts the requests it gets and notes when.
 struct Idp {
     addr: SocketAddr,
     answer: Arc<Mutex<Answer>>,
     hits: Arc<AtomicUsize>,
+    times: Arc<Mutex<Vec<Instant>>>,
 }
 
 impl Idp {
@@ -42,12 +43,14 @@ impl Idp {
             addr: listener.local_addr().expect("IdP address"),
             answer: Arc::new(Mutex::new(Answer::Keys(jwks(keys)))),
             hits: Arc::new(AtomicUsize::new(0)),
+            times: Arc::default(),
         };
-        let (answer, hits) = (idp.answer.clone(), idp.hits.clone());
+        let (answer, hits, times) = (idp.answer.clone(), idp.hits.clone(), idp.times.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
                 let answer = answer.lock().expect("answer lock").clone();
+                times.lock().expect("times lock").push(Instant::now());
                 hits.fetch_add(1, Ordering::SeqCst);
                 respond(conn, answer);
             }
@@ -65,6 +68,11 @@ impl Idp {
 
     fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    /// When each request arrived.
+    fn times(&self) -> Vec<Instant> {
+        self.times.lock().expect("times lock").clone()
     }
 }
 
@@ -147,9 +155,20 @@ fn sign(signer: &Signer, header: &str, claims: &str) -> String {
 
 /// BASE_CONFIG trusting the IdP at `url`.
 fn config(url: &str, refetch: &str, refresh: &str) -> String {
-    let trusted = format!(
-        "  trusted_issuers:\n    - {{ issuer: \"{IDP}\", jwks_url: \"{url}\", audience: \"{AUDIENCE}\", role_claim: realm_access.roles, refetch_interval: {refetch}, jwks_refresh: {refresh} }}\n"
-    );
+    with_issuer(&format!(
+        "{{ issuer: \"{IDP}\", jwks_url: \"{url}\", audience: \"{AUDIENCE}\", role_claim: realm_access.roles, refetch_interval: {refetch}, jwks_refresh: {refresh} }}"
+    ))
+}
+
+/// BASE_CONFIG trusting the IdP at `url` with the default fetch settings.
+fn default_config(url: &str) -> String {
+    with_issuer(&format!(
+        "{{ issuer: \"{IDP}\", jwks_url: \"{url}\", audience: \"{AUDIENCE}\", role_claim: realm_access.roles }}"
+    ))
+}
+
+fn with_issuer(issuer: &str) -> String {
+    let trusted = format!("  trusted_issuers:\n    - {issuer}\n");
     let config = BASE_CONFIG.replace("  audience: api\n", &format!("  audience: api\n{trusted}"));
     assert!(
         config.contains("trusted_issuers"),
@@ -315,7 +334,8 @@ fn idp_tokens_with_wrong_claims_or_forged_signatures_are_refused() {
 }
 
 #[test]
-fn a_rolled_in_key_is_fetched_on_first_sight_and_unknown_kids_fetch_at_most_once_per_interval() {
+fn a_key_rolled_in_just_after_start_up_is_fetched_on_first_sight_and_unknown_kids_then_wait_the_interval(
+) {
     let (k1, k2) = (ed25519(11), ed25519(12));
     let idp = Idp::start(&[("k1", &k1)]);
     let echo = Echo::start();
@@ -325,7 +345,7 @@ fn a_rolled_in_key_is_fetched_on_first_sight_and_unknown_kids_fetch_at_most_once
     assert_eq!(status(&gw, "/api/protected", &old), 200);
     assert_eq!(idp.hits(), 1, "a known kid needs no fetch");
 
-    std::thread::sleep(Duration::from_secs(3));
+    // Well inside refetch_interval of the start-up fetch, which does not count against it.
     idp.set(Answer::Keys(jwks(&[("k1", &k1), ("k2", &k2)])));
     let new = idp_token(&k2, "k2", &["viewer"], "");
     assert_eq!(
@@ -362,6 +382,93 @@ fn a_rolled_in_key_is_fetched_on_first_sight_and_unknown_kids_fetch_at_most_once
         "a key the IdP dropped stops verifying"
     );
     assert_eq!(status(&gw, "/api/protected", &new), 200);
+}
+
+#[test]
+fn a_key_rolled_in_right_after_an_unknown_kid_fetch_is_accepted_within_15_s_with_default_settings()
+{
+    let (k1, k2) = (ed25519(61), ed25519(62));
+    let idp = Idp::start(&[("k1", &k1)]);
+    let echo = Echo::start();
+    let gw = Gateway::start(&default_config(&idp.url()), echo.addr, &[]);
+    wait_fetches(&gw, 1.0);
+    // The worst moment for a rollover: an unknown kid has just caused a fetch.
+    let ghost = idp_token(&k1, "ghost", &["viewer"], "");
+    assert_eq!(status(&gw, "/api/protected", &ghost), 401);
+    assert_eq!(idp.hits(), 2);
+
+    idp.set(Answer::Keys(jwks(&[("k1", &k1), ("k2", &k2)])));
+    let new = idp_token(&k2, "k2", &["viewer"], "");
+    let first_use = Instant::now();
+    assert_eq!(
+        status(&gw, "/api/protected", &new),
+        401,
+        "inside the interval: no fetch yet"
+    );
+    let mut tries = 1;
+    let accepted = eventually(Duration::from_secs(20), || {
+        tries += 1;
+        std::thread::sleep(Duration::from_millis(200));
+        status(&gw, "/api/protected", &new) == 200
+    });
+    let took = first_use.elapsed();
+    assert!(accepted, "the new key was never accepted");
+    assert!(took < Duration::from_secs(15), "accepted after {took:?}");
+    assert_eq!(
+        idp.hits(),
+        3,
+        "{tries} tries of the new kid caused one fetch, at the interval's end"
+    );
+    let times = idp.times();
+    let gap = times[2] - times[1];
+    assert!(
+        gap >= Duration::from_millis(9_900) && gap < Duration::from_secs(12),
+        "the waiting kid's fetch came {gap:?} after the last unknown-kid fetch, not at the 10 s default"
+    );
+}
+
+#[test]
+fn a_flood_of_unknown_kids_causes_at_most_one_fetch_per_refetch_interval() {
+    let k1 = ed25519(71);
+    let idp = Idp::start(&[("k1", &k1)]);
+    let echo = Echo::start();
+    let gw = Gateway::start(&config(&idp.url(), "2s", "1h"), echo.addr, &[]);
+    wait_fetches(&gw, 1.0);
+    let flood_start = Instant::now();
+    let flood = Duration::from_millis(5_000);
+    let gw_addr = gw.addr;
+    let floods: Vec<_> = (0..4)
+        .map(|thread| {
+            let k1 = ed25519(71);
+            std::thread::spawn(move || {
+                let mut sent = 0;
+                while flood_start.elapsed() < flood {
+                    let ghost = idp_token(&k1, &format!("ghost-{thread}-{sent}"), &["viewer"], "");
+                    let auth = format!("Bearer {ghost}");
+                    let r = get(gw_addr, "/api/protected", &[("Authorization", &auth)]);
+                    assert_eq!(r.status, 401);
+                    sent += 1;
+                }
+                sent
+            })
+        })
+        .collect();
+    let sent: usize = floods
+        .into_iter()
+        .map(|t| t.join().expect("a flood thread"))
+        .sum();
+    let during: Vec<Instant> = idp
+        .times()
+        .into_iter()
+        .filter(|t| *t >= flood_start && *t < flood_start + flood)
+        .collect();
+    // 0 s, 2 s and 4 s into the flood: one fetch when it starts, then one as each
+    // interval ends, for the unknown kids that came inside it.
+    assert_eq!(during.len(), 3, "{sent} unknown kids caused {during:?}");
+    for pair in during.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(gap >= Duration::from_millis(1_950), "fetches {gap:?} apart");
+    }
 }
 
 #[test]
@@ -529,8 +636,7 @@ fn a_trusted_issuers_sub_equal_to_a_local_id_owns_nothing_unless_the_route_names
     let echo = Echo::start();
     let foreign = {
         let now = now();
-        let claims =
-            serde_json::json!({"iss": IDP, "aud": AUDIENCE, "sub": "u1", "iat": now, "exp": now + 60});
+        let claims = serde_json::json!({"iss": IDP, "aud": AUDIENCE, "sub": "u1", "iat": now, "exp": now + 60});
         sign(&ed, r#"{"alg":"EdDSA","kid":"ed"}"#, &claims.to_string())
     };
     let own = token("u1", "viewer", "");
@@ -550,7 +656,11 @@ fn a_trusted_issuers_sub_equal_to_a_local_id_owns_nothing_unless_the_route_names
 
     let gw = Gateway::start(&config(&idp.url(), "1s", "10m"), echo.addr, &[]);
     assert_eq!(seen_issuer(&gw, &own), ["https://gw.test"]);
-    assert_eq!(status(&gw, path, &foreign), 403, "the IdP's u1 is not our u1");
+    assert_eq!(
+        status(&gw, path, &foreign),
+        403,
+        "the IdP's u1 is not our u1"
+    );
     // The IdP's identity still passes rules that are not about ownership.
     assert_eq!(status(&gw, "/api/protected", &foreign), 200);
     drop(gw);
@@ -559,7 +669,10 @@ fn a_trusted_issuers_sub_equal_to_a_local_id_owns_nothing_unless_the_route_names
         "owner: user }",
         &format!("owner: user, owner_issuers: [\"{IDP}\"] }}"),
     );
-    assert!(named.contains("owner_issuers"), "BASE_CONFIG's owner route moved");
+    assert!(
+        named.contains("owner_issuers"),
+        "BASE_CONFIG's owner route moved"
+    );
     let gw = Gateway::start(&named, echo.addr, &[]);
     assert_eq!(seen_issuer(&gw, &foreign), [IDP]);
     assert_eq!(seen_issuer(&gw, &own), ["https://gw.test"]);

@@ -17,7 +17,9 @@ const ISSUER_KEYS: &[&str] = &[
 ];
 
 const DEFAULT_REFRESH: Duration = Duration::from_secs(10 * 60);
-const DEFAULT_REFETCH: Duration = Duration::from_secs(30);
+/// A key an issuer rolls in is in use at most this long (plus one fetch) after
+/// its first token, however many unknown kids arrive meanwhile.
+const DEFAULT_REFETCH: Duration = Duration::from_secs(10);
 const MAX_REFRESH: Duration = Duration::from_secs(24 * 3600);
 /// An unknown `kid` may not make the gateway fetch more often than this.
 const MIN_REFETCH: Duration = Duration::from_secs(1);

@@ -320,7 +320,7 @@ fn trusted_issuers_get_defaults_for_what_they_leave_out() {
             issuers[0].jwks_refresh,
             issuers[0].refetch_interval
         ),
-        ("role", Duration::from_secs(600), Duration::from_secs(30))
+        ("role", Duration::from_secs(600), Duration::from_secs(10))
     );
     assert_eq!(
         (
