@@ -7,8 +7,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use http::Method;
 use portcullis::authn::Identity;
 use portcullis::config::IdentityHeaders;
+use portcullis::http1::Request;
 use portcullis::identity_headers;
-use portcullis::proxy::Request;
 use portcullis::route::{normalize, MethodSet, Pattern, RouteTable};
 use portcullis::token::{Grant, Key, Keys, Signer};
 use std::hint::black_box;
@@ -136,7 +136,7 @@ fn stages(c: &mut Criterion) {
             let mut req = Request::parse(&mut buf).ok().flatten().expect("a head");
             identity_headers::sanitize(&mut req, &names);
             let mut added = Vec::with_capacity(64);
-            identity_headers::inject(&mut added, &names, &id);
+            identity_headers::inject(&mut added, &names, &id, "https://bench.test");
             (req, added)
         })
     });

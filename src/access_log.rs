@@ -92,7 +92,10 @@ pub fn write(entry: &Entry<'_>) {
 /// Writes every buffered line to stdout now: at each flush interval, and
 /// before the process exits, so no line is lost on SIGTERM or SIGINT.
 pub fn flush() {
-    let buffers = BUFFERS.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let buffers = BUFFERS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
     let mut batch = Vec::new();
     for buffer in buffers {
         {

@@ -221,7 +221,11 @@ mod tests {
             .into_iter()
             .find(|(n, _)| n == "x-user-issuer")
             .map(|(_, v)| v);
-        assert_eq!(issuer.as_deref(), Some("https://idp.test/"), "the issuer that vouched");
+        assert_eq!(
+            issuer.as_deref(),
+            Some("https://idp.test/"),
+            "the issuer that vouched"
+        );
     }
 
     #[test]
@@ -234,7 +238,10 @@ mod tests {
         let own_issuer = ("x-user-issuer".to_owned(), "https://gw.test".to_owned());
         assert_eq!(
             injected(&id),
-            vec![("x-user-id".to_owned(), "u1".to_owned()), own_issuer.clone()]
+            vec![
+                ("x-user-id".to_owned(), "u1".to_owned()),
+                own_issuer.clone()
+            ]
         );
         let listed = Identity {
             role: Some("viewer".into()),

@@ -57,7 +57,10 @@ fn a_refused_request_with_an_unread_body_is_answered_and_its_connection_closed()
         "POST /api/upload HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {good}\r\nContent-Length: 2\r\n\r\nok"
     );
     conn.send(smuggled.as_bytes());
-    assert!(conn.closed_within(Duration::from_secs(5)), "closed after the refusal");
+    assert!(
+        conn.closed_within(Duration::from_secs(5)),
+        "closed after the refusal"
+    );
     assert!(
         !eventually(Duration::from_millis(500), || echo.seen_count() > 0),
         "nothing sent after the refused body reached the upstream"

@@ -583,7 +583,11 @@ fn only_a_valid_handshake_answered_with_its_accept_becomes_a_tunnel() {
         let lower = head.to_ascii_lowercase();
         if lower.contains("\r\nupgrade:") || head.starts_with("GET /switch") {
             let wrong = switched().replace(WS_ACCEPT, "AAAAAAAAAAAAAAAAAAAAAAAAAAA=");
-            let wire = if head.starts_with("GET /wrong") { wrong } else { switched() };
+            let wire = if head.starts_with("GET /wrong") {
+                wrong
+            } else {
+                switched()
+            };
             return (answer(&wire), After::KeepOpen);
         }
         (
@@ -595,9 +599,11 @@ fn only_a_valid_handshake_answered_with_its_accept_becomes_a_tunnel() {
     let smuggled = "GET /smuggled HTTP/1.1\r\nHost: gw.test\r\n\r\n";
     let not_handshakes = [
         // A POST with a body and a lone Upgrade header.
-        "POST /post HTTP/1.1\r\nHost: gw.test\r\nUpgrade: websocket\r\nContent-Length: 2\r\n\r\nhi".to_string(),
+        "POST /post HTTP/1.1\r\nHost: gw.test\r\nUpgrade: websocket\r\nContent-Length: 2\r\n\r\nhi"
+            .to_string(),
         // No key, no version.
-        "GET /nokey HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n".to_string(),
+        "GET /nokey HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+            .to_string(),
         handshake("/badversion").replace("Version: 13", "Version: 12"),
         handshake("/shortkey").replace(WS_KEY, "c2hvcnQ="),
         handshake("/noconnection").replace("Connection: Upgrade", "Connection: keep-alive"),

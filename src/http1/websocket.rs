@@ -97,7 +97,11 @@ mod tests {
             v.push((name, value));
             v
         };
-        type Case = (&'static str, &'static str, Vec<(&'static str, &'static str)>);
+        type Case = (
+            &'static str,
+            &'static str,
+            Vec<(&'static str, &'static str)>,
+        );
         let refused: Vec<Case> = vec![
             ("POST", "HTTP/1.1", valid()),
             ("GET", "HTTP/1.0", valid()),
