@@ -21,7 +21,7 @@ pub fn authorize(route: &Route, id: &Identity, captures: &Captures<'_>) -> Resul
         // the same id as ours is not the owner unless the route says so.
         let issuer_counts = match id.external.as_deref() {
             None => true,
-            Some(iss) => route.owner_issuers.iter().any(|o| **o == *iss),
+            Some(iss) => route.owner_issuers.iter().any(|o| o.as_str() == iss),
         };
         if !bypass && !(issuer_counts && capture_is(captures, name, &id.sub)) {
             return Err(Reject::Forbidden);
