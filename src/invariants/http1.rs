@@ -5,7 +5,7 @@
 use crate::http1::chunked::{Decoder, Malformed, Step};
 use crate::http1::exchange::answer::{parse_head, Framing};
 use crate::http1::exchange::{request_head, Additions};
-use crate::http1::request::MAX_HEAD;
+use crate::http1::request::{MAX_FIELDS, MAX_HEAD};
 use crate::http1::{framing, websocket, BodyFraming, Request};
 use bytes::BytesMut;
 use http::{Method, Version};
@@ -180,16 +180,31 @@ struct Message {
     body: Vec<u8>,
 }
 
+/// What the gateway adds to a forwarded head at most: fields (Host, the
+/// request id, the forwarding and identity fields) and bytes. An upstream
+/// reading the gateway's output needs this much more room than the gateway
+/// gives its clients.
+const ADDED_FIELDS: usize = 16;
+const ADDED_BYTES: usize = 4096;
+
 /// Reads requests off `wire` as the gateway's client side does, until one is
 /// refused or incomplete (the connection would end there), and writes each
 /// toward the upstream as the exchange does. Returns what was read and the
-/// bytes the upstream would get.
-fn relay(wire: &[u8]) -> (Vec<Message>, Vec<u8>) {
+/// bytes the upstream would get. `room`: read with the limits widened by what
+/// the gateway adds (the second reading, the upstream's).
+fn relay(wire: &[u8], room: bool) -> (Vec<Message>, Vec<u8>) {
     let mut buf = BytesMut::from(wire);
     let mut read = Vec::new();
     let mut upstream = Vec::new();
     let nothing = |_: &mut Vec<u8>| {};
-    while let Ok(Some(req)) = Request::parse(&mut buf) {
+    let parse = |buf: &mut BytesMut| {
+        if room {
+            Request::parse_within::<{ MAX_FIELDS + ADDED_FIELDS }>(buf, MAX_HEAD + ADDED_BYTES)
+        } else {
+            Request::parse(buf)
+        }
+    };
+    while let Ok(Some(req)) = parse(&mut buf) {
         if framing::check(&req).is_err() {
             break;
         }
@@ -255,8 +270,8 @@ fn decode_from(buf: &mut BytesMut) -> Option<Vec<u8>> {
 /// them again changes no byte: no request can hide inside another's body on
 /// one side of the gateway and not on the other.
 pub fn request_round_trip(input: &[u8]) {
-    let (read, upstream) = relay(input);
-    let (reread, again) = relay(&upstream);
+    let (read, upstream) = relay(input, false);
+    let (reread, again) = relay(&upstream, true);
     assert_eq!(read, reread, "the upstream would read other requests");
     assert_eq!(upstream, again, "forwarding is not stable");
 }

@@ -94,6 +94,12 @@ pub fn parse_head(
             }
         };
         let status = parsed.code.unwrap_or(0);
+        if status < 100 {
+            // Three digits, but no status (RFC 9110 §15): `001` would reach the
+            // client as a status line no parser reads the same way.
+            return Error::e_explain(InvalidHTTPHeader, "upstream answer status below 100")
+                .map_err(|e| e.into_up());
+        }
         if status == 101 && !completes_handshake(parsed.headers, upgrade) {
             return Error::e_explain(
                 InvalidHTTPHeader,
@@ -378,6 +384,8 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
             b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+            b"HTTP/1.1 001 Continue\r\n\r\n",
+            b"HTTP/1.1 099 X\r\nContent-Length: 0\r\n\r\n",
             b"NOT HTTP\r\n\r\n",
         ] {
             let mut buf = BytesMut::from(wire);
