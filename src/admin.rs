@@ -31,7 +31,11 @@ impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path();
         match path {
-            "/metrics" => text(200, "text/plain; version=0.0.4", METRICS.render()),
+            "/metrics" => {
+                let ready = self.ready.load(Ordering::Acquire);
+                METRICS.ready.set(i64::from(ready));
+                text(200, "text/plain; version=0.0.4", METRICS.render())
+            }
             "/healthz" => text(200, "application/json", br#"{"status":"ok"}"#.to_vec()),
             "/readyz" if self.ready.load(Ordering::Acquire) => {
                 text(200, "application/json", br#"{"status":"ready"}"#.to_vec())

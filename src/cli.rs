@@ -1,6 +1,7 @@
 //! The command line (SPEC §1). Pingora's own `Opt` is never parsed: its
 //! `-c/-d/-t/-u` flags would collide with ours.
 
+mod health;
 mod user;
 mod workspace;
 
@@ -37,6 +38,12 @@ pub enum Command {
     Run,
     /// Validate the config and print the resolved route table.
     Check,
+    /// Ask a running gateway's /readyz: exit 0 when it answers 200, else 1 (a HEALTHCHECK).
+    Health {
+        /// The URL to ask instead of the config's admin listener, e.g. http://127.0.0.1:9090/readyz
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
     /// Show how a request would be routed and what the route requires.
     Explain {
         /// e.g. GET
@@ -95,6 +102,7 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => server::run(path).map_err(|message| Failure { message, code: 1 }),
         Command::Check => check(path),
+        Command::Health { url } => health::run(path, url.as_deref()),
         Command::Explain {
             method,
             path: target,

@@ -27,6 +27,9 @@ pub struct Metrics {
     pub rate_limit_store_fallbacks: IntCounter,
     /// One synchronization with the store (every limiter's push and answer).
     pub rate_limit_sync_duration: Histogram,
+    /// 1 when `/readyz` answers 200; set by the admin listener at each scrape, so
+    /// dashboards and alerts see readiness without a probe of their own.
+    pub ready: IntGauge,
 }
 
 /// Pre-resolved `portcullis_auth_decisions_total{decision}` counters.
@@ -192,6 +195,13 @@ impl Metrics {
                     .namespace("portcullis")
                     .buckets(BUCKETS.to_vec()),
                 ),
+            ),
+            ready: register(
+                r,
+                IntGauge::with_opts(opts(
+                    "ready",
+                    "1 while the replica is ready (its store answers): what /readyz says",
+                )),
             ),
             registry,
         }

@@ -1,5 +1,6 @@
 //! Reads the top level of the file (listeners, store, TLS, upstreams, declared names, identity
-//! headers) and ties the sections together, applying `PORT` and `PORTCULLIS_STORE`.
+//! headers) and ties the sections together, applying `PORT`, `PORTCULLIS_ADMIN_LISTEN` and
+//! `PORTCULLIS_STORE`.
 
 use std::net::{Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -68,12 +69,20 @@ pub(super) fn read(root: &Node, path: &Path, env: Env, p: &mut Problems) -> Conf
             ),
         }
     }
-    let admin_listen = top.or(
+    let mut admin_listen = top.or(
         p,
         "admin_listen",
         SocketAddr::from(([127, 0, 0, 1], 9090)),
         |f, p| f.parsed(p, parse_socket_addr),
     );
+    // A container's loopback is its own: the image sets 0.0.0.0:9090 so probes and
+    // Prometheus reach the admin listener without editing the file.
+    if let Some(addr) = env_value(env, "PORTCULLIS_ADMIN_LISTEN") {
+        match parse_socket_addr(&addr) {
+            Ok(addr) => admin_listen = addr,
+            Err(e) => p.error(&Spot::Env("PORTCULLIS_ADMIN_LISTEN"), e),
+        }
+    }
     let store = read_store(&top, &dir, env, p);
     let tls = top.get("tls").map(|f| read_tls(&f, &dir, p));
 

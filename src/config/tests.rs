@@ -373,6 +373,23 @@ fn env_overrides_replace_the_port_store_and_token_lifetimes() {
 }
 
 #[test]
+fn portcullis_admin_listen_replaces_the_admin_address_and_a_bad_one_is_named() {
+    let text = "admin_listen: 127.0.0.1:9090\nauth: { issuer: i, audience: a }\nroles: [viewer]\n";
+    let c = parse_with(text, &[("PORTCULLIS_ADMIN_LISTEN", "0.0.0.0:9191")])
+        .unwrap()
+        .config;
+    assert_eq!(c.admin_listen.to_string(), "0.0.0.0:9191");
+    let c = parse_with(text, &[("PORTCULLIS_ADMIN_LISTEN", " ")])
+        .unwrap()
+        .config;
+    assert_eq!(c.admin_listen.to_string(), "127.0.0.1:9090");
+    assert_eq!(
+        parse_with(text, &[("PORTCULLIS_ADMIN_LISTEN", "9090")]).unwrap_err(),
+        ["env PORTCULLIS_ADMIN_LISTEN: invalid address \"9090\": expected IP:PORT like 0.0.0.0:8080"]
+    );
+}
+
+#[test]
 fn a_bad_env_value_is_reported_by_variable_name_after_the_file_errors() {
     let text = "auth: { issuer: i, audience: a }\nroles: [viewer]\naccess_log: 1\n";
     let vars = [
