@@ -33,7 +33,7 @@ impl Gateway {
     pub fn build(config: Config, jwt_secret: Option<&str>) -> Result<Gateway, String> {
         let keys = signing_keys(&config, jwt_secret)?;
         if config.auth.algorithm != Algorithm::HS256 {
-            crate::keys::watch(&keys, &config.auth);
+            crate::keys::watch(&keys, &config);
         }
         let routes = RouteTable::new(
             config
@@ -75,9 +75,9 @@ impl Gateway {
     }
 }
 
-/// The keys the configured algorithm needs: the HS256 secret, or the key
-/// files in `auth.keys_dir` (created on first use). They refuse tokens living
-/// longer than `auth.max_lifetime` (`access_ttl` unless set).
+/// The keys the configured algorithm needs: the HS256 secret, or the key set
+/// in the store (created on first use, sealed under the key-encryption key).
+/// They refuse tokens living longer than `auth.max_lifetime` (`access_ttl` unless set).
 pub fn signing_keys(config: &Config, jwt_secret: Option<&str>) -> Result<Keys, String> {
     let mut keys = algorithm_keys(config, jwt_secret)?;
     keys.set_max_lifetime(config.auth.max_lifetime);
@@ -105,7 +105,7 @@ fn algorithm_keys(config: &Config, jwt_secret: Option<&str>) -> Result<Keys, Str
             ))
         }
         Algorithm::EdDSA | Algorithm::ES256 | Algorithm::RS256 => {
-            crate::keys::open(auth, jwt_secret, crate::clock::now())
+            crate::keys::open(config, jwt_secret, crate::clock::now())
         }
     }
 }

@@ -25,6 +25,7 @@ mod rate_limits;
 mod revocation_log;
 mod rows;
 mod sessions;
+mod signing_keys;
 mod users;
 
 #[cfg(test)]
@@ -41,6 +42,7 @@ pub use error::StoreError;
 pub use revocation_log::{Event, EventKind, Purged, Snapshot};
 pub use rows::{Family, Membership, User, Workspace};
 pub use sessions::Rotation;
+pub use signing_keys::{KeySetChange, Sealed, StoredKey, StoredKeySet};
 pub use users::PlanChange;
 
 /// How long a caller may wait for a pooled connection before the store reports `Unavailable`.

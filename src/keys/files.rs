@@ -1,62 +1,30 @@
-//! The key directory on disk: a 0700 directory of 0600 files, each written
-//! to a temp file and renamed into place, so a crash never leaves half a key or
-//! half an index; and a lock file so a gateway and `portcullis keys rotate`
-//! never rewrite the index at the same time.
+//! Private keys as PKCS#8 PEM (made, parsed, checked), the files of the quickstart
+//! key-encryption key, and the `keys_dir` of earlier versions, whose keys are
+//! imported into the store on first start.
 
+use super::index::Entry;
 use crate::token::Signer;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use rand::RngCore;
-use std::fs::{self, DirBuilder, OpenOptions};
+use serde::Deserialize;
+use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use zeroize::Zeroizing;
 
 /// RSA keys shorter than this are refused (NIST SP 800-131A).
 const MIN_RSA_BITS: usize = 2048;
-const LOCK_FILE: &str = "keys.lock";
-/// A lock older than this was left by a process that died mid-write.
-const STALE_LOCK: Duration = Duration::from_secs(30);
-const LOCK_WAIT: Duration = Duration::from_secs(10);
 
-/// Creates `dir` (0700) if needed; warns when an existing one is open to others.
-pub fn ensure_dir(dir: &Path) -> Result<(), String> {
-    if let Some(parent) = dir.parent() {
-        fs::create_dir_all(parent)
-            .map_err(|e| format!("keys_dir: cannot create {}: {e}", parent.display()))?;
-    }
-    match DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-            let mode = fs::metadata(dir)
-                .map_err(|e| format!("keys_dir: {}: {e}", dir.display()))?
-                .permissions()
-                .mode();
-            if mode & 0o077 != 0 {
-                log::warn!(
-                    "keys_dir {} is open to group or others (mode {:o}); chmod 700 it",
-                    dir.display(),
-                    mode & 0o777
-                );
-            }
-            Ok(())
-        }
-        Err(e) => Err(format!("keys_dir: cannot create {}: {e}", dir.display())),
-    }
-}
-
-/// Writes `bytes` to `dir/name` (mode 0600) atomically: temp file, fsync, rename.
-pub fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
-    let mut suffix = [0u8; 6];
+/// Creates `path` (0600) holding `bytes`, unless it exists: written to a temp file
+/// and linked into place, so a reader never sees it half written, and of two
+/// processes creating it at once one wins and the other reads the winner's.
+pub fn write_new_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut suffix = [0u8; 8];
     rand::rng().fill_bytes(&mut suffix);
-    let tmp = dir.join(format!(
-        ".{name}.{:x}.tmp",
-        u64::from_le_bytes([
-            suffix[0], suffix[1], suffix[2], suffix[3], suffix[4], suffix[5], 0, 0
-        ])
-    ));
-    let target = dir.join(name);
+    let tmp = dir.join(format!(".tmp-{:x}", u64::from_le_bytes(suffix)));
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -65,17 +33,13 @@ pub fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String>
             .open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
-        fs::rename(&tmp, &target)?;
-        // Make the rename itself durable; a failure here loses nothing already written.
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
+        match fs::hard_link(&tmp, path) {
+            Err(e) if e.kind() != ErrorKind::AlreadyExists => Err(e),
+            _ => Ok(()),
         }
-        Ok::<_, std::io::Error>(())
     })();
-    result.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        format!("cannot write {}: {e}", target.display())
-    })
+    let _ = fs::remove_file(&tmp);
+    result.map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// Reads a file that must be private to its owner, as ssh insists for its keys.
@@ -92,71 +56,92 @@ pub fn read_private(path: &Path) -> Result<Vec<u8>, String> {
     fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
-/// Removes a retired key's file; a file already gone is fine.
-pub fn remove(dir: &Path, name: &str) {
-    if let Err(e) = fs::remove_file(dir.join(name)) {
-        if e.kind() != ErrorKind::NotFound {
-            log::warn!("cannot remove retired key {name}: {e}");
-        }
-    }
+/// `keys.json` of a `keys_dir` written before the keys moved into the store.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LegacyIndex {
+    keys: Vec<LegacyEntry>,
 }
 
-/// Held while the index is read, changed and written; released on drop.
-pub struct Lock(PathBuf);
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LegacyEntry {
+    kid: String,
+    alg: String,
+    file: String,
+    created_at: u64,
+    active_from: u64,
+}
 
-impl Lock {
-    /// Waits (up to 10 s) for the directory's lock. A lock left by a crashed
-    /// writer is broken after 30 s.
-    pub fn acquire(dir: &Path) -> Result<Lock, String> {
-        let path = dir.join(LOCK_FILE);
-        let deadline = Instant::now() + LOCK_WAIT;
-        loop {
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-            {
-                Ok(_) => return Ok(Lock(path)),
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                    let stale = fs::metadata(&path)
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .and_then(|t| SystemTime::now().duration_since(t).ok())
-                        .is_some_and(|age| age > STALE_LOCK);
-                    if stale {
-                        let _ = fs::remove_file(&path);
-                        continue;
-                    }
-                    if Instant::now() > deadline {
-                        return Err(format!(
-                            "{} is held by another portcullis; remove it if none is rotating keys",
-                            path.display()
-                        ));
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(e) => return Err(format!("cannot create {}: {e}", path.display())),
+/// What a `keys_dir` of an earlier version holds: its keys in signing order, each
+/// with its PKCS#8 PEM, and the refresh secret.
+pub struct Legacy {
+    pub keys: Vec<(Entry, Zeroizing<String>)>,
+    pub refresh_secret: Option<Zeroizing<Vec<u8>>>,
+}
+
+/// Reads the key files `keys_dir` holds, if any, checking each against its kid.
+pub fn read_legacy(dir: &Path) -> Result<Option<Legacy>, String> {
+    let index_path = dir.join("keys.json");
+    let secret_path = dir.join("refresh.secret");
+    if !index_path.exists() && !secret_path.exists() {
+        return Ok(None);
+    }
+    let mut keys = Vec::new();
+    if index_path.exists() {
+        let bytes = read_private(&index_path)?;
+        let index: LegacyIndex =
+            serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", index_path.display()))?;
+        for entry in index.keys {
+            let path = dir.join(&entry.file);
+            let pem = Zeroizing::new(
+                String::from_utf8(read_private(&path)?)
+                    .map_err(|_| format!("{} is not PEM", path.display()))?,
+            );
+            let signer = parse(&entry.alg, &pem, &path.display().to_string())?;
+            if signer.verifier().thumbprint().as_deref() != Some(entry.kid.as_str()) {
+                return Err(format!(
+                    "{} does not hold the key {} that keys.json names",
+                    path.display(),
+                    entry.kid
+                ));
             }
+            let kept = Entry {
+                kid: entry.kid,
+                alg: entry.alg,
+                created_at: entry.created_at,
+                active_from: entry.active_from,
+            };
+            keys.push((kept, pem));
         }
     }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
-    }
+    let refresh_secret = match secret_path.exists() {
+        true => {
+            let bytes = Zeroizing::new(read_private(&secret_path)?);
+            if bytes.len() != 32 {
+                return Err(format!(
+                    "{} must hold exactly 32 bytes",
+                    secret_path.display()
+                ));
+            }
+            Some(bytes)
+        }
+        false => None,
+    };
+    Ok(Some(Legacy {
+        keys,
+        refresh_secret,
+    }))
 }
 
 /// A new private key for `alg` and its PKCS#8 PEM.
-pub fn generate(alg: &str) -> Result<(Signer, String), String> {
-    let pem = |r: Result<zeroize::Zeroizing<String>, ed25519_dalek::pkcs8::Error>| {
-        r.map(|p| p.to_string())
-            .map_err(|e| format!("cannot encode a new {alg} key: {e}"))
+pub fn generate(alg: &str) -> Result<(Signer, Zeroizing<String>), String> {
+    let pem = |r: Result<Zeroizing<String>, ed25519_dalek::pkcs8::Error>| {
+        r.map_err(|e| format!("cannot encode a new {alg} key: {e}"))
     };
     match alg {
         "EdDSA" => {
-            let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+            let mut seed = Zeroizing::new([0u8; 32]);
             rand::rng().fill_bytes(seed.as_mut());
             let key = ed25519_dalek::SigningKey::from_bytes(&seed);
             let text = pem(key.to_pkcs8_pem(LineEnding::LF))?;
@@ -165,7 +150,7 @@ pub fn generate(alg: &str) -> Result<(Signer, String), String> {
         "ES256" => {
             // A random 32-byte string is a valid P-256 scalar but with odds of ~2^-32.
             let key = loop {
-                let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+                let mut bytes = Zeroizing::new([0u8; 32]);
                 rand::rng().fill_bytes(bytes.as_mut());
                 if let Ok(key) = p256::ecdsa::SigningKey::from_slice(bytes.as_ref()) {
                     break key;
@@ -180,15 +165,13 @@ pub fn generate(alg: &str) -> Result<(Signer, String), String> {
             let text = pem(key.to_pkcs8_pem(LineEnding::LF))?;
             Ok((Signer::Rs256(rsa::pkcs1v15::SigningKey::new(key)), text))
         }
-        other => Err(format!("no key files for algorithm {other}")),
+        other => Err(format!("no signing keys for algorithm {other}")),
     }
 }
 
-/// Reads a PKCS#8 PEM private key for `alg`.
-pub fn parse(alg: &str, pem: &str, path: &Path) -> Result<Signer, String> {
-    let bad = |e: &dyn std::fmt::Display| {
-        format!("{} is not a PKCS#8 {alg} private key: {e}", path.display())
-    };
+/// Reads a PKCS#8 PEM private key for `alg`; `what` names it in errors.
+pub fn parse(alg: &str, pem: &str, what: &str) -> Result<Signer, String> {
+    let bad = |e: &dyn std::fmt::Display| format!("{what} is not a PKCS#8 {alg} private key: {e}");
     match alg {
         "EdDSA" => ed25519_dalek::SigningKey::from_pkcs8_pem(pem)
             .map(Signer::EdDsa)
@@ -204,6 +187,6 @@ pub fn parse(alg: &str, pem: &str, path: &Path) -> Result<Signer, String> {
             }
             Ok(Signer::Rs256(rsa::pkcs1v15::SigningKey::new(key)))
         }
-        other => Err(format!("{}: unknown algorithm {other}", path.display())),
+        other => Err(format!("{what}: unknown algorithm {other}")),
     }
 }

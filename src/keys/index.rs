@@ -1,31 +1,33 @@
-//! `keys.json`, the list of signing keys in `auth.keys_dir`, and the schedule it
-//! implies. Everything here is a pure function of the index and `now`.
+//! The list of signing keys (as the store holds it) and the schedule it implies.
+//! Everything here is a pure function of the index and `now`.
 //!
 //! Keys are kept in the order they became (or will become) the signing key. Key
 //! `i` signs from its `active_from` until key `i + 1`'s, and keeps verifying for
 //! `retain` seconds more (the access token lifetime plus leeway), by which time
 //! every token it signed has expired. A key whose `active_from` lies ahead is
 //! published (JWKS) but does not sign yet.
+//!
+//! A key made while others run never signs at once: replicas poll the store every
+//! second, so it signs from at least [`SETTLE`] after it was made, when every replica
+//! has loaded it and accepts its tokens. Only the very first key signs at once.
 
-use serde::{Deserialize, Serialize};
+/// How long after it is made a new key starts signing (unless it is the first):
+/// two of the replicas' one-second polls, plus the rounding of whole seconds.
+pub const SETTLE: u64 = 3;
 
-/// The index file, written whole (temp file + rename) on every change.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The key set's schedule, in signing order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Index {
     pub keys: Vec<Entry>,
 }
 
-/// One key file and its schedule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One key and its schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// RFC 7638 thumbprint of the public key.
     pub kid: String,
     /// The one JOSE algorithm this key is used with.
     pub alg: String,
-    /// The PKCS#8 PEM file, relative to keys_dir.
-    pub file: String,
     pub created_at: u64,
     /// When it becomes the signing key (unix seconds).
     pub active_from: u64,
@@ -59,9 +61,9 @@ impl Index {
     }
 
     /// When a new key should start signing, if the policy wants one now: none
-    /// exists yet, the signing key has the wrong algorithm (the config changed),
-    /// or the scheduled rotation is due within `lead`. A scheduled key is
-    /// published `lead` ahead, so caches of the JWKS know it before it signs.
+    /// exists yet (it signs at once), the signing key has the wrong algorithm (the
+    /// config changed; it signs once every replica has it), or a scheduled rotation
+    /// is due (see [`Index::scheduled`]).
     pub fn due(&self, now: u64, policy: &Policy<'_>) -> Option<u64> {
         let Some(last) = self.keys.last() else {
             return Some(now);
@@ -71,15 +73,28 @@ impl Index {
             return None;
         }
         if last.alg != policy.alg {
-            return Some(now);
+            return Some(now + SETTLE);
+        }
+        self.scheduled(now, policy)
+    }
+
+    /// When the next scheduled key should start signing, if it is due within
+    /// `lead`: it is published `lead` ahead, so caches of the JWKS know it before it
+    /// signs. Running gateways act on this alone, never on an algorithm change, so
+    /// replicas mid-way through a config change do not undo each other's keys.
+    pub fn scheduled(&self, now: u64, policy: &Policy<'_>) -> Option<u64> {
+        let last = self.keys.last()?;
+        if last.active_from > now {
+            return None;
         }
         let period = policy.rotation?;
+        let lead = policy.lead.max(SETTLE);
         let next = last.active_from.saturating_add(period);
-        (now.saturating_add(policy.lead) >= next).then(|| next.max(now + policy.lead))
+        (now.saturating_add(lead) >= next).then(|| next.max(now + lead))
     }
 
     /// Drops the keys that no longer verify at `now` and returns them (their
-    /// files can go). Only ever a prefix: keys retire in order.
+    /// rows can go). Only ever a prefix: keys retire in order.
     pub fn prune(&mut self, now: u64, retain: u64) -> Vec<Entry> {
         let expired = (0..self.keys.len())
             .take_while(|&i| self.verify_until(i, retain) <= now)
@@ -106,7 +121,6 @@ mod tests {
         Entry {
             kid: kid.into(),
             alg: alg.into(),
-            file: format!("{kid}.pem"),
             created_at: active_from,
             active_from,
         }
@@ -129,7 +143,7 @@ mod tests {
         let index = Index {
             keys: vec![entry("a", "ES256", 10)],
         };
-        assert_eq!(index.due(1000, &POLICY), Some(1000));
+        assert_eq!(index.due(1000, &POLICY), Some(1000 + SETTLE));
         assert_eq!(
             index.due(
                 1000,
@@ -158,6 +172,28 @@ mod tests {
         let mut pending = index.clone();
         pending.push(entry("b", "EdDSA", 10_000));
         assert_eq!(pending.due(9_800, &policy), None);
+    }
+
+    #[test]
+    fn a_scheduled_key_signs_no_sooner_than_every_replica_has_it() {
+        let index = Index {
+            keys: vec![entry("a", "EdDSA", 0)],
+        };
+        let policy = Policy {
+            rotation: Some(10),
+            lead: 1,
+            ..POLICY
+        };
+        assert_eq!(index.scheduled(6, &policy), None);
+        assert_eq!(index.scheduled(7, &policy), Some(10));
+        assert_eq!(index.scheduled(20, &policy), Some(20 + SETTLE));
+        // Running gateways leave an algorithm change to the next start.
+        let other = Policy {
+            alg: "ES256",
+            ..policy
+        };
+        assert_eq!(index.scheduled(3, &other), None);
+        assert_eq!(index.due(3, &other), Some(3 + SETTLE));
     }
 
     #[test]

@@ -32,6 +32,12 @@ const SQLITE: &[(i64, Step)] = &[
         )),
     ),
     (3, Step::NormalizeEmails),
+    (
+        4,
+        Step::Sql(include_str!(
+            "../../../migrations/sqlite/0004_signing_keys.sql"
+        )),
+    ),
 ];
 const POSTGRES: &[(i64, Step)] = &[
     (
@@ -45,13 +51,19 @@ const POSTGRES: &[(i64, Step)] = &[
         )),
     ),
     (3, Step::NormalizeEmails),
+    (
+        4,
+        Step::Sql(include_str!(
+            "../../../migrations/postgres/0004_signing_keys.sql"
+        )),
+    ),
 ];
 
 /// Arbitrary constant naming the PostgreSQL advisory lock that serialises replicas
 /// migrating at the same time.
 const MIGRATION_LOCK: i64 = 0x706f_7274_6375_6c6c;
 
-/// Applies every migration newer than the recorded schema version, all in one transaction
+/// Applies every migration not yet recorded, all in one transaction
 /// (DDL is transactional on both backends), so a failed upgrade leaves the old schema intact.
 pub(super) async fn run(store: &Store) -> Result<(), StoreError> {
     let mut tx = store.write_tx().await?;
@@ -84,7 +96,12 @@ pub(super) async fn run(store: &Store) -> Result<(), StoreError> {
             )));
         }
     }
-    for (version, step) in migrations.iter().filter(|(v, _)| *v > current) {
+    // Every migration not recorded, in order: normally those newer than `current`, but
+    // also one whose record was removed to apply it again (as tests of migration 3 do).
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+        .fetch_all(&mut *tx)
+        .await?;
+    for (version, step) in migrations.iter().filter(|(v, _)| !applied.contains(v)) {
         match step {
             Step::Sql(sql) => {
                 for statement in statements(sql) {
