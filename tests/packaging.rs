@@ -164,12 +164,14 @@ fn every_gateway_config_in_deploy_passes_check() {
         root().join("deploy/compose/gateway.yaml"),
         kubernetes,
     ];
+    // The secrets every deployment passes (JWT_SECRET is the harness's default).
+    let kek = ("PORTCULLIS_KEY_ENCRYPTION_KEY", TEST_SECRET);
     for config in &configs {
         let path = config.to_str().unwrap();
-        let (code, stdout, stderr) = portcullis(&["check", "-c", path], &[]);
+        let (code, stdout, stderr) = portcullis(&["check", "-c", path], &[kek]);
         assert_eq!(code, 0, "{path}:\n{stdout}{stderr}");
         // Every deployment publishes the admin listener beyond loopback, one way or another.
-        let admin = [("PORTCULLIS_ADMIN_LISTEN", "0.0.0.0:9090")];
+        let admin = [kek, ("PORTCULLIS_ADMIN_LISTEN", "0.0.0.0:9090")];
         let (_, stdout, _) = portcullis(&["check", "-c", path], &admin);
         assert!(stdout.contains("admin 0.0.0.0:9090"), "{path}: {stdout}");
     }
