@@ -23,7 +23,8 @@ pub fn authorize(route: &Route, id: &Identity, captures: &Captures<'_>) -> Resul
             None => true,
             Some(iss) => route.owner_issuers.iter().any(|o| o.as_str() == iss),
         };
-        if !bypass && !(issuer_counts && capture_is(captures, name, &id.sub)) {
+        let owns = issuer_counts && capture_is(captures, name, &id.sub);
+        if !(bypass || owns) {
             return Err(Reject::Forbidden);
         }
     }
