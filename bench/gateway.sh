@@ -12,7 +12,8 @@ if [[ ${BENCH_TLS:-off} == on ]]; then
   mkdir -p data
   ln -sf "$BENCH_TLS_CERT" data/tls-cert.pem
   ln -sf "$BENCH_TLS_KEY" data/tls-key.pem
-  sed "s/127.0.0.1:9104 /127.0.0.1:$port /" gateway-tls.yaml > data/gateway-tls.yaml
+  # The copy sits in data/, against which its paths are resolved: the links are beside it.
+  sed -e "s/127.0.0.1:9104 /127.0.0.1:$port /" -e "s|data/tls-|tls-|" gateway-tls.yaml >data/gateway-tls.yaml
   exec "$bin" run -c data/gateway-tls.yaml
 elif [[ ${BENCH_ACCESS_LOG:-off} == on ]]; then
   PORT=$port exec "$bin" run -c gateway-access-log.yaml
