@@ -38,6 +38,8 @@ pub enum Command {
     Run,
     /// Validate the config and print the resolved route table.
     Check,
+    /// Print the JSON Schema (draft 2020-12) of the config file, for editors and CI.
+    Schema,
     /// Ask a running gateway's /readyz: exit 0 when it answers 200, else 1 (a HEALTHCHECK).
     Health {
         /// The URL to ask instead of the config's admin listener, e.g. http://127.0.0.1:9090/readyz
@@ -106,6 +108,10 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => server::run(path).map_err(|message| Failure { message, code: 1 }),
         Command::Check => check(path),
+        Command::Schema => {
+            print!("{}", crate::config::json_schema());
+            Ok(())
+        }
         Command::Health { url } => health::run(path, url.as_deref()),
         Command::Explain {
             method,

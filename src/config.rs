@@ -6,6 +6,7 @@ mod auth;
 mod issuers;
 mod rate_limit_store;
 mod routes;
+mod schema;
 mod sections;
 pub(crate) mod store_url;
 #[cfg(test)]
@@ -18,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::route::{MethodSet, Pattern};
+
+pub use schema::json_schema;
 
 /// Everything the gateway needs at runtime. Built only by [`load`] / [`parse`], so every value
 /// in it has been validated.
@@ -450,7 +453,7 @@ pub fn parse(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Loaded, Vec<ConfigError>> {
     let file = path.display().to_string();
-    let root = match yaml::parse(text) {
+    let root = match yaml::parse(text, &schema::all_key_names()) {
         Ok(root) => root,
         Err((pos, message)) => {
             let origin = Origin::Yaml {

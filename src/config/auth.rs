@@ -4,32 +4,53 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::schema::{key, Section, Ty};
 use super::sections::{env_value, parse_host_port, resolve, Env};
 use super::yaml::{Field, Fields, Problems, Spot};
 use super::{human, parse_duration, Algorithm, Auth, AuthRateLimits, Rate, Signup};
 
-const AUTH_KEYS: &[&str] = &[
-    "issuer",
-    "audience",
-    "algorithm",
-    "key_id",
-    "access_ttl",
-    "max_lifetime",
-    "refresh_ttl",
-    "leeway",
-    "prefix",
-    "signup",
-    "refresh_grace",
-    "allowed_origins",
-    "cookie_name",
-    "refresh_in_body",
-    "rate_limits",
-    "keys_dir",
-    "key_rotation",
-    "trusted_issuers",
-];
-const SIGNUP_KEYS: &[&str] = &["enabled", "default_role"];
-const RATE_KEYS: &[&str] = &["login", "login_per_email", "refresh", "signup"];
+#[rustfmt::skip]
+pub(super) static AUTH_KEYS: &Section = &Section {
+    path: "auth",
+    keys: &[
+        key("issuer", Ty::Text, "iss of issued tokens, required on accepted ones.").required(),
+        key("audience", Ty::Text, "aud of issued tokens, required on accepted ones.").required(),
+        key("algorithm", Ty::OneOf(&["HS256", "EdDSA", "ES256", "RS256"]), "How tokens are signed (default HS256, with JWT_SECRET; the others with keys kept in the store)."),
+        key("key_id", Ty::Text, "kid of HS256 tokens (default hs256)."),
+        key("access_ttl", Ty::Duration, "Access token lifetime (default and at most 15m); JWT_EXPIRES_IN replaces it."),
+        key("max_lifetime", Ty::Duration, "Longest exp - iat accepted on tokens signed with the gateway's key (default access_ttl, up to 1d), for a load harness; never raise it in production."),
+        key("refresh_ttl", Ty::Duration, "Refresh token lifetime, longer than access_ttl (default 7d); JWT_REFRESH_EXPIRES_IN replaces it."),
+        key("leeway", Ty::Duration, "Clock skew allowed on exp, nbf and iat (default 5s, at most 30s)."),
+        key("prefix", Ty::Text, "Path prefix the auth module serves: starts with /, no trailing slash (default /api/auth)."),
+        key("signup", Ty::Map(SIGNUP_KEYS), "Self-service account creation."),
+        key("refresh_grace", Ty::Duration, "How long a just-rotated refresh token is still accepted, for concurrent tabs (default 10s, at most 1m)."),
+        key("allowed_origins", Ty::List(&Ty::Text), "Browser origins (scheme://host[:port]) allowed to call the auth module."),
+        key("cookie_name", Ty::Text, "Cookie carrying the refresh token (default __Secure-refresh_token)."),
+        key("refresh_in_body", Ty::Bool, "Also return refresh tokens in (and accept them from) JSON bodies (default false)."),
+        key("rate_limits", Ty::Map(RATE_KEYS), "Limits on the auth endpoints."),
+        key("keys_dir", Ty::Text, "Where an earlier version kept EdDSA / ES256 / RS256 key files, imported into the store on first start (default data/keys, relative to this file)."),
+        key("key_rotation", Ty::Duration, "Rotate the signing key on this schedule, e.g. 30d (default: only by hand, portcullis keys rotate)."),
+        key("trusted_issuers", Ty::Maps(super::issuers::ISSUER_KEYS), "Identity providers whose tokens routes accept too."),
+    ],
+};
+#[rustfmt::skip]
+static SIGNUP_KEYS: &Section = &Section {
+    path: "auth.signup",
+    keys: &[
+        key("enabled", Ty::Bool, "Whether new users may create accounts (default true)."),
+        key("default_role", Ty::Text, "Role of new accounts, a declared role (default: the first of roles)."),
+    ],
+};
+#[rustfmt::skip]
+static RATE_KEYS: &Section = &Section {
+    path: "auth.rate_limits",
+    keys: &[
+        key("login", Ty::Rate, "Login attempts per client IP (default 10/min)."),
+        key("login_per_email", Ty::Rate, "Login attempts per account, whatever the IP (default 5/min)."),
+        key("refresh", Ty::Rate, "Token refreshes per client IP (default 60/min)."),
+        key("signup", Ty::Rate, "Signups per client IP (default 10/min)."),
+    ],
+};
 
 /// Longest access token lifetime: access tokens cannot be revoked, so they must expire soon.
 const MAX_ACCESS_TTL: Duration = Duration::from_secs(15 * 60);

@@ -4,17 +4,22 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use super::schema::{key, Section, Ty};
 use super::yaml::{Field, Problems};
 use super::{human, parse_duration, TrustedIssuer};
 
-const ISSUER_KEYS: &[&str] = &[
-    "issuer",
-    "jwks_url",
-    "audience",
-    "role_claim",
-    "jwks_refresh",
-    "refetch_interval",
-];
+#[rustfmt::skip]
+pub(super) static ISSUER_KEYS: &Section = &Section {
+    path: "auth.trusted_issuers[]",
+    keys: &[
+        key("issuer", Ty::Text, "The iss its tokens carry, compared exactly; not auth.issuer.").required(),
+        key("jwks_url", Ty::Text, "Where its JWKS document is fetched: https, or http to 127.0.0.1, ::1 or localhost only.").required(),
+        key("audience", Ty::Text, "The aud its tokens must carry to be accepted here.").required(),
+        key("role_claim", Ty::Text, "The claim holding the role (a string) or roles (a list), default role; a dotted path reaches into objects (realm_access.roles)."),
+        key("jwks_refresh", Ty::Duration, "How often the JWKS document is fetched again (default 10m, from refetch_interval to 1d)."),
+        key("refetch_interval", Ty::Duration, "Fewest seconds between two fetches an unknown kid may cause (default 10s, at least 1s)."),
+    ],
+};
 
 const DEFAULT_REFRESH: Duration = Duration::from_secs(10 * 60);
 /// A key an issuer rolls in is in use at most this long (plus one fetch) after

@@ -2,23 +2,28 @@
 //! upstreams, the pattern's captures, the auth prefix), then warns about routes that an
 //! earlier route hides.
 
+use super::schema::{key, Section, Ty};
 use super::yaml::{Field, Pos, Problems, Spot};
 use super::{AuthMode, Rate, Route};
 use crate::route::{MethodSet, Pattern, RouteTable};
 
-const ROUTE_KEYS: &[&str] = &[
-    "path",
-    "methods",
-    "upstream",
-    "auth",
-    "roles",
-    "plans",
-    "owner",
-    "owner_bypass",
-    "owner_issuers",
-    "workspace",
-    "rate_limit",
-];
+#[rustfmt::skip]
+pub(super) static ROUTE_KEYS: &Section = &Section {
+    path: "routes[]",
+    keys: &[
+        key("path", Ty::Text, "Pattern: literal segments, {name} (one segment, captured), * (one segment), ** (zero or more, last only); case-sensitive.").required(),
+        key("methods", Ty::List(&Ty::Text), "e.g. [GET, POST]; GET also covers HEAD (default: every method)."),
+        key("upstream", Ty::Text, "The upstream to forward to; a route without one is served by the auth module and must lie under auth.prefix."),
+        key("auth", Ty::OneOf(&["required", "none"]), "required (default): a valid access token; none: public (identity headers are still stripped)."),
+        key("roles", Ty::List(&Ty::Text), "The token's role must be one of these declared roles."),
+        key("plans", Ty::List(&Ty::Text), "The token's plan must be one of these."),
+        key("owner", Ty::Text, "A capture of path that must equal the token's sub."),
+        key("owner_bypass", Ty::List(&Ty::Text), "Roles that pass the owner rule anyway."),
+        key("owner_issuers", Ty::List(&Ty::Text), "Trusted issuers whose users may own too (default: only the gateway's own users)."),
+        key("workspace", Ty::Text, "A capture of path that must equal the token's workspace."),
+        key("rate_limit", Ty::Rate, "Per user (per IP when public), e.g. 100/min, on top of the global limits."),
+    ],
+};
 
 /// Names declared elsewhere in the file. `None` means that part of the file is itself broken
 /// (already reported), so references to it are not checked.
@@ -141,7 +146,8 @@ fn read_route(f: &Field, known: &Known, p: &mut Problems) -> Option<Route> {
         }
     }
     let pattern = pattern?;
-    if upstream_field.is_none() {
+    // A misspelt `upstream` is reported once, with its hint.
+    if upstream_field.is_none() && !r.misspelled("upstream") {
         if let Some(prefix) = known.prefix {
             if !is_under(pattern.as_str(), prefix) {
                 let message = format!(

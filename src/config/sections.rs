@@ -6,29 +6,64 @@ use std::net::{Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::schema::{key, Section, Ty};
 use super::yaml::{Field, Fields, Node, Problems, Spot};
 use super::{auth, rate_limit_store, routes, store_url, Config, IdentityHeaders, Tls, Upstream};
 
-const TOP_KEYS: &[&str] = &[
-    "listen",
-    "admin_listen",
-    "store",
-    "tls",
-    "upstreams",
-    "auth",
-    "roles",
-    "plans",
-    "routes",
-    "headers",
-    "shutdown_grace",
-    "trust_forwarded_for",
-    "access_log",
-    "rate_limit_store",
-    "rate_limit_sync",
-];
-const TLS_KEYS: &[&str] = &["listen", "cert", "key"];
-const UPSTREAM_KEYS: &[&str] = &["addrs", "connect_timeout", "read_timeout", "tls", "sni"];
-const HEADER_KEYS: &[&str] = &["user_id", "role", "workspace", "plan", "issuer"];
+/// The top level of the file. Each section's keys are declared beside the code that reads
+/// them; `portcullis schema` renders these tables, so a key added here is in the schema.
+#[rustfmt::skip]
+pub(super) static TOP_KEYS: &Section = &Section {
+    path: "",
+    keys: &[
+        key("listen", Ty::SocketAddr, "Public listener, IP:PORT (default 0.0.0.0:8080); PORT in the environment replaces the port."),
+        key("admin_listen", Ty::SocketAddr, "/metrics, /healthz and /readyz, IP:PORT (default 127.0.0.1:9090); PORTCULLIS_ADMIN_LISTEN replaces it. Keep it private."),
+        key("store", Ty::Matching("^(sqlite|postgres|postgresql)://."), "User and session store: sqlite://PATH (relative to this file) or postgres://USER@HOST/DB (default sqlite://data/portcullis.db); PORTCULLIS_STORE replaces it."),
+        key("tls", Ty::Map(TLS_KEYS), "Also terminate HTTPS."),
+        key("upstreams", Ty::Named(UPSTREAM_KEYS), "The services behind the gateway, by the names routes give them."),
+        key("auth", Ty::Map(auth::AUTH_KEYS), "Token settings and the embedded auth module.").required(),
+        key("roles", Ty::List(&Ty::Text), "Every role a rule may name; the first is the default signup role.").required(),
+        key("plans", Ty::List(&Ty::Text), "When given, every plan a rule may name (default: any)."),
+        key("routes", Ty::Maps(routes::ROUTE_KEYS), "In file order, the first match wins; no match is a 404."),
+        key("headers", Ty::Map(HEADER_KEYS), "Names of the identity headers sent upstream."),
+        key("shutdown_grace", Ty::Duration, "Longest drain of requests in flight on SIGTERM (default 5s)."),
+        key("trust_forwarded_for", Ty::Bool, "Append to a client's X-Forwarded-For and take its last hop as the client IP, instead of replacing it (default false); only behind a proxy that sets it."),
+        key("access_log", Ty::Bool, "One JSON line per request on stdout (default true)."),
+        key("rate_limit_store", Ty::Matching("^redis://"), "redis://[user:password@]host[:port][/db]: route, refresh and /switch limits counted across replicas."),
+        key("rate_limit_sync", Ty::Duration, "How often each replica synchronizes its counts with rate_limit_store (default 100ms, 10ms to 1s)."),
+    ],
+};
+#[rustfmt::skip]
+static TLS_KEYS: &Section = &Section {
+    path: "tls",
+    keys: &[
+        key("listen", Ty::SocketAddr, "Where HTTPS traffic arrives, IP:PORT.").required(),
+        key("cert", Ty::Text, "PEM certificate chain, leaf first (relative to this file); read at start and at each SIGHUP.").required(),
+        key("key", Ty::Text, "The certificate's private key, PKCS#8, PKCS#1 or SEC1 PEM (relative to this file).").required(),
+    ],
+};
+#[rustfmt::skip]
+static UPSTREAM_KEYS: &Section = &Section {
+    path: "upstreams.*",
+    keys: &[
+        key("addrs", Ty::List(&Ty::Text), "One or more host:port, resolved at start; several are round-robin with TCP health checks.").required(),
+        key("connect_timeout", Ty::Duration, "Unreachable after this: 502 (default 2s)."),
+        key("read_timeout", Ty::Duration, "No answer after this: 504 (default 30s)."),
+        key("tls", Ty::Bool, "Speak HTTPS to the upstream (default false)."),
+        key("sni", Ty::Text, "TLS server name (default: the host of the first address)."),
+    ],
+};
+#[rustfmt::skip]
+static HEADER_KEYS: &Section = &Section {
+    path: "headers",
+    keys: &[
+        key("user_id", Ty::Text, "Carries the token's subject (default x-user-id)."),
+        key("role", Ty::Text, "Carries the role (default x-user-role)."),
+        key("workspace", Ty::Text, "Carries the workspace (default x-workspace-id)."),
+        key("plan", Ty::Text, "Carries the plan (default x-user-plan)."),
+        key("issuer", Ty::Text, "Carries the issuer that vouched for the identity (default x-user-issuer)."),
+    ],
+};
 
 /// Headers an identity header must not replace: they carry the request itself.
 const RESERVED_HEADERS: &[&str] = &[
@@ -89,6 +124,8 @@ pub(super) fn read(root: &Node, path: &Path, env: Env, p: &mut Problems) -> Conf
     // Absent means "none declared"; malformed means unknown, so routes are not checked against it.
     let upstream_list = match top.get("upstreams") {
         Some(f) => f.entries(p),
+        // A misspelt `upstreams` (reported with its hint) leaves the names unknown, not none.
+        None if top.misspelled("upstreams") => None,
         None => Some(Vec::new()),
     };
     let upstream_names: Option<Vec<String>> = upstream_list
@@ -113,7 +150,7 @@ pub(super) fn read(root: &Node, path: &Path, env: Env, p: &mut Problems) -> Conf
         roles: roles.as_deref(),
         plans: plans.as_deref(),
         upstreams: upstream_names.as_deref(),
-        prefix: prefix_ok.then_some(auth.prefix.as_str()),
+        prefix: (prefix_ok && !top.misspelled("auth")).then_some(auth.prefix.as_str()),
     };
     let routes = top
         .get("routes")

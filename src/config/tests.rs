@@ -65,6 +65,11 @@ fn valid(text: &str) -> Loaded {
     parse_with(text, &[]).unwrap_or_else(|e| panic!("unexpected errors:\n{}", e.join("\n")))
 }
 
+/// The top-level keys as the unknown-key message lists them.
+fn top_keys() -> String {
+    sections::TOP_KEYS.names().collect::<Vec<_>>().join(", ")
+}
+
 fn errors(text: &str) -> Vec<String> {
     match parse_with(text, &[]) {
         Ok(loaded) => panic!("expected errors, got {:?}", loaded.config),
@@ -237,10 +242,14 @@ fn every_kind_of_mistake_gives_its_message_at_its_position() {
     // The route module words its own errors; the loader only places them.
     let method_error = crate::route::MethodSet::parse_list(["Get"]).unwrap_err();
     let bad_method = format!("gateway.yaml:11:47: routes[2].methods[1]: {method_error}");
+    let bogus = format!(
+        "gateway.yaml:11:1: bogus: unknown key (allowed: {})",
+        top_keys()
+    );
     let cases: Vec<(String, &str)> = vec![
-        ("a: [1\n".into(), "gateway.yaml:2:1: while parsing a flow sequence, expected ',' or ']'"),
-        (route("bogus: 1\n"), "gateway.yaml:11:1: bogus: unknown key (allowed: listen, admin_listen, store, tls, upstreams, auth, roles, plans, routes, headers, shutdown_grace, trust_forwarded_for, access_log, rate_limit_store, rate_limit_sync)"),
-        (AUTH_LAST.replace("  app:\n", "  app:\n    conect_timeout: 2s\n"), "gateway.yaml:3:5: upstreams.app.conect_timeout: unknown key (allowed: addrs, connect_timeout, read_timeout, tls, sni)"),
+        ("a: [1\n".into(), "gateway.yaml:1:4: this '[' is never closed (expected ']')"),
+        (route("bogus: 1\n"), &bogus),
+        (AUTH_LAST.replace("  app:\n", "  app:\n    conect_timeout: 2s\n"), "gateway.yaml:3:5: upstreams.app.conect_timeout: unknown key; did you mean `connect_timeout`? (allowed: addrs, connect_timeout, read_timeout, tls, sni)"),
         (auth("  audience: x\n"), "gateway.yaml:11:3: auth.audience: duplicate key (first at 10:3)"),
         ("roles: [a]\n".into(), "gateway.yaml:1:1: auth: missing required key"),
         ("auth: { issuer: i }\nroles: [a]\n".into(), "gateway.yaml:1:7: auth.audience: missing required key"),
@@ -271,12 +280,12 @@ fn every_kind_of_mistake_gives_its_message_at_its_position() {
         (auth("  signup: { default_role: owner }\n"), "gateway.yaml:11:27: auth.signup.default_role: unknown role \"owner\" (known: admin, creator, viewer)"),
         (auth("  allowed_origins: [https://app.example.com/]\n"), "gateway.yaml:11:21: auth.allowed_origins[0]: invalid origin \"https://app.example.com/\": an origin has no path, like https://app.example.com"),
         (auth("  rate_limits: { login: 0/min }\n"), "gateway.yaml:11:25: auth.rate_limits.login: invalid rate \"0/min\": the count must be at least 1"),
-        (auth("  rate_limits: { logins: 5/min }\n"), "gateway.yaml:11:18: auth.rate_limits.logins: unknown key (allowed: login, login_per_email, refresh, signup)"),
+        (auth("  rate_limits: { logins: 5/min }\n"), "gateway.yaml:11:18: auth.rate_limits.logins: unknown key; did you mean `login`? (allowed: login, login_per_email, refresh, signup)"),
         (auth("  cookie_name: \"a b\"\n"), "gateway.yaml:11:16: auth.cookie_name: invalid cookie name \"a b\""),
         (auth("  trusted_issuers: [{ issuer: i, jwks_url: \"http://idp.test/k\", audience: a }]\n"), "gateway.yaml:11:44: auth.trusted_issuers[0].jwks_url: \"http://idp.test/k\": keys must be fetched over https (plain http is allowed to 127.0.0.1, ::1 or localhost only)"),
         (auth("  trusted_issuers: [{ issuer: i, jwks_url: \"https://idp.test/k\" }]\n"), "gateway.yaml:11:21: auth.trusted_issuers[0].audience: missing required key"),
         (auth("  trusted_issuers: [{ issuer: https://gw.test, jwks_url: \"https://idp.test/k\", audience: a }]\n"), "gateway.yaml:11:31: auth.trusted_issuers[0].issuer: is auth.issuer, the gateway's own: its tokens are verified with the gateway's keys"),
-        (auth("  trusted_issuers: [{ issuer: i, jwks_url: \"https://idp.test/k\", audience: a, role_clam: r }]\n"), "gateway.yaml:11:79: auth.trusted_issuers[0].role_clam: unknown key (allowed: issuer, jwks_url, audience, role_claim, jwks_refresh, refetch_interval)"),
+        (auth("  trusted_issuers: [{ issuer: i, jwks_url: \"https://idp.test/k\", audience: a, role_clam: r }]\n"), "gateway.yaml:11:79: auth.trusted_issuers[0].role_clam: unknown key; did you mean `role_claim`? (allowed: issuer, jwks_url, audience, role_claim, jwks_refresh, refetch_interval)"),
         (auth("  trusted_issuers: [{ issuer: i, jwks_url: \"https://idp.test/k\", audience: a, refetch_interval: 500ms }]\n"), "gateway.yaml:11:97: auth.trusted_issuers[0].refetch_interval: must be at least 1s"),
         (auth("  trusted_issuers: [{ issuer: i, jwks_url: \"https://a.test/k\", audience: a }, { issuer: i, jwks_url: \"https://b.test/k\", audience: a }]\n"), "gateway.yaml:11:89: auth.trusted_issuers[1].issuer: \"i\" is listed twice"),
         (route("  - { path: /a, roles: [admn], upstream: app }\n"), "gateway.yaml:11:25: routes[2].roles[0]: unknown role \"admn\" (known: admin, creator, viewer)"),
@@ -304,6 +313,87 @@ fn every_kind_of_mistake_gives_its_message_at_its_position() {
         })
         .collect();
     assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+}
+
+/// YAML structure mistakes and misspelt keys: each is one error, at the line where it was
+/// made, with a one-line hint; a misspelt section does not also make what refers to it
+/// unknown or missing.
+#[test]
+fn structure_mistakes_and_misspellings_are_one_error_each_at_their_line_with_a_hint() {
+    let route = |extra: &str| format!("{ROUTES_LAST}{extra}");
+    let route_keys = routes::ROUTE_KEYS.names().collect::<Vec<_>>().join(", ");
+    let upstream = format!(
+        "gateway.yaml:1:1: upstream: unknown key; did you mean `upstreams`? (allowed: {})",
+        top_keys()
+    );
+    let rols = format!(
+        "gateway.yaml:4:1: rols: unknown key; did you mean `roles`? (allowed: {})",
+        top_keys()
+    );
+    let auht = format!(
+        "gateway.yaml:8:1: auht: unknown key; did you mean `auth`? (allowed: {})",
+        top_keys()
+    );
+    let upstrem = format!("gateway.yaml:11:17: routes[2].upstrem: unknown key; did you mean `upstream`? (allowed: {route_keys})");
+    let cases: Vec<(String, &str)> = vec![
+        (AUTH_LAST.replace("  app:\n", "\tapp:\n"), "gateway.yaml:2:1: tabs are not allowed for indentation; use spaces"),
+        (AUTH_LAST.replace("    addrs:", "  \t  addrs:"), "gateway.yaml:3:3: tabs are not allowed for indentation; use spaces"),
+        (AUTH_LAST.replace("  audience: api\n", " audience: api\n"), "gateway.yaml:10:2: indented by 1 space, but the keys above are indented by 2 and their parent by 0: align it with its siblings"),
+        (AUTH_LAST.replace("000]\n", "000]\n   tls: false\n"), "gateway.yaml:4:4: indented by 3 spaces, but the keys above are indented by 4 and their parent by 2: align it with its siblings"),
+        (AUTH_LAST.replace("  audience: api\n", "    audience: api\n"), "gateway.yaml:10:5: indented by 4 spaces, deeper than the line above, which has its value already: align it with its siblings"),
+        (AUTH_LAST.replace("issuer: https", "issuer:https"), "gateway.yaml:9:9: missing space after ':' (write \"issuer: https://gw.test\")"),
+        (route("access_log:false\n"), "gateway.yaml:11:11: missing space after ':' (write \"access_log: false\")"),
+        (route("  - { path:/a, upstream: app }\n"), "gateway.yaml:11:7: routes[2].path:/a: missing space after ':' (write \"path: /a\")"),
+        (route("  - { path: /a, upstream: app, methods: [GET }\n"), "gateway.yaml:11:41: this '[' is never closed (expected ']')"),
+        (AUTH_LAST.replace("upstreams:", "upstream:"), &upstream),
+        (ROUTES_LAST.replace("roles:", "rols:"), &rols),
+        (AUTH_LAST.replace("auth:\n", "auht:\n"), &auht),
+        (route("  - { path: /a, upstrem: app }\n"), &upstrem),
+    ];
+    let wrong: Vec<String> = cases
+        .iter()
+        .filter_map(|(text, expected)| {
+            let got = errors(text);
+            (got != [*expected])
+                .then(|| format!("in:\n{text}expected: {expected}\n     got: {got:?}"))
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+}
+
+/// The drift a shared table leaves possible: a key listed that no reader reads (so it is
+/// accepted and silently ignored), or read under a name the table lacks (so it is refused as
+/// unknown), or required by the reader but not in the schema, or the other way round.
+#[test]
+fn the_loader_reads_exactly_the_keys_the_schema_lists_and_requires_the_same_ones() {
+    use std::collections::BTreeMap;
+    let text = schema::sample_yaml();
+    yaml::reads::start();
+    let _ = parse_with(&text, &[]);
+    let mut read: BTreeMap<(&str, String), bool> = BTreeMap::new();
+    for (section, key, required) in yaml::reads::take() {
+        *read.entry((section, key)).or_default() |= required;
+    }
+    let mut listed: BTreeMap<(&str, String), bool> = BTreeMap::new();
+    schema::walk(sections::TOP_KEYS, &mut |s| {
+        for k in s.keys {
+            listed.insert((s.path, k.name.to_string()), k.required);
+        }
+    });
+    let show = |m: &BTreeMap<(&str, String), bool>, other: &BTreeMap<(&str, String), bool>| {
+        m.iter()
+            .filter(|(k, v)| other.get(*k) != Some(*v))
+            .map(|((s, k), required)| {
+                let place = if s.is_empty() { "top level" } else { s };
+                format!("{place}: {k}{}", if *required { " (required)" } else { "" })
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        (show(&read, &listed), show(&listed, &read)),
+        (vec![], vec![]),
+        "(read by the loader but not so in the tables, in the tables but not so read by the loader), from:\n{text}"
+    );
 }
 
 #[test]

@@ -1,11 +1,14 @@
 //! A YAML node tree that remembers where every node was written, and typed readers over it
 //! that record each problem and carry on, so one load reports every mistake in the file.
 
+mod hints;
+
 use std::collections::HashMap;
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
+use super::schema::Section;
 use super::{ConfigError, Origin};
 
 /// A 1-based line and column in the config file.
@@ -47,11 +50,20 @@ pub(crate) enum Value {
 
 /// Parses one YAML document; a syntax error is returned with its position. An empty file is
 /// an empty mapping, so it is reported as missing the required keys.
-pub(crate) fn parse(text: &str) -> Result<Node, (Pos, String)> {
+///
+/// A tab in the indentation is refused before parsing, at the tab. When the parser fails,
+/// the text is read again for the likely cause (a `key:value` missing its space for one of
+/// `keys`, a misaligned line, a bracket never closed), which the parser often notices only
+/// on a later line; its own message is kept when none is found.
+pub(crate) fn parse(text: &str, keys: &[&str]) -> Result<Node, (Pos, String)> {
+    if let Some(pos) = hints::tab_indentation(text) {
+        return Err((pos, hints::TABS.to_string()));
+    }
     let mut tree = TreeBuilder::default();
-    Parser::new_from_str(text)
-        .load(&mut tree, true)
-        .map_err(|e| (Pos::from_marker(*e.marker()), e.info().to_string()))?;
+    if let Err(e) = Parser::new_from_str(text).load(&mut tree, true) {
+        let at = Pos::from_marker(*e.marker());
+        return Err(hints::structure(text, at, keys).unwrap_or((at, e.info().to_string())));
+    }
     if let Some(problem) = tree.problem {
         return Err(problem);
     }
@@ -362,31 +374,64 @@ impl<'a> Field<'a> {
         Some(out)
     }
 
-    /// A mapping with a fixed set of keys; unknown keys are errors so that a typo cannot
-    /// silently disable a setting. A value that is not a mapping yields an empty, silent
-    /// [`Fields`] so that its required keys are not reported a second time.
-    pub fn fields(&self, p: &mut Problems, allowed: &'static [&'static str]) -> Fields<'a> {
+    /// A mapping with the keys of `section`; unknown keys are errors so that a typo cannot
+    /// silently disable a setting, each naming the known key it most likely stands for. A
+    /// value that is not a mapping yields an empty, silent [`Fields`] so that its required
+    /// keys are not reported a second time.
+    pub fn fields(&self, p: &mut Problems, section: &'static Section) -> Fields<'a> {
+        let names: Vec<&'static str> = section.names().collect();
+        let silent = || Fields {
+            at: None,
+            path: self.path.clone(),
+            found: Vec::new(),
+            section: Some(section),
+            misspelled: Vec::new(),
+        };
+        // `- path:/a` is one string to YAML, where a mapping was meant.
+        if let Value::Scalar { text, plain: true } = &self.node.value {
+            if let Some((_, hint)) = hints::glued(text, &names) {
+                self.fail(p, hint);
+                return silent();
+            }
+        }
         let Some(entries) = self.keyed(p) else {
-            return Fields {
-                at: None,
-                path: self.path.clone(),
-                found: Vec::new(),
-            };
+            return silent();
         };
         let mut found = Vec::new();
+        let mut misspelled = Vec::new();
         for (key, key_pos, field) in entries {
-            if allowed.contains(&key.as_str()) {
+            if names.contains(&key.as_str()) {
                 found.push((key, field));
-            } else {
-                let message = format!("unknown key (allowed: {})", allowed.join(", "));
-                p.error(&Spot::Yaml(key_pos, field.path), message);
+                continue;
             }
+            let (message, meant) = unknown_key(&key, &names);
+            misspelled.extend(meant);
+            p.error(&Spot::Yaml(key_pos, field.path), message);
         }
         Fields {
             at: Some(self.node.pos),
             path: self.path.clone(),
             found,
+            section: Some(section),
+            misspelled,
         }
+    }
+}
+
+/// The message for a key that is not one of `names`, and the known key it stands for.
+fn unknown_key(key: &str, names: &[&'static str]) -> (String, Option<&'static str>) {
+    // `{ path:/a }`: in a flow mapping YAML reads the glued key and value as one key.
+    if let Some((colon, hint)) = hints::glued(key, names) {
+        let name = key.chars().take(colon).collect::<String>();
+        return (hint, names.iter().copied().find(|n| *n == name));
+    }
+    let allowed = names.join(", ");
+    match hints::closest(key, names.iter().copied()) {
+        Some(meant) => (
+            format!("unknown key; did you mean `{meant}`? (allowed: {allowed})"),
+            Some(meant),
+        ),
+        None => (format!("unknown key (allowed: {allowed})"), None),
     }
 }
 
@@ -396,6 +441,12 @@ pub(crate) struct Fields<'a> {
     at: Option<Pos>,
     path: String,
     found: Vec<(String, Field<'a>)>,
+    /// The table the keys come from, for the key-parity test's record; `None` for a
+    /// stand-in.
+    #[cfg_attr(not(test), allow(dead_code))]
+    section: Option<&'static Section>,
+    /// Known keys that an unknown key was taken for (already reported with the hint).
+    misspelled: Vec<&'static str>,
 }
 
 impl<'a> Fields<'a> {
@@ -405,7 +456,16 @@ impl<'a> Fields<'a> {
             at: None,
             path: path.to_string(),
             found: Vec::new(),
+            section: None,
+            misspelled: Vec::new(),
         }
+    }
+
+    /// Whether an unknown key of this mapping was reported as a misspelling of `key`: then
+    /// `key` is not missing but unreadable, and what refers to it is not checked, so that
+    /// one typo gives one error.
+    pub fn misspelled(&self, key: &str) -> bool {
+        self.misspelled.contains(&key)
     }
 
     fn key_path(&self, key: &str) -> String {
@@ -418,6 +478,8 @@ impl<'a> Fields<'a> {
 
     /// The value of an optional key; `key: ~` counts as absent so defaults apply.
     pub fn get(&self, key: &str) -> Option<Field<'a>> {
+        #[cfg(test)]
+        reads::note(self.section, key, false);
         self.found
             .iter()
             .find(|(k, _)| k == key)
@@ -425,10 +487,13 @@ impl<'a> Fields<'a> {
             .filter(|f| !matches!(f.node.value, Value::Null))
     }
 
-    /// The value of a required key; a missing one is reported at the mapping that lacks it.
+    /// The value of a required key; a missing one is reported at the mapping that lacks it,
+    /// unless it was misspelled (reported already).
     pub fn require(&self, p: &mut Problems, key: &str) -> Option<Field<'a>> {
+        #[cfg(test)]
+        reads::note(self.section, key, true);
         let found = self.get(key);
-        if found.is_none() {
+        if found.is_none() && !self.misspelled(key) {
             if let Some(pos) = self.at {
                 p.error(&Spot::Yaml(pos, self.key_path(key)), "missing required key");
             }
@@ -461,9 +526,71 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// Which keys the readers ask each section for, so a test can hold the section tables to
+/// what the loader actually reads.
+#[cfg(test)]
+pub(crate) mod reads {
+    use std::cell::{Cell, RefCell};
+
+    use super::Section;
+
+    /// (section path, key, asked for as required).
+    pub(crate) type Read = (&'static str, String, bool);
+
+    thread_local! {
+        static ON: Cell<bool> = const { Cell::new(false) };
+        static SEEN: RefCell<Vec<Read>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(super) fn note(section: Option<&'static Section>, key: &str, required: bool) {
+        if let Some(s) = section.filter(|_| ON.get()) {
+            SEEN.with(|seen| seen.borrow_mut().push((s.path, key.to_string(), required)));
+        }
+    }
+
+    /// Starts noting what this thread's readers ask for.
+    pub(crate) fn start() {
+        SEEN.with(|seen| seen.borrow_mut().clear());
+        ON.set(true);
+    }
+
+    /// What this thread's readers asked for since [`start`], which stops noting.
+    pub(crate) fn take() -> Vec<Read> {
+        ON.set(false);
+        SEEN.with(|seen| std::mem::take(&mut *seen.borrow_mut()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::super::schema::{key, Ty};
     use super::*;
+
+    static AC: Section = Section {
+        path: "t",
+        keys: &[key("a", Ty::Text, "a"), key("c", Ty::Text, "c")],
+    };
+    static SLMB: Section = Section {
+        path: "t",
+        keys: &[
+            key("s", Ty::Text, "s"),
+            key("b", Ty::Bool, "b"),
+            key("l", Ty::List(&Ty::Text), "l"),
+            key("m", Ty::Map(&EMPTY), "m"),
+        ],
+    };
+    static EMPTY: Section = Section {
+        path: "t.m",
+        keys: &[],
+    };
+    static AB: Section = Section {
+        path: "t",
+        keys: &[key("a", Ty::Text, "a"), key("b", Ty::Text, "b")],
+    };
+
+    fn parse(text: &str) -> Result<Node, (Pos, String)> {
+        super::parse(text, &["a", "b"])
+    }
 
     fn problems() -> Problems {
         Problems::new("t.yaml".to_string())
@@ -491,10 +618,15 @@ mod tests {
     }
 
     #[test]
-    fn a_syntax_error_carries_the_scanner_position() {
+    fn a_syntax_error_is_reported_at_its_likely_cause_else_where_the_scanner_stopped() {
         let (pos, message) = parse("a: 1\nb: [x\nc: 2\n").unwrap_err();
-        assert_eq!((pos.line, pos.col), (3, 2));
-        assert!(message.contains("':'"), "{message}");
+        assert_eq!((pos.line, pos.col), (2, 4));
+        assert_eq!(message, "this '[' is never closed (expected ']')");
+        let (pos, message) = parse("a: b: c\n").unwrap_err();
+        assert_eq!((pos.line, pos.col), (1, 5));
+        assert_eq!(message, "mapping values are not allowed in this context");
+        let (pos, message) = parse("a:\n\tb: 1\n").unwrap_err();
+        assert_eq!((pos.line, pos.col, message.as_str()), (2, 1, hints::TABS));
     }
 
     #[test]
@@ -523,7 +655,7 @@ mod tests {
     fn unknown_and_duplicate_keys_and_missing_required_keys_are_each_reported() {
         let root = parse("a: 1\nb: 2\na: 3\n").unwrap();
         let mut p = problems();
-        let fields = Field::root(&root).fields(&mut p, &["a", "c"]);
+        let fields = Field::root(&root).fields(&mut p, &AC);
         assert!(fields.require(&mut p, "c").is_none());
         assert_eq!(
             messages(&p),
@@ -536,14 +668,38 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_key_names_the_known_one_it_stands_for_which_is_then_not_also_missing() {
+        let root = parse("aa: 1\nb: 2\n").unwrap();
+        let mut p = problems();
+        let fields = Field::root(&root).fields(&mut p, &AB);
+        assert!(fields.require(&mut p, "a").is_none() && fields.misspelled("a"));
+        assert_eq!(
+            messages(&p),
+            ["t.yaml:1:1: aa: unknown key; did you mean `a`? (allowed: a, b)"]
+        );
+    }
+
+    #[test]
+    fn a_key_glued_to_its_value_where_a_mapping_belongs_gets_the_missing_space_hint() {
+        let root = parse("- a:1\n").unwrap();
+        let mut p = problems();
+        let items = Field::root(&root).list(&mut p).unwrap();
+        assert!(items[0].fields(&mut p, &AB).require(&mut p, "a").is_none());
+        assert_eq!(
+            messages(&p),
+            ["t.yaml:1:3: [0]: missing space after ':' (write \"a: 1\")"]
+        );
+    }
+
+    #[test]
     fn wrong_types_are_reported_at_the_value() {
         let root = parse("s: [1]\nb: \"true\"\nl: x\nm: [1]\n").unwrap();
         let mut p = problems();
-        let f = Field::root(&root).fields(&mut p, &["s", "b", "l", "m"]);
+        let f = Field::root(&root).fields(&mut p, &SLMB);
         assert!(f.get("s").unwrap().str(&mut p).is_none());
         assert!(f.get("b").unwrap().bool(&mut p).is_none());
         assert!(f.get("l").unwrap().list(&mut p).is_none());
-        f.get("m").unwrap().fields(&mut p, &[]);
+        f.get("m").unwrap().fields(&mut p, &EMPTY);
         assert_eq!(
             messages(&p),
             [
@@ -559,7 +715,7 @@ mod tests {
     fn a_null_value_counts_as_absent() {
         let root = parse("a:\nb: ~\n").unwrap();
         let mut p = problems();
-        let f = Field::root(&root).fields(&mut p, &["a", "b"]);
+        let f = Field::root(&root).fields(&mut p, &AB);
         assert!(f.get("a").is_none() && f.get("b").is_none());
         assert!(p.errors.is_empty());
     }
