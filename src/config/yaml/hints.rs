@@ -23,6 +23,8 @@ struct Line<'t> {
     opens: bool,
     /// Whether it starts with a `key: `.
     key: bool,
+    /// Whether it starts with a `- ` list item.
+    dash: bool,
     /// Columns (0-based) of what follows each leading `- `, when that is a `key: ...`.
     item_keys: Vec<usize>,
 }
@@ -69,6 +71,7 @@ fn lines(text: &str) -> (Vec<Line<'_>>, State) {
             content: scanned.content,
             opens: scanned.opens,
             key: !inside_before && has_key(&raw[start..]),
+            dash: !scanned.item_cols.is_empty(),
             item_keys: scanned.item_keys,
         });
     }
@@ -83,6 +86,7 @@ fn inside(no: usize, lead: &str) -> Line<'_> {
         content: false,
         opens: false,
         key: false,
+        dash: false,
         item_keys: Vec::new(),
     }
 }
@@ -91,6 +95,8 @@ struct Scanned {
     content: bool,
     opens: bool,
     block_scalar: bool,
+    /// Columns after each leading `- `.
+    item_cols: Vec<usize>,
     item_keys: Vec<usize>,
 }
 
@@ -102,6 +108,7 @@ fn scan(state: &mut State, no: usize, raw: &str, start: usize) -> Scanned {
         content: false,
         opens: false,
         block_scalar: false,
+        item_cols: Vec::new(),
         item_keys: Vec::new(),
     };
     let mut value_start = state.quote.is_none();
@@ -116,6 +123,7 @@ fn scan(state: &mut State, no: usize, raw: &str, start: usize) -> Scanned {
             while bytes.get(i) == Some(&b' ') {
                 i += 1;
             }
+            out.item_cols.push(i);
             if has_key(&raw[i..]) {
                 out.item_keys.push(i);
             }
@@ -290,50 +298,111 @@ pub(super) fn glued(s: &str, keys: &[&str]) -> Option<(usize, String)> {
     ))
 }
 
+/// Whether an indentation level holds a mapping's keys or a list's `- ` items.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Keys,
+    Items,
+}
+
+impl Kind {
+    fn plural(self) -> &'static str {
+        match self {
+            Kind::Keys => "keys",
+            Kind::Items => "items",
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Level {
+    indent: usize,
+    kind: Kind,
+    /// A list written at its key's own indentation (`key:` then `- a`), which a key ends.
+    compact: bool,
+}
+
 /// A line indented less than the block it follows but more than that block's parent, so
-/// it belongs to neither; or a key indented under a line that has its value already.
+/// it belongs to neither; a key indented under a line that has its value already; or a
+/// `- ` item among keys (or a key among items), which is where a list item lands when it
+/// loses its indentation.
 fn misaligned(lines: &[Line]) -> Option<(Pos, String)> {
-    let mut levels: Vec<usize> = Vec::new();
+    let mut levels: Vec<Level> = Vec::new();
     let mut opens = false;
     for line in lines.iter().filter(|l| l.content && !l.inside) {
         let indent = line.lead.len();
+        let kind = if line.dash { Kind::Items } else { Kind::Keys };
         let mut deeper = None;
-        while levels.last().is_some_and(|&top| top > indent) {
-            deeper = levels.pop();
+        while let Some(&top) = levels.last().filter(|l| l.indent > indent) {
+            deeper = Some(top);
+            levels.pop();
+        }
+        if kind == Kind::Keys
+            && levels
+                .last()
+                .is_some_and(|l| l.indent == indent && l.compact)
+        {
+            levels.pop();
         }
         let parent = levels.last().copied();
         let pos = Pos {
             line: line.no,
             col: indent + 1,
         };
-        if parent != Some(indent) {
-            match deeper {
-                Some(deeper) => {
-                    let parent = match parent {
-                        Some(p) => format!(" and their parent by {p}"),
-                        None => String::new(),
-                    };
-                    let message = format!(
-                        "indented by {}, but the keys above are indented by {deeper}{parent}: align it with its siblings",
-                        spaces(indent)
-                    );
-                    return Some((pos, message));
-                }
-                // A first line, or the value of the `key:` above.
-                None if opens || parent.is_none() => levels.push(indent),
-                // Deeper than a line with a value: a continued plain scalar, unless it
-                // holds a `key: `, which no scalar can.
-                None if line.key => {
-                    let message = format!(
-                        "indented by {}, deeper than the line above, which has its value already: align it with its siblings",
-                        spaces(indent)
-                    );
-                    return Some((pos, message));
-                }
-                None => {}
+        let misplaced = |deeper: Level, parent: Option<Level>| {
+            let parent = match parent {
+                Some(p) if p.indent != indent => format!(" and their parent by {}", p.indent),
+                _ => String::new(),
+            };
+            format!(
+                "indented by {}, but the {} above are indented by {}{parent}: align it with its siblings",
+                spaces(indent),
+                deeper.kind.plural(),
+                deeper.indent
+            )
+        };
+        match (parent, deeper) {
+            (Some(top), _) if top.indent == indent && top.kind == kind => {}
+            (Some(top), _) if top.indent == indent && opens && kind == Kind::Items => {
+                levels.push(Level {
+                    indent,
+                    kind,
+                    compact: true,
+                });
             }
+            (Some(top), Some(deeper)) if top.indent == indent => {
+                return Some((pos, misplaced(deeper, None)));
+            }
+            (Some(top), None) if top.indent == indent => {
+                let message = match kind {
+                    Kind::Items => "a list item among the keys of a mapping: indent it under the key it belongs to",
+                    Kind::Keys => "a key among the items of a list: indent it under its item, or start it with '- '",
+                };
+                return Some((pos, message.to_string()));
+            }
+            (parent, Some(deeper)) => return Some((pos, misplaced(deeper, parent))),
+            // A first line, or the value of the `key:` above.
+            (parent, None) if opens || parent.is_none() => levels.push(Level {
+                indent,
+                kind,
+                compact: false,
+            }),
+            // Deeper than a line with a value: a continued plain scalar, unless it holds a
+            // `key: `, which no scalar can.
+            (_, None) if line.key => {
+                let message = format!(
+                    "indented by {}, deeper than the line above, which has its value already: align it with its siblings",
+                    spaces(indent)
+                );
+                return Some((pos, message));
+            }
+            (_, None) => {}
         }
-        levels.extend(&line.item_keys);
+        levels.extend(line.item_keys.iter().map(|&indent| Level {
+            indent,
+            kind: Kind::Keys,
+            compact: false,
+        }));
         opens = line.opens;
     }
     None
@@ -463,6 +532,20 @@ mod tests {
                 Pos { line: 1, col: 4 },
                 "this '[' is never closed (expected ']')".to_string()
             ))
+        );
+        assert_eq!(
+            structure("routes:\n  - a: 1\n- b: 2\nx: 1\n", at(3), KEYS),
+            Some((
+                Pos { line: 3, col: 1 },
+                "indented by 0 spaces, but the items above are indented by 2: align it with its siblings".to_string()
+            ))
+        );
+        assert_eq!(
+            structure("a: 1\n- b\n", at(2), KEYS).map(|(_, m)| m),
+            Some(
+                "a list item among the keys of a mapping: indent it under the key it belongs to"
+                    .to_string()
+            )
         );
         // Valid shapes find nothing: compact and nested lists, block scalars, flow
         // collections over several lines, plain scalars holding brackets and quotes.
