@@ -87,6 +87,9 @@ mod tests {
             owner_issuers: vec![],
             workspace: None,
             rate_limit: None,
+            cors: None,
+            max_body: 0,
+            timeout: None,
             line: 1,
         }
     }

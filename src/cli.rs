@@ -280,9 +280,62 @@ fn explain(path: &Path, method: &str, target: &str) -> Result<(), Failure> {
             println!("methods:    {}", methods(route));
             println!("upstream:   {}", upstream_name(cfg, route));
             println!("requires:   {}", requirements(route));
+            println!("cors:       {}", cors(route));
+            let (max_body, timeout) = limits(cfg, route);
+            println!("max_body:   {max_body}");
+            println!("timeout:    {timeout}");
         }
     }
     Ok(())
+}
+
+/// A route's CORS policy, in one line.
+fn cors(route: &crate::config::Route) -> String {
+    let Some(policy) = &route.cors else {
+        return "none (preflights go through like other requests)".to_owned();
+    };
+    let origins = match policy.any_origin {
+        true => "*".to_owned(),
+        false => policy.origins.join(", "),
+    };
+    let mut parts = vec![
+        format!("origins {origins}"),
+        format!("methods {}", policy.allow_methods),
+    ];
+    if !policy.headers.is_empty() {
+        parts.push(format!("headers {}", policy.allow_headers));
+    }
+    if !policy.expose.is_empty() {
+        parts.push(format!("expose {}", policy.expose));
+    }
+    if policy.credentials {
+        parts.push("credentials".to_owned());
+    }
+    if let Some(max_age) = policy.max_age {
+        parts.push(format!("max_age {}", crate::config::human(max_age)));
+    }
+    parts.join("; ")
+}
+
+/// A route's body limit and upstream timeout, saying where each comes from.
+fn limits(cfg: &Config, route: &crate::config::Route) -> (String, String) {
+    let size = crate::config::human_size;
+    let Some(upstream) = route.upstream.map(|i| &cfg.upstreams[i]) else {
+        let max = size(crate::auth::endpoints::MAX_BODY as u64);
+        return (
+            format!("{max} (auth module)"),
+            "none (auth module)".to_owned(),
+        );
+    };
+    let timeout = match route.timeout {
+        Some(t) => format!("{} (route)", crate::config::human(t)),
+        None => format!(
+            "{} (upstream {}'s read_timeout)",
+            crate::config::human(upstream.read_timeout),
+            upstream.name
+        ),
+    };
+    (size(route.max_body), timeout)
 }
 
 fn token(

@@ -3,6 +3,7 @@
 //! so an operator fixes them in one pass, and nothing downstream re-checks the values.
 
 mod auth;
+mod cors;
 mod issuers;
 mod rate_limit_store;
 mod routes;
@@ -16,6 +17,7 @@ mod yaml;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::route::{MethodSet, Pattern};
@@ -170,6 +172,8 @@ pub struct Auth {
     pub allowed_origins: Vec<String>,
     /// Cookie carrying the refresh token.
     pub cookie_name: String,
+    /// The refresh cookie's `SameSite`: `Strict` unless an app on another site needs it.
+    pub cookie_same_site: SameSite,
     /// Whether refresh tokens are also returned in (and accepted from) JSON bodies.
     pub refresh_in_body: bool,
     /// Limits on the auth endpoints.
@@ -180,6 +184,30 @@ pub struct Auth {
     pub key_rotation: Option<Duration>,
     /// Identity providers whose tokens are accepted on routes too.
     pub trusted_issuers: Vec<TrustedIssuer>,
+}
+
+/// Which cross-site requests a browser sends the refresh cookie with (`auth.cookie_same_site`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    /// Only requests from the gateway's own site (the default).
+    Strict,
+    /// Also top-level navigations from other sites.
+    Lax,
+    /// Every request, from any site; the cookie is `Secure` in every case.
+    None,
+}
+
+impl SameSite {
+    pub const ALL: [SameSite; 3] = [SameSite::Strict, SameSite::Lax, SameSite::None];
+
+    /// The attribute's value, as written in config and in `Set-Cookie`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SameSite::Strict => "Strict",
+            SameSite::Lax => "Lax",
+            SameSite::None => "None",
+        }
+    }
 }
 
 /// An identity provider (Auth0, Keycloak, Okta, another service) whose tokens
@@ -308,8 +336,47 @@ pub struct Route {
     pub workspace: Option<String>,
     /// Per-client limit on this route, on top of the global ones.
     pub rate_limit: Option<Rate>,
+    /// The CORS policy of the route (its own `cors`, else the top-level one; the auth
+    /// module's routes take `auth.allowed_origins`); `None` = no CORS fields, and
+    /// preflights go through like any other request.
+    pub cors: Option<Arc<Cors>>,
+    /// Longest request body forwarded, in bytes (10 MiB unless set). Routes of the auth
+    /// module read at most `auth::endpoints::MAX_BODY` whatever this says.
+    pub max_body: u64,
+    /// Replaces the upstream's `read_timeout` on this route.
+    pub timeout: Option<Duration>,
     /// Line of the route in the config file, for `explain` and warnings.
     pub line: usize,
+}
+
+/// Cross-origin resource sharing for browser apps on other origins: who may call a
+/// route, with what, and what their scripts may read of the answer. Validated and
+/// joined into field values once, so an answer only copies them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cors {
+    /// Serialized origins (`https://app.example.com`: lower case, no default port),
+    /// compared byte for byte with a request's `Origin`. Empty when `any_origin`.
+    pub origins: Vec<String>,
+    /// `origins: ["*"]`: any origin, never with `credentials`.
+    pub any_origin: bool,
+    /// Methods a preflight may ask for, spelled exactly.
+    pub methods: Vec<String>,
+    /// Request headers a preflight may ask for, lower case.
+    pub headers: Vec<String>,
+    /// Answer headers scripts may read besides the safelisted ones.
+    pub expose_headers: Vec<String>,
+    /// Whether requests with cookies (`credentials: 'include'`) may read answers.
+    pub credentials: bool,
+    /// How long a browser may reuse a preflight's answer.
+    pub max_age: Option<Duration>,
+    /// `methods` joined, the `Access-Control-Allow-Methods` value.
+    pub allow_methods: String,
+    /// `headers` joined, the `Access-Control-Allow-Headers` value.
+    pub allow_headers: String,
+    /// `expose_headers` joined, the `Access-Control-Expose-Headers` value.
+    pub expose: String,
+    /// `max_age` in seconds, the `Access-Control-Max-Age` value; empty when unset.
+    pub max_age_secs: String,
 }
 
 /// Request headers the gateway sets (after removing client-sent copies) to tell upstreams
@@ -504,6 +571,50 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     n.checked_mul(ms_per_unit)
         .map(Duration::from_millis)
         .ok_or_else(|| format!("invalid duration \"{s}\": too large"))
+}
+
+/// Binary and decimal size units, largest first, for [`parse_size`] and [`human_size`].
+const SIZE_UNITS: [(&str, u64); 7] = [
+    ("GiB", 1 << 30),
+    ("MiB", 1 << 20),
+    ("KiB", 1 << 10),
+    ("GB", 1_000_000_000),
+    ("MB", 1_000_000),
+    ("KB", 1_000),
+    ("B", 1),
+];
+
+/// Parses a byte count: `1048576`, `512KiB`, `1MiB`, `2GiB`, or the decimal `KB`, `MB`, `GB`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let bad = || {
+        format!("invalid size \"{s}\": expected a number and an optional unit, like 1MiB (units: B, KB, MB, GB, KiB, MiB, GiB)")
+    };
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let per_unit = match unit.trim() {
+        "" => 1,
+        unit => {
+            SIZE_UNITS
+                .iter()
+                .find(|(name, _)| *name == unit)
+                .ok_or_else(bad)?
+                .1
+        }
+    };
+    n.checked_mul(per_unit)
+        .ok_or_else(|| format!("invalid size \"{s}\": too large"))
+}
+
+/// A byte count in the largest binary unit that states it exactly (`10MiB`), else in bytes.
+pub(crate) fn human_size(bytes: u64) -> String {
+    for (unit, size) in &SIZE_UNITS[..3] {
+        if bytes != 0 && bytes.is_multiple_of(*size) {
+            return format!("{}{unit}", bytes / size);
+        }
+    }
+    format!("{bytes}B")
 }
 
 /// A duration in the largest unit that states it exactly, the way config writes it.

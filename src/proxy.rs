@@ -12,6 +12,7 @@
 
 mod auth_route;
 mod connection;
+mod cors;
 mod respond;
 
 use crate::auth;
@@ -62,6 +63,8 @@ pub struct Ctx {
     tls: bool,
     /// The TCP peer, or the right-most `X-Forwarded-For` hop when that is trusted.
     client_ip: Option<IpAddr>,
+    /// The request's `Origin`, for the CORS fields of its answer (`proxy/cors.rs`).
+    origin: Option<Box<[u8]>>,
     _inflight: Inflight,
 }
 
@@ -195,9 +198,14 @@ impl Answering for Ctx {
             .observe(waited.as_secs_f64());
     }
 
+    fn read_timeout(&self) -> Option<Duration> {
+        self.gateway.config.routes.get(self.route?)?.timeout
+    }
+
     fn replaces(&self, name: &[u8]) -> bool {
         name.eq_ignore_ascii_case(b"x-request-id")
             || (self.tls && name.eq_ignore_ascii_case(b"strict-transport-security"))
+            || cors::replaces(name, self)
     }
 
     fn own_fields(&self, head: &mut Head) {
@@ -271,6 +279,7 @@ impl Proxy {
             reason: None,
             tls: false,
             client_ip: None,
+            origin: None,
             _inflight: Inflight(self.inflight.clone()),
         }
     }
@@ -299,6 +308,10 @@ impl Proxy {
             return respond::send(client, ctx, 200, &jwks.headers, &jwks.body).await;
         }
         ctx.client_ip = client_ip(client, req, ctx.gateway.config.trust_forwarded_for);
+        ctx.origin = cors::origin(req);
+        if let Some(preflight) = cors::preflight(req, ctx) {
+            return respond::preflight(client, ctx, preflight).await;
+        }
         if let Err(reject) = self.admit(req, ctx).await {
             ctx.decision = reject.decision();
             if let Reject::InvalidToken(e) = &reject {
@@ -319,6 +332,7 @@ impl Proxy {
             // Routes without an upstream belong to the embedded auth module.
             return self.serve_auth(client, req, ctx).await;
         };
+        client.limit_body(route.max_body)?;
         // Read before `sanitize` takes the client's `Connection` away.
         let accept = websocket::handshake_key(req).map(websocket::accept_for);
         // Client-sent identity headers go now; the verified ones are written into
@@ -345,11 +359,12 @@ impl Proxy {
     }
 
     /// Answers a failure of `handle` when the client has no answer yet: 502/504
-    /// for the upstream's failures, 400 for a broken request; nothing when the
-    /// client itself went away.
+    /// for the upstream's failures, 400 for a broken request, 413 for a body over
+    /// the route's `max_body`; nothing when the client itself went away.
     async fn fail(&self, client: &mut Client, req: &Request, e: &Error, ctx: &mut Ctx) {
         let reject = match e.etype() {
             ErrorType::ReadTimedout | ErrorType::WriteTimedout => Some(Reject::GatewayTimeout),
+            t if *t == crate::http1::client::BODY_TOO_LARGE => Some(Reject::PayloadTooLarge),
             ErrorType::ConnectTimedout
             | ErrorType::ConnectRefused
             | ErrorType::ConnectNoRoute

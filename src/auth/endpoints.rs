@@ -217,13 +217,16 @@ fn no_content(gw: &Gateway) -> Answer {
     }
 }
 
-/// The refresh cookie: host-only (no `Domain`), HTTPS-only, invisible to scripts, never
-/// sent cross-site, and only to the auth endpoints.
+/// The refresh cookie: host-only (no `Domain`), HTTPS-only, invisible to scripts, only
+/// to the auth endpoints, and never sent cross-site unless `auth.cookie_same_site` says
+/// otherwise (`None` for an app on another site; it stays `Secure`, as browsers require).
 fn cookie(gw: &Gateway, value: &str, max_age: u64) -> String {
     let auth = &gw.config.auth;
     format!(
-        "{}={value}; Path={}; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict",
-        auth.cookie_name, auth.prefix
+        "{}={value}; Path={}; Max-Age={max_age}; HttpOnly; Secure; SameSite={}",
+        auth.cookie_name,
+        auth.prefix,
+        auth.cookie_same_site.as_str()
     )
 }
 

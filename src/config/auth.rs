@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::schema::{key, Section, Ty};
 use super::sections::{env_value, parse_host_port, resolve, Env};
 use super::yaml::{Field, Fields, Problems, Spot};
-use super::{human, parse_duration, Algorithm, Auth, AuthRateLimits, Rate, Signup};
+use super::{human, parse_duration, Algorithm, Auth, AuthRateLimits, Rate, SameSite, Signup};
 
 #[rustfmt::skip]
 pub(super) static AUTH_KEYS: &Section = &Section {
@@ -26,6 +26,7 @@ pub(super) static AUTH_KEYS: &Section = &Section {
         key("refresh_grace", Ty::Duration, "How long a just-rotated refresh token is still accepted, for concurrent tabs (default 10s, at most 1m)."),
         key("allowed_origins", Ty::List(&Ty::Text), "Browser origins (scheme://host[:port]) allowed to call the auth module."),
         key("cookie_name", Ty::Text, "Cookie carrying the refresh token (default __Secure-refresh_token)."),
+        key("cookie_same_site", Ty::OneOf(&["Strict", "Lax", "None"]), "The refresh cookie's SameSite (default Strict); Lax or None for an app on another site, with a warning saying what that gives up."),
         key("refresh_in_body", Ty::Bool, "Also return refresh tokens in (and accept them from) JSON bodies (default false)."),
         key("rate_limits", Ty::Map(RATE_KEYS), "Limits on the auth endpoints."),
         key("keys_dir", Ty::Text, "Where an earlier version kept EdDSA / ES256 / RS256 key files, imported into the store on first start (default data/keys, relative to this file)."),
@@ -160,6 +161,7 @@ pub(super) fn read(
             format!("invalid cookie name \"{cookie_name}\""),
         );
     }
+    let cookie_same_site = read_same_site(&a, p);
     let allowed_origins = a
         .get("allowed_origins")
         .and_then(|f| f.strings(p))
@@ -183,6 +185,7 @@ pub(super) fn read(
         refresh_grace,
         allowed_origins,
         cookie_name,
+        cookie_same_site,
         refresh_in_body: a.or(p, "refresh_in_body", false, |f, p| f.bool(p)),
         rate_limits: read_rate_limits(&a, p),
         keys_dir: resolve(
@@ -288,8 +291,27 @@ fn is_cookie_name(s: &str) -> bool {
             .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
 }
 
+/// `cookie_same_site` (default `Strict`), with a warning saying what `Lax` or `None` gives up.
+fn read_same_site(a: &Fields, p: &mut Problems) -> SameSite {
+    let same_site = a.or(p, "cookie_same_site", SameSite::Strict, |f, p| {
+        f.parsed(p, |s| {
+            SameSite::ALL
+                .into_iter()
+                .find(|v| v.as_str() == s)
+                .ok_or_else(|| format!("expected Strict, Lax or None, got \"{s}\""))
+        })
+    });
+    let gives_up = match same_site {
+        SameSite::Strict => return same_site,
+        SameSite::Lax => "the refresh cookie is also sent with top-level navigations from other sites (a link, a GET); the auth endpoints act only on POST, so little is given up, but a cross-site fetch still goes without it: an app on another site needs None",
+        SameSite::None => "the refresh cookie is sent with requests from every site (still Secure: over HTTPS, or to localhost); only the Origin / Sec-Fetch-Site checks and the JSON-only rule of the auth endpoints then keep other sites from using the session, and browsers that block third-party cookies drop it anyway",
+    };
+    p.warn(&a.spot_of("cookie_same_site"), gives_up);
+    same_site
+}
+
 /// `scheme://host[:port]`, lower-cased because browsers send `Origin` that way.
-fn parse_origin(s: &str) -> Result<String, String> {
+pub(super) fn parse_origin(s: &str) -> Result<String, String> {
     let lower = s.to_ascii_lowercase();
     let (scheme, rest) = lower
         .split_once("://")

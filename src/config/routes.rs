@@ -2,9 +2,13 @@
 //! upstreams, the pattern's captures, the auth prefix), then warns about routes that an
 //! earlier route hides.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::cors::{self, RouteCors};
 use super::schema::{key, Section, Ty};
-use super::yaml::{Field, Pos, Problems, Spot};
-use super::{AuthMode, Rate, Route};
+use super::yaml::{Field, Fields, Pos, Problems, Spot};
+use super::{parse_duration, parse_size, AuthMode, Cors, Rate, Route};
 use crate::route::{MethodSet, Pattern, RouteTable};
 
 #[rustfmt::skip]
@@ -22,8 +26,15 @@ pub(super) static ROUTE_KEYS: &Section = &Section {
         key("owner_issuers", Ty::List(&Ty::Text), "Trusted issuers whose users may own too (default: only the gateway's own users)."),
         key("workspace", Ty::Text, "A capture of path that must equal the token's workspace."),
         key("rate_limit", Ty::Rate, "Per user (per IP when public), e.g. 100/min, on top of the global limits."),
+        key("cors", Ty::AnyOf(&[Ty::False, Ty::Map(cors::CORS_KEYS)]), "false: no CORS on this route; or a policy of its own, replacing the top-level cors."),
+        key("max_body", Ty::Size, "Longest request body forwarded, e.g. 1MiB (default 10MiB); a longer one is answered 413."),
+        key("timeout", Ty::Duration, "Replaces the upstream's read_timeout on this route; past it, 504."),
     ],
 };
+
+/// The `max_body` of a proxied route that sets none (nginx's `client_max_body_size` idea,
+/// with room for ordinary uploads).
+pub const DEFAULT_MAX_BODY: u64 = 10 << 20;
 
 /// Names declared elsewhere in the file. `None` means that part of the file is itself broken
 /// (already reported), so references to it are not checked.
@@ -33,6 +44,10 @@ pub(super) struct Known<'a> {
     pub plans: Option<&'a [String]>,
     pub upstreams: Option<&'a [String]>,
     pub prefix: Option<&'a str>,
+    /// The top-level `cors` policy, which routes take unless they say otherwise.
+    pub cors: Option<&'a Arc<Cors>>,
+    /// The auth module's policy (from `auth.allowed_origins`), for routes without an upstream.
+    pub auth_cors: Option<&'a Arc<Cors>>,
 }
 
 /// `unknown role "admn" (known: admin, creator, viewer)`; sorted so the list is easy to scan.
@@ -126,6 +141,7 @@ fn read_route(f: &Field, known: &Known, p: &mut Problems) -> Option<Route> {
         .unwrap_or_default();
     let workspace = capture(r.get("workspace"), pattern.as_ref(), p);
     let rate_limit = r.get("rate_limit").and_then(|f| f.parsed(p, Rate::parse));
+    let (cors, max_body, timeout) = read_limits(&r, upstream_field.is_some(), known, p);
 
     if auth == AuthMode::None {
         let rules: Vec<&str> = ["roles", "plans", "owner", "workspace"]
@@ -169,8 +185,50 @@ fn read_route(f: &Field, known: &Known, p: &mut Problems) -> Option<Route> {
         owner_issuers,
         workspace,
         rate_limit,
+        cors,
+        max_body,
+        timeout,
         line: f.node.pos.line,
     })
+}
+
+/// A route's `cors`, `max_body` and `timeout`. The auth module's routes take the auth
+/// module's CORS policy (or `cors: false`) and have limits of their own.
+fn read_limits(
+    r: &Fields,
+    proxied: bool,
+    known: &Known,
+    p: &mut Problems,
+) -> (Option<Arc<Cors>>, u64, Option<Duration>) {
+    let inherited = if proxied { known.cors } else { known.auth_cors };
+    let cors = match r.get("cors").map(|f| (cors::read_route(&f, p), f)) {
+        None => inherited.cloned(),
+        Some((Some(RouteCors::Off), _)) | Some((None, _)) => None,
+        Some((Some(RouteCors::Own(_)), f)) if !proxied => {
+            f.fail(
+                p,
+                "a route of the auth module takes its CORS policy from auth.allowed_origins (only cors: false is allowed here)",
+            );
+            None
+        }
+        Some((Some(RouteCors::Own(policy)), _)) => Some(policy),
+    };
+    let max_body = r.or(p, "max_body", DEFAULT_MAX_BODY, |f, p| {
+        f.parsed(p, parse_size)
+    });
+    let timeout = r.get("timeout").and_then(|f| f.parsed(p, parse_duration));
+    if timeout.is_some_and(|d| d.is_zero()) {
+        p.error(&r.spot_of("timeout"), "must be longer than 0");
+    }
+    if !proxied {
+        for key in ["max_body", "timeout"] {
+            if r.get(key).is_some() {
+                let message = "not for a route of the auth module (no upstream): it reads at most 16KiB and answers itself";
+                p.error(&r.spot_of(key), message);
+            }
+        }
+    }
+    (cors, max_body, timeout)
 }
 
 /// Segment-wise, so `/api/authz` is not under `/api/auth`.

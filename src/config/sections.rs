@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use super::schema::{key, Section, Ty};
 use super::yaml::{Field, Fields, Node, Problems, Spot};
-use super::{auth, rate_limit_store, routes, store_url, Config, IdentityHeaders, Tls, Upstream};
+use super::{
+    auth, cors, rate_limit_store, routes, store_url, Config, IdentityHeaders, Tls, Upstream,
+};
 
 /// The top level of the file. Each section's keys are declared beside the code that reads
 /// them; `portcullis schema` renders these tables, so a key added here is in the schema.
@@ -31,6 +33,7 @@ pub(super) static TOP_KEYS: &Section = &Section {
         key("access_log", Ty::Bool, "One JSON line per request on stdout (default true)."),
         key("rate_limit_store", Ty::Matching("^redis://"), "redis://[user:password@]host[:port][/db]: route, refresh and /switch limits counted across replicas."),
         key("rate_limit_sync", Ty::Duration, "How often each replica synchronizes its counts with rate_limit_store (default 100ms, 10ms to 1s)."),
+        key("cors", Ty::Map(cors::CORS_KEYS), "CORS for browser apps on other origins, on every proxied route without a cors of its own."),
     ],
 };
 #[rustfmt::skip]
@@ -146,11 +149,18 @@ pub(super) fn read(root: &Node, path: &Path, env: Env, p: &mut Problems) -> Conf
     let plans = top.get("plans").and_then(|f| read_names(&f, "plan", p));
     let (auth, prefix_ok) = auth::read(&top, roles.as_deref(), &dir, env, p);
 
+    let cors = top
+        .get("cors")
+        .and_then(|f| cors::read(&f, p))
+        .map(std::sync::Arc::new);
+    let auth_cors = cors::for_auth(&auth.allowed_origins);
     let known = routes::Known {
         roles: roles.as_deref(),
         plans: plans.as_deref(),
         upstreams: upstream_names.as_deref(),
         prefix: (prefix_ok && !top.misspelled("auth")).then_some(auth.prefix.as_str()),
+        cors: cors.as_ref(),
+        auth_cors: auth_cors.as_ref(),
     };
     let routes = top
         .get("routes")

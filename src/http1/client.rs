@@ -33,6 +33,10 @@ const PIPELINE_LIMIT: usize = 1 << 20;
 /// write; a larger one goes out on its own.
 const COALESCE: usize = 16 * 1024;
 
+/// The error of a request body longer than the limit the pipeline set
+/// (`Client::limit_body`): the client's doing, answered 413.
+pub const BODY_TOO_LARGE: ErrorType = ErrorType::new("request body too large");
+
 /// How an answer's body is delimited on the wire; the client writes the
 /// matching `Content-Length` or `Transfer-Encoding` itself.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -70,6 +74,9 @@ pub struct Client {
     peer: Option<IpAddr>,
     // The current request's state, reset by `begin`.
     body: BodyIn,
+    /// Body bytes handed out so far, and how many may be (`limit_body`).
+    body_read: u64,
+    body_limit: u64,
     keepalive: bool,
     http10: bool,
     head_only: bool,
@@ -93,6 +100,8 @@ impl Client {
             tls,
             peer,
             body: BodyIn::Done,
+            body_read: 0,
+            body_limit: u64::MAX,
             keepalive: false,
             http10: false,
             head_only: false,
@@ -161,6 +170,8 @@ impl Client {
             // `framing::check` refuses an unreadable length and closes the connection.
             BodyFraming::None | BodyFraming::Unreadable => BodyIn::Done,
         };
+        self.body_read = 0;
+        self.body_limit = u64::MAX;
         self.http10 = req.version == Version::HTTP_10;
         self.keepalive = if self.http10 {
             req.connection_has("keep-alive")
@@ -196,6 +207,19 @@ impl Client {
         self.answered
     }
 
+    /// Caps the current request's body at `max` bytes. A declared length over it
+    /// fails here, before a byte of it is read; a chunked body fails the read that
+    /// would pass it, before that piece is handed out. The error is
+    /// [`BODY_TOO_LARGE`], and the unread rest keeps the connection from carrying
+    /// another request (see `reusable`).
+    pub fn limit_body(&mut self, max: u64) -> Result<()> {
+        self.body_limit = max;
+        match self.body {
+            BodyIn::Length(len) if len > max => Err(body_too_large()),
+            _ => Ok(()),
+        }
+    }
+
     /// The next piece of the request body, `None` once it is all read. A client
     /// waiting for `100 Continue` is told to send it first: whoever reads the
     /// body has admitted the request.
@@ -221,7 +245,13 @@ impl Client {
                 })?,
             };
             match step {
-                Step::Data(data) => return Ok(Some(data)),
+                Step::Data(data) => {
+                    self.body_read += data.len() as u64;
+                    if self.body_read > self.body_limit {
+                        return Err(body_too_large());
+                    }
+                    return Ok(Some(data));
+                }
                 Step::Done => {
                     self.body = BodyIn::Done;
                     return Ok(None);
@@ -473,6 +503,10 @@ impl Client {
             Poll::Pending => Ok(Some(sent)),
         }
     }
+}
+
+fn body_too_large() -> Box<Error> {
+    Error::explain(BODY_TOO_LARGE, "over the route's max_body").into_down()
 }
 
 fn write_error(e: std::io::Error) -> Box<Error> {

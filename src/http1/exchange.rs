@@ -24,9 +24,15 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
-/// The pipeline's part in an exchange: it learns when the upstream answered
-/// and writes its own fields on the client's answer.
+/// The pipeline's part in an exchange: it may shorten the wait for the
+/// upstream, learns when the upstream answered and writes its own fields on
+/// the client's answer.
 pub trait Answering {
+    /// How long a read from (or write to) the upstream may take for this
+    /// request, when not the pool's `read_timeout`.
+    fn read_timeout(&self) -> Option<Duration> {
+        None
+    }
     /// The upstream's answer head arrived `waited` after the exchange began.
     fn upstream_answered(&mut self, waited: Duration);
     /// Whether an upstream answer field is one the gateway writes itself
@@ -63,13 +69,16 @@ pub async fn forward(
     // chunked body is decoded as it is read, so it is chunked again on the way out.
     let body = req.body_framing();
 
-    let mut rd = Reader::new(timer, pool.read_timeout());
+    let read_timeout = answering
+        .read_timeout()
+        .unwrap_or_else(|| pool.read_timeout());
+    let mut rd = Reader::new(timer, read_timeout);
     let mut stale_tries = STALE_TRIES;
     let mut body_cut = false;
     let started = Instant::now();
     let (mut conn, addr, answer) = loop {
         let (mut conn, addr, reused) = connection(pool, stale_tries > 0).await?;
-        let t = pool.read_timeout();
+        let t = read_timeout;
         let mut exchanged = write_head(&mut conn, &head, t).await;
         if exchanged.is_ok() && body != BodyFraming::None {
             // From here the client's body is being consumed: the request can no

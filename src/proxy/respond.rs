@@ -1,5 +1,6 @@
 //! Writing the gateway's own answers, and the fields every answer carries.
 
+use super::cors::{self, Preflight};
 use super::Ctx;
 use crate::error::{Reject, CONTENT_TYPE, JSON};
 use crate::http1::{Client, Head, Out};
@@ -9,8 +10,8 @@ use pingora::prelude::*;
 const HSTS: &[u8] = b"max-age=31536000; includeSubDomains";
 
 /// Fields on every answer, proxied or not: the gateway's `Date`, the request
-/// id and, over HTTPS, HSTS. No `Server` field is ever written (a proxied one
-/// is dropped).
+/// id, over HTTPS HSTS, and on a route with a CORS policy its fields. No
+/// `Server` field is ever written (a proxied one is dropped).
 pub fn common_fields(head: &mut Head, ctx: &Ctx) {
     head.field(
         b"Date",
@@ -20,6 +21,20 @@ pub fn common_fields(head: &mut Head, ctx: &Ctx) {
     if ctx.tls {
         head.field(b"Strict-Transport-Security", HSTS);
     }
+    cors::fields(head, ctx);
+}
+
+/// Answers a CORS preflight the gateway decided on (`cors::preflight`): 204 with
+/// the route's allowances, or 403 with none.
+pub async fn preflight(client: &mut Client, ctx: &Ctx, preflight: Preflight) -> Result<()> {
+    if let Preflight::Refused = preflight {
+        return reject(client, ctx, &Reject::CrossOrigin).await;
+    }
+    let mut head = client.head(204);
+    cors::preflight_fields(&mut head, ctx);
+    common_fields(&mut head, ctx);
+    client.write_head(head, Out::None);
+    client.finish().await
 }
 
 /// Answers with the SPEC §5 JSON for `reject`.
