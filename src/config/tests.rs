@@ -342,6 +342,8 @@ fn structure_mistakes_and_misspellings_are_one_error_each_at_their_line_with_a_h
         (AUTH_LAST.replace("000]\n", "000]\n   tls: false\n"), "gateway.yaml:4:4: indented by 3 spaces, but the keys above are indented by 4 and their parent by 2: align it with its siblings"),
         (AUTH_LAST.replace("  audience: api\n", "    audience: api\n"), "gateway.yaml:10:5: indented by 4 spaces, deeper than the line above, which has its value already: align it with its siblings"),
         (route("- { path: /a, upstream: app }\n"), "gateway.yaml:11:1: indented by 0 spaces, but the items above are indented by 2: align it with its siblings"),
+        (AUTH_LAST.replace("  audience: api", "  audience api"), "gateway.yaml:10:11: missing ':' after \"audience\" (write \"audience: api\")"),
+        (ROUTES_LAST.replace("auth:\n", "auth\n"), "gateway.yaml:5:5: missing ':' after \"auth\""),
         (AUTH_LAST.replace("issuer: https", "issuer:https"), "gateway.yaml:9:9: missing space after ':' (write \"issuer: https://gw.test\")"),
         (route("access_log:false\n"), "gateway.yaml:11:11: missing space after ':' (write \"access_log: false\")"),
         (route("  - { path:/a, upstream: app }\n"), "gateway.yaml:11:7: routes[2].path:/a: missing space after ':' (write \"path: /a\")"),

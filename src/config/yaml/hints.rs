@@ -256,7 +256,8 @@ pub(super) fn structure(text: &str, error: Pos, keys: &[&str]) -> Option<(Pos, S
         .min_by_key(|(pos, _)| (pos.line, pos.col))
 }
 
-/// `listen:0.0.0.0:8080`: a known key glued to its value, which YAML reads as one string.
+/// `listen:0.0.0.0:8080`: a known key glued to its value, which YAML reads as one string;
+/// or `listen 0.0.0.0:8080`, a known key without its colon.
 fn missing_space(text: &str, lines: &[Line], keys: &[&str]) -> Option<(Pos, String)> {
     let raws: Vec<&str> = text.lines().collect();
     for line in lines.iter().filter(|l| l.content && !l.inside) {
@@ -276,8 +277,33 @@ fn missing_space(text: &str, lines: &[Line], keys: &[&str]) -> Option<(Pos, Stri
                 return Some((Pos { line: line.no, col }, hint.1));
             }
         }
+        if let Some((offset, hint)) = colonless(&raw[at..], keys) {
+            let col = raw[..at].chars().count() + offset + 1;
+            return Some((Pos { line: line.no, col }, hint));
+        }
     }
     None
+}
+
+/// For `key value` (or `key` alone) with a known key: where the colon belongs (a 0-based
+/// char offset) and the hint.
+fn colonless(s: &str, keys: &[&str]) -> Option<(usize, String)> {
+    let name_len = s
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(s.len());
+    let (name, rest) = s.split_at(name_len);
+    if !keys.contains(&name)
+        || has_key(s)
+        || !matches!(rest.chars().next(), None | Some(' ' | '\t'))
+    {
+        return None;
+    }
+    let value = rest.split(" #").next().unwrap_or(rest).trim();
+    let hint = match value {
+        "" => format!("missing ':' after \"{name}\""),
+        value => format!("missing ':' after \"{name}\" (write \"{name}: {value}\")"),
+    };
+    Some((name.chars().count(), hint))
 }
 
 /// For `key:value` with a known key: the colon's 0-based char offset and the hint.
