@@ -24,6 +24,9 @@ pub struct Entry<'a> {
     pub duration_ms: f64,
     pub user: Option<&'a str>,
     pub decision: &'a str,
+    /// `proxy`, or `forward_auth` for a question about another proxy's request
+    /// (whose method and path are then the ones logged).
+    pub mode: &'a str,
     /// Why a token or request was refused (a stable id such as `expired`), when it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'a str>,
@@ -182,12 +185,13 @@ mod tests {
             duration_ms: 1.5,
             user: None,
             decision: "public",
+            mode: "proxy",
             reason: None,
         };
         let line = serde_json::to_string(&entry).unwrap();
         assert_eq!(
             line,
-            r#"{"ts":"2026-11-23T10:15:00.123Z","request_id":"r1","method":"GET","path":"/a\"b","route":"/a/**","status":200,"duration_ms":1.5,"user":null,"decision":"public"}"#
+            r#"{"ts":"2026-11-23T10:15:00.123Z","request_id":"r1","method":"GET","path":"/a\"b","route":"/a/**","status":200,"duration_ms":1.5,"user":null,"decision":"public","mode":"proxy"}"#
         );
     }
 

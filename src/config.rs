@@ -4,6 +4,7 @@
 
 mod auth;
 mod cors;
+mod forward_auth;
 mod issuers;
 mod rate_limit_store;
 mod routes;
@@ -23,6 +24,8 @@ use std::time::Duration;
 use crate::route::{MethodSet, Pattern};
 
 pub use schema::json_schema;
+
+pub use forward_auth::{Cidr, ForwardAuth};
 
 /// Everything the gateway needs at runtime. Built only by [`load`] / [`parse`], so every value
 /// in it has been validated.
@@ -59,6 +62,10 @@ pub struct Config {
     pub access_log: bool,
     /// Where replicas share route, refresh and `/switch` counts; `None` = per replica.
     pub rate_limit_store: Option<RateLimitStore>,
+    /// Where forward-auth questions from another proxy are answered; `None` = not at all.
+    pub forward_auth_listen: Option<SocketAddr>,
+    /// Who may ask them.
+    pub forward_auth: ForwardAuth,
 }
 
 /// A Redis server that replicas count their route, refresh and `/switch` limits in,
@@ -653,6 +660,8 @@ impl fmt::Debug for Config {
             .field("trust_forwarded_for", &self.trust_forwarded_for)
             .field("access_log", &self.access_log)
             .field("rate_limit_store", &self.rate_limit_store)
+            .field("forward_auth_listen", &self.forward_auth_listen)
+            .field("forward_auth", &self.forward_auth)
             .finish()
     }
 }

@@ -16,7 +16,8 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     pub request_duration: HistogramVec,
     pub upstream_duration: HistogramVec,
-    pub decisions: Decisions,
+    /// By [`Mode`], in its order: see [`Metrics::decisions`].
+    decisions: [Decisions; 2],
     pub logins: IntCounterVec,
     pub refreshes: IntCounterVec,
     pub config_reloads: IntCounterVec,
@@ -32,7 +33,29 @@ pub struct Metrics {
     pub ready: IntGauge,
 }
 
-/// Pre-resolved `portcullis_auth_decisions_total{decision}` counters.
+/// Which listener a request came in on, the `mode` label of `requests_total` and
+/// `auth_decisions_total` and the access log's `mode` field: one dashboard covers
+/// the gateway as a proxy and as the decision behind another proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Proxied: the request itself, forwarded when admitted.
+    Proxy,
+    /// A forward-auth question about another proxy's request (`forward_auth_listen`).
+    ForwardAuth,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 2] = [Mode::Proxy, Mode::ForwardAuth];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::Proxy => "proxy",
+            Mode::ForwardAuth => "forward_auth",
+        }
+    }
+}
+
+/// Pre-resolved `portcullis_auth_decisions_total{decision,mode}` counters of one mode.
 pub struct Decisions {
     pub allow: IntCounter,
     pub missing_token: IntCounter,
@@ -107,18 +130,20 @@ impl Metrics {
         let decisions_vec = counter_vec(
             r,
             "auth_decisions_total",
-            "Authentication and authorization decisions on proxied routes",
-            &["decision"],
+            "Authentication and authorization decisions on proxied routes and forward-auth questions",
+            &["decision", "mode"],
         );
-        let d = |name: &str| decisions_vec.with_label_values(&[name]);
-        let decisions = Decisions {
-            allow: d("allow"),
-            missing_token: d("missing_token"),
-            invalid_token: d("invalid_token"),
-            revoked: d("revoked"),
-            forbidden: d("forbidden"),
-            rate_limited: d("rate_limited"),
-        };
+        let decisions = Mode::ALL.map(|mode| {
+            let d = |name: &str| decisions_vec.with_label_values(&[name, mode.label()]);
+            Decisions {
+                allow: d("allow"),
+                missing_token: d("missing_token"),
+                invalid_token: d("invalid_token"),
+                revoked: d("revoked"),
+                forbidden: d("forbidden"),
+                rate_limited: d("rate_limited"),
+            }
+        });
         let logins = counter_vec(r, "logins_total", "Login attempts by result", &["result"]);
         let refreshes = counter_vec(
             r,
@@ -146,8 +171,8 @@ impl Metrics {
             requests: counter_vec(
                 r,
                 "requests_total",
-                "Requests by route pattern, method and status",
-                &["route", "method", "status"],
+                "Requests by route pattern, method, status and mode (proxy, forward_auth)",
+                &["route", "method", "status", "mode"],
             ),
             request_duration: histogram_vec(
                 r,
@@ -207,6 +232,14 @@ impl Metrics {
         }
     }
 
+    /// The decision counters of requests that came in as `mode`.
+    pub fn decisions(&self, mode: Mode) -> &Decisions {
+        match mode {
+            Mode::Proxy => &self.decisions[0],
+            Mode::ForwardAuth => &self.decisions[1],
+        }
+    }
+
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(8 * 1024);
@@ -225,10 +258,10 @@ pub struct RouteSeries {
     route: Box<str>,
     pub duration: Histogram,
     pub upstream_duration: Histogram,
-    /// `requests_total` by method and status, each resolved at its first use.
-    /// Read without a lock: proxy threads counting the same route would
+    /// `requests_total` by mode, method and status, each resolved at its first
+    /// use. Read without a lock: proxy threads counting the same route would
     /// otherwise all take one mutex per request.
-    requests: ArcSwap<Vec<(&'static str, u16, IntCounter)>>,
+    requests: ArcSwap<Vec<(Mode, &'static str, u16, IntCounter)>>,
     /// Held only to add a series to `requests`.
     adding: Mutex<()>,
 }
@@ -246,14 +279,14 @@ impl RouteSeries {
     }
 
     /// Counts one request in `requests_total`.
-    pub fn count(&self, method: &Method, status: u16) {
+    pub fn count(&self, mode: Mode, method: &Method, status: u16) {
         let method = method_label(method);
         // Counted in place: cloning the counter would add a shared reference count
         // to every request.
-        let counted = |seen: &[(&str, u16, IntCounter)]| {
+        let counted = |seen: &[(Mode, &str, u16, IntCounter)]| {
             seen.iter()
-                .find(|(m, s, _)| *s == status && *m == method)
-                .map(|(_, _, counter)| counter.inc())
+                .find(|(o, m, s, _)| *s == status && *m == method && *o == mode)
+                .map(|(_, _, _, counter)| counter.inc())
                 .is_some()
         };
         if counted(&self.requests.load()) {
@@ -270,10 +303,11 @@ impl RouteSeries {
             self.route.as_ref(),
             method,
             digits.format(status),
+            mode.label(),
         ]);
         counter.inc();
         let mut seen = Vec::clone(&self.requests.load());
-        seen.push((method, status, counter));
+        seen.push((mode, method, status, counter));
         self.requests.store(Arc::new(seen));
     }
 }
@@ -313,9 +347,10 @@ mod tests {
                 let (series, brew) = (Arc::clone(&series), brew.clone());
                 std::thread::spawn(move || {
                     for i in 0..1000 {
-                        series.count(&Method::GET, 200);
+                        series.count(Mode::Proxy, &Method::GET, 200);
                         if i % 10 == 0 {
-                            series.count(&brew, 404);
+                            series.count(Mode::Proxy, &brew, 404);
+                            series.count(Mode::ForwardAuth, &Method::GET, 200);
                         }
                     }
                 })
@@ -324,14 +359,15 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        let value = |method, status| {
+        let value = |method, status, mode| {
             METRICS
                 .requests
-                .with_label_values(&[route, method, status])
+                .with_label_values(&[route, method, status, mode])
                 .get()
         };
-        assert_eq!(value("GET", "200"), 4000);
-        assert_eq!(value("OTHER", "404"), 400);
-        assert_eq!(series.requests.load().len(), 2, "one entry per series");
+        assert_eq!(value("GET", "200", "proxy"), 4000);
+        assert_eq!(value("OTHER", "404", "proxy"), 400);
+        assert_eq!(value("GET", "200", "forward_auth"), 400);
+        assert_eq!(series.requests.load().len(), 3, "one entry per series");
     }
 }

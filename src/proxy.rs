@@ -13,6 +13,7 @@
 mod auth_route;
 mod connection;
 mod cors;
+mod forward_auth;
 mod respond;
 
 use crate::auth;
@@ -24,7 +25,7 @@ use crate::gateway::Gateway;
 use crate::http1::exchange::{self, Additions, Answering, ReadTimer};
 use crate::http1::{framing, websocket, Client, Head, Request};
 use crate::identity_headers;
-use crate::metrics::METRICS;
+use crate::metrics::{Mode, METRICS};
 use crate::route;
 use crate::{access_log, clock};
 use arc_swap::ArcSwap;
@@ -44,6 +45,8 @@ pub struct Proxy {
     state: Arc<ArcSwap<Gateway>>,
     auth: Arc<auth::Service>,
     inflight: Arc<AtomicUsize>,
+    /// Proxying, or answering forward-auth questions (`proxy/forward_auth.rs`).
+    mode: Mode,
     /// Set, and `stop` notified, once the gateway shuts down.
     stopping: AtomicBool,
     stop: Notify,
@@ -65,6 +68,10 @@ pub struct Ctx {
     client_ip: Option<IpAddr>,
     /// The request's `Origin`, for the CORS fields of its answer (`proxy/cors.rs`).
     origin: Option<Box<[u8]>>,
+    mode: Mode,
+    /// The method decided on when it is not the request's own: a forward-auth
+    /// question's original method, which is also the one counted and logged.
+    method: Option<Method>,
     _inflight: Inflight,
 }
 
@@ -105,19 +112,24 @@ impl Ctx {
 
 impl Proxy {
     /// Everything that decides whether the request may go on: the stages of
-    /// the module doc up to authorization, as one pure-ish sequence.
-    async fn admit(&self, req: &Request, ctx: &mut Ctx) -> Result<(), Reject> {
-        if req.method == Method::TRACE || req.method == Method::CONNECT {
+    /// the module doc up to authorization, as one pure-ish sequence. `method`
+    /// and `target` are the request's own, or those of the original request a
+    /// forward-auth question is about; the token is always `req`'s.
+    async fn admit(
+        &self,
+        req: &Request,
+        method: &Method,
+        target: &[u8],
+        ctx: &mut Ctx,
+    ) -> Result<(), Reject> {
+        if *method == Method::TRACE || *method == Method::CONNECT {
             return Err(Reject::MethodNotAllowed);
         }
-        let (raw_path, _) = framing::target(req)?;
+        let (raw_path, _) = framing::split_target(target)?;
         ctx.path =
             route::normalize(raw_path).map_err(|e| Reject::BadRequest(e.to_string().into()))?;
         let gw = ctx.gateway.clone();
-        let found = gw
-            .routes
-            .find(&req.method, &ctx.path)
-            .ok_or(Reject::NotFound)?;
+        let found = gw.routes.find(method, &ctx.path).ok_or(Reject::NotFound)?;
         ctx.route = Some(found.index);
         let route = &gw.config.routes[found.index];
         if route.auth == AuthMode::None {
@@ -261,6 +273,7 @@ impl Proxy {
             state,
             auth,
             inflight,
+            mode: Mode::Proxy,
             stopping: AtomicBool::new(false),
             stop: Notify::new(),
         }
@@ -280,6 +293,8 @@ impl Proxy {
             tls: false,
             client_ip: None,
             origin: None,
+            mode: self.mode,
+            method: None,
             _inflight: Inflight(self.inflight.clone()),
         }
     }
@@ -312,7 +327,7 @@ impl Proxy {
         if let Some(preflight) = cors::preflight(req, ctx) {
             return respond::preflight(client, ctx, preflight).await;
         }
-        if let Err(reject) = self.admit(req, ctx).await {
+        if let Err(reject) = self.admit(req, &req.method, req.target(), ctx).await {
             ctx.decision = reject.decision();
             if let Reject::InvalidToken(e) = &reject {
                 ctx.reason = Some(e.reason());
@@ -416,24 +431,25 @@ impl Proxy {
             .unwrap_or(if failed { CLIENT_CLOSED } else { 0 });
         let elapsed = ctx.start.elapsed();
         let route = ctx.route_label();
-        let method = req.method.as_str();
+        let method = ctx.method.as_ref().unwrap_or(&req.method);
         let series = ctx.series();
-        series.count(&req.method, status);
+        series.count(ctx.mode, method, status);
         series.duration.observe(elapsed.as_secs_f64());
-        if let Some(counter) = METRICS.decisions.get(ctx.decision) {
+        if let Some(counter) = METRICS.decisions(ctx.mode).get(ctx.decision) {
             counter.inc();
         }
         if ctx.gateway.config.access_log {
             access_log::write(&access_log::Entry {
                 ts: access_log::Timestamp(SystemTime::now()),
                 request_id: &ctx.request_id,
-                method,
+                method: method.as_str(),
                 path: ctx.path_label(),
                 route,
                 status,
                 duration_ms: elapsed.as_secs_f64() * 1000.0,
                 user: ctx.identity.as_ref().map(|i| i.sub.as_str()),
                 decision: ctx.decision,
+                mode: ctx.mode.label(),
                 reason: ctx.reason,
             });
         }

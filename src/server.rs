@@ -1,6 +1,7 @@
 //! `portcullis run`: builds the pingora server (public listener, optional TLS
-//! listener, admin listener, background tasks) and owns the process signals:
-//! SIGHUP reloads the config, SIGTERM drains and exits 0, SIGINT exits now.
+//! listener, admin listener, optional forward-auth listener, background tasks)
+//! and owns the process signals: SIGHUP reloads the config, SIGTERM drains and
+//! exits 0, SIGINT exits now.
 //!
 //! Everything that can refuse to start is done before pingora is handed the
 //! server: the config, the TLS files and the listening sockets, so that a
@@ -80,11 +81,12 @@ impl Prepared {
     }
 }
 
-/// The sockets of one start: public, TLS (when configured) and admin.
+/// The sockets of one start: public, TLS and forward-auth (when configured) and admin.
 struct Sockets {
     public: listeners::Bound,
     tls: Option<listeners::Bound>,
     admin: listeners::Bound,
+    forward_auth: Option<listeners::Bound>,
 }
 
 impl Sockets {
@@ -96,6 +98,10 @@ impl Sockets {
                 None => None,
             },
             admin: listeners::bind("admin_listen", cfg.admin_listen)?,
+            forward_auth: match cfg.forward_auth_listen {
+                Some(addr) => Some(listeners::bind("forward_auth_listen", addr)?),
+                None => None,
+            },
         })
     }
 }
@@ -167,13 +173,14 @@ pub fn run(path: &Path) -> Result<(), String> {
     server.bootstrap();
 
     let (listen, admin_listen) = (sockets.public.addr, sockets.admin.addr);
-    let proxy = Proxy::new(state.clone(), auth, inflight.clone());
+    let proxy = Proxy::new(state.clone(), Arc::clone(&auth), inflight.clone());
     let mut public = Service::new("portcullis".to_owned(), proxy);
     // No L4 buffers: the client connection reads into its own buffer and writes each
     // answer in one piece, so pingora's would only add a copy each way.
-    public.add_listener(
-        ListenerConfig::tcp(listen.to_string()).l4_buffer(L4BufferSettings::unbuffered()),
-    );
+    let tcp = |addr: std::net::SocketAddr| {
+        ListenerConfig::tcp(addr.to_string()).l4_buffer(L4BufferSettings::unbuffered())
+    };
+    public.add_listener(tcp(listen));
     let mut public_sockets = vec![sockets.public];
     let mut live_certificate = None;
     if let (Some(tls_config), Some(first), Some(socket)) = (&tls_config, certificate, sockets.tls) {
@@ -191,6 +198,16 @@ pub fn run(path: &Path) -> Result<(), String> {
     };
     server.add_service(OnBound::new(public, public_sockets));
     server.add_service(OnBound::new(admin, vec![sockets.admin]));
+    if let Some(socket) = sockets.forward_auth {
+        let decisions = Proxy::forward_auth(state.clone(), auth, inflight.clone());
+        let mut service = Service::new("forward-auth".to_owned(), decisions);
+        service.add_listener(tcp(socket.addr));
+        log::info!(
+            "portcullis answering forward-auth questions on {}",
+            socket.addr
+        );
+        server.add_service(OnBound::new(service, vec![socket]));
+    }
     server.add_service(background_service("upstream health", health));
 
     if access_log_on {
@@ -253,6 +270,7 @@ impl Signals {
         if next.listen != current.listen
             || next.admin_listen != current.admin_listen
             || tls_listen(next) != tls_listen(current)
+            || next.forward_auth_listen != current.forward_auth_listen
         {
             log::warn!("reload: listen addresses changed; they take effect on restart");
         }

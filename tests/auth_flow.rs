@@ -98,7 +98,10 @@ fn signup_login_call_refresh_then_reuse_after_the_grace_window_revokes_the_famil
         Some(2.0)
     );
     assert_eq!(
-        metric(m, r#"portcullis_auth_decisions_total{decision="revoked"}"#),
+        metric(
+            m,
+            r#"portcullis_auth_decisions_total{decision="revoked",mode="proxy"}"#
+        ),
         Some(2.0)
     );
 }

@@ -78,7 +78,7 @@ fn login_is_limited_per_client_ip_and_per_email_and_resets() {
     assert_eq!(
         metric(
             m,
-            r#"portcullis_auth_decisions_total{decision="rate_limited"}"#
+            r#"portcullis_auth_decisions_total{decision="rate_limited",mode="proxy"}"#
         ),
         Some(2.0)
     );

@@ -42,13 +42,13 @@ fn metrics_count_requests_by_route_pattern_and_decisions() {
         let metrics = get(gw.admin_addr, "/metrics", &[]).text();
         ["allow", "forbidden", "missing_token"]
             .iter()
-            .all(|d| metrics.contains(&format!(r#"decision="{d}"}} 1"#)))
+            .all(|d| metrics.contains(&format!(r#"decision="{d}",mode="proxy"}} 1"#)))
     });
     assert!(settled);
     let metrics = get(gw.admin_addr, "/metrics", &[]).text();
     assert!(
         metrics.contains(
-            r#"portcullis_requests_total{method="GET",route="/api/users/{user}/**",status="200"} 1"#
+            r#"portcullis_requests_total{method="GET",mode="proxy",route="/api/users/{user}/**",status="200"} 1"#
         ),
         "{metrics}"
     );
@@ -57,14 +57,15 @@ fn metrics_count_requests_by_route_pattern_and_decisions() {
         "raw paths must not become labels"
     );
     assert!(
-        metrics.contains(r#"portcullis_auth_decisions_total{decision="allow"} 1"#),
+        metrics.contains(r#"portcullis_auth_decisions_total{decision="allow",mode="proxy"} 1"#),
         "{metrics}"
     );
     assert!(
-        metrics.contains(r#"portcullis_auth_decisions_total{decision="forbidden"} 1"#),
+        metrics.contains(r#"portcullis_auth_decisions_total{decision="forbidden",mode="proxy"} 1"#),
         "{metrics}"
     );
-    assert!(metrics.contains(r#"portcullis_auth_decisions_total{decision="missing_token"} 1"#));
+    assert!(metrics
+        .contains(r#"portcullis_auth_decisions_total{decision="missing_token",mode="proxy"} 1"#));
     assert!(metrics.contains("portcullis_request_duration_seconds_bucket"));
     assert!(metrics.contains("portcullis_upstream_duration_seconds_bucket"));
     assert!(metrics.contains(r#"portcullis_config_reloads_total{result="success"} 0"#));
@@ -85,9 +86,9 @@ fn made_up_methods_share_one_metric_label_so_clients_cannot_grow_the_series() {
         assert!(answer.starts_with(b"HTTP/1.1 404"), "{method}");
     }
     let counted = eventually(Duration::from_secs(3), || {
-        get(gw.admin_addr, "/metrics", &[])
-            .text()
-            .contains(r#"portcullis_requests_total{method="OTHER",route="none",status="404"} 3"#)
+        get(gw.admin_addr, "/metrics", &[]).text().contains(
+            r#"portcullis_requests_total{method="OTHER",mode="proxy",route="none",status="404"} 3"#,
+        )
     });
     let metrics = get(gw.admin_addr, "/metrics", &[]).text();
     assert!(counted, "{metrics}");

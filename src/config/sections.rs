@@ -6,6 +6,7 @@ use std::net::{Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::forward_auth;
 use super::schema::{key, Section, Ty};
 use super::yaml::{Field, Fields, Node, Problems, Spot};
 use super::{
@@ -33,6 +34,8 @@ pub(super) static TOP_KEYS: &Section = &Section {
         key("access_log", Ty::Bool, "One JSON line per request on stdout (default true)."),
         key("rate_limit_store", Ty::Matching("^redis://"), "redis://[user:password@]host[:port][/db]: route, refresh and /switch limits counted across replicas."),
         key("rate_limit_sync", Ty::Duration, "How often each replica synchronizes its counts with rate_limit_store (default 100ms, 10ms to 1s)."),
+        key("forward_auth_listen", Ty::SocketAddr, "Where forward-auth questions from another proxy are answered, IP:PORT (default: off); reachable by that proxy alone."),
+        key("forward_auth", Ty::Map(forward_auth::KEYS), "Who may ask forward-auth questions."),
         key("cors", Ty::Map(cors::CORS_KEYS), "CORS for browser apps on other origins, on every proxied route without a cors of its own."),
     ],
 };
@@ -172,6 +175,7 @@ pub(super) fn read(root: &Node, path: &Path, env: Env, p: &mut Problems) -> Conf
         }
     }
 
+    let (forward_auth_listen, forward_auth) = forward_auth::read(&top, p);
     Config {
         path: path.to_path_buf(),
         listen,
@@ -190,6 +194,8 @@ pub(super) fn read(root: &Node, path: &Path, env: Env, p: &mut Problems) -> Conf
         trust_forwarded_for: top.or(p, "trust_forwarded_for", false, |f, p| f.bool(p)),
         access_log: top.or(p, "access_log", true, |f, p| f.bool(p)),
         rate_limit_store: rate_limit_store::read(&top, p),
+        forward_auth_listen,
+        forward_auth,
     }
 }
 

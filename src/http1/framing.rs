@@ -59,7 +59,13 @@ pub fn check(req: &Request) -> Result<(), Refused> {
 /// Splits the request-target into path and query. Only origin-form targets are
 /// routed: absolute-form and `*` have no business at an edge gateway.
 pub fn target(req: &Request) -> Result<(&str, Option<&str>), Refused> {
-    let raw = std::str::from_utf8(req.target()).map_err(|_| bad("path is not valid UTF-8"))?;
+    split_target(req.target())
+}
+
+/// [`target`] for a target taken from elsewhere: the original request's, which a
+/// forward-auth question carries in a header.
+pub fn split_target(target: &[u8]) -> Result<(&str, Option<&str>), Refused> {
+    let raw = std::str::from_utf8(target).map_err(|_| bad("path is not valid UTF-8"))?;
     if !raw.starts_with('/') {
         return Err(bad("request target must be an absolute path"));
     }

@@ -7,6 +7,7 @@ use super::{respond, Proxy};
 use crate::error::Reject;
 use crate::http1::exchange::ReadTimer;
 use crate::http1::{Client, ReadFailure};
+use crate::metrics::Mode;
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::protocols::Stream;
@@ -84,8 +85,9 @@ impl Proxy {
         }
     }
 
-    /// One request, start to end: read its head, handle it, answer any failure,
-    /// log it. True when the connection can carry another request.
+    /// One request, start to end: read its head, handle it (or, on the
+    /// forward-auth listener, decide it), answer any failure, log it. True when
+    /// the connection can carry another request.
     async fn serve(
         &self,
         client: &mut Client,
@@ -122,10 +124,11 @@ impl Proxy {
             client.close_after();
         }
         let mut ctx = self.new_ctx();
-        let failure = self
-            .handle(client, &mut req, &mut ctx, read_timer)
-            .await
-            .err();
+        let handled = match self.mode {
+            Mode::Proxy => self.handle(client, &mut req, &mut ctx, read_timer).await,
+            Mode::ForwardAuth => self.decide(client, &req, &mut ctx).await,
+        };
+        let failure = handled.err();
         if let Some(e) = &failure {
             self.fail(client, &req, e, &mut ctx).await;
         }
