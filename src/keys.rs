@@ -359,14 +359,29 @@ pub fn watch(keys: &Keys, config: &Config) {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build();
-            match runtime {
-                Ok(runtime) => runtime.block_on(watch_store(ring, config)),
-                Err(e) => log::error!("keys: cannot start the key watcher's runtime ({e}); rotations need a restart or SIGHUP"),
+            let watched = match runtime {
+                Ok(runtime) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    runtime.block_on(watch_store(ring, config))
+                }))
+                .map_err(|_| "it panicked".to_owned()),
+                Err(e) => Err(format!("no runtime: {e}")),
+            };
+            if let Err(why) = watched {
+                watcher_lost(&why);
             }
         });
     if let Err(e) = spawned {
-        log::error!("keys: cannot start the key watcher ({e}); rotations need a restart or SIGHUP");
+        watcher_lost(&e.to_string());
     }
+}
+
+/// A replica that no longer follows the shared key set would refuse the
+/// others' tokens while still answering ready: it ends instead, so that its
+/// supervisor restarts it.
+fn watcher_lost(why: &str) -> ! {
+    log::error!("keys: the key watcher stopped ({why}); exiting");
+    crate::access_log::flush();
+    std::process::exit(1)
 }
 
 /// What the key watcher remembers between polls.
@@ -380,10 +395,7 @@ struct Watch {
 async fn watch_store(ring: WeakRing, config: Config) {
     let kek = match kek_for(&config, true) {
         Ok(kek) => kek,
-        Err(e) => {
-            log::error!("keys: {e}; the key watcher stops, rotations need a restart");
-            return;
-        }
+        Err(e) => watcher_lost(&e),
     };
     let mut watch = Watch {
         store: None,

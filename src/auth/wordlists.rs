@@ -15,8 +15,8 @@ const PUBLISHED_JWT_SECRETS: &str = include_str!("wordlists/jwt-secrets.txt");
 pub const LONGEST_COMMON_PASSWORD: usize = 20;
 
 /// The common passwords, lower-cased, as sorted 64-bit fingerprints beside each one's
-/// rank in the list (most common first): 1.2 MB searched by bisection instead of 100,000
-/// strings. Two different words share a fingerprint with odds of about 1 in 10^14 per
+/// rank in the list (most common first), searched by bisection: a compact array
+/// instead of one heap string per word. Two different words share a fingerprint with odds of about 1 in 10^14 per
 /// lookup, and a collision only refuses one more password.
 struct Common {
     fingerprints: Box<[u64]>,

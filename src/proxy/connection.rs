@@ -25,8 +25,8 @@ const KEEPALIVE: Duration = Duration::from_secs(60);
 
 /// Resolves once `KEEPALIVE` has passed since `since`. The connection's one
 /// timer is moved on when it fires early (at an earlier request's deadline)
-/// instead of being armed afresh for every request: a timer per request cost
-/// about 6 % of a refusal's instructions.
+/// instead of being armed afresh for every request, which cost a measurable
+/// share of a refusal (docs/benchmarks.md, issue 7).
 async fn idle_for(mut timer: Pin<&mut Sleep>, since: time::Instant) {
     let deadline = since + KEEPALIVE;
     loop {
