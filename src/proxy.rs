@@ -353,15 +353,16 @@ impl Proxy {
         // Client-sent identity headers go now; the verified ones are written into
         // the upstream's request head with the other additions.
         identity_headers::sanitize(req, &gateway.config.headers);
-        let names = &gateway.config.headers;
-        let own_issuer = gateway.config.auth.issuer.as_str();
-        let identity = ctx.identity.clone();
-        let inject = |out: &mut Vec<u8>| {
-            if let Some(id) = &identity {
-                identity_headers::inject(out, names, id, own_issuer);
-            }
-        };
         let head = {
+            // Borrowed from the context only while the head is written.
+            let names = &gateway.config.headers;
+            let own_issuer = gateway.config.auth.issuer.as_str();
+            let identity = ctx.identity.as_deref();
+            let inject = |out: &mut Vec<u8>| {
+                if let Some(id) = identity {
+                    identity_headers::inject(out, names, id, own_issuer);
+                }
+            };
             let host = gateway.config.upstreams[index]
                 .addrs
                 .first()
