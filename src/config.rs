@@ -97,6 +97,8 @@ pub struct Tls {
     pub cert: PathBuf,
     /// Private key for `cert`, resolved like it.
     pub key: PathBuf,
+    /// Whether a returning client may skip the full handshake.
+    pub session_resumption: bool,
 }
 
 /// A named service behind the gateway.

@@ -27,6 +27,7 @@ use crate::http1::{framing, websocket, Client, Head, Request};
 use crate::identity_headers;
 use crate::metrics::{Mode, METRICS};
 use crate::route;
+use crate::server::tls::Termination;
 use crate::{access_log, clock};
 use arc_swap::ArcSwap;
 use http::Method;
@@ -50,6 +51,8 @@ pub struct Proxy {
     /// Set, and `stop` notified, once the gateway shuts down.
     stopping: AtomicBool,
     stop: Notify,
+    /// The handshake of connections that arrive on the HTTPS listener.
+    tls: Option<Termination>,
 }
 
 /// Per-request state. Holds the config snapshot the request started with, so
@@ -276,6 +279,15 @@ impl Proxy {
             mode: Mode::Proxy,
             stopping: AtomicBool::new(false),
             stop: Notify::new(),
+            tls: None,
+        }
+    }
+
+    /// The same proxy, also terminating TLS on the HTTPS listener.
+    pub fn terminating_tls(self, tls: Termination) -> Proxy {
+        Proxy {
+            tls: Some(tls),
+            ..self
         }
     }
 

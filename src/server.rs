@@ -180,7 +180,17 @@ pub fn run(path: &Path) -> Result<(), String> {
     server.bootstrap();
 
     let (listen, admin_listen) = (sockets.public.addr, sockets.admin.addr);
-    let proxy = Proxy::new(state.clone(), Arc::clone(&auth), inflight.clone());
+    let mut proxy = Proxy::new(state.clone(), Arc::clone(&auth), inflight.clone());
+    let mut live_certificate = None;
+    let tls_socket = match (&tls_config, certificate, sockets.tls) {
+        (Some(tls_config), Some(first), Some(socket)) => {
+            let live = tls::Certificate::new(first);
+            proxy = proxy.terminating_tls(live.termination(tls_config));
+            live_certificate = Some(live);
+            Some(socket)
+        }
+        _ => None,
+    };
     let mut public = Service::new("portcullis".to_owned(), proxy);
     // No L4 buffers: the client connection reads into its own buffer and writes each
     // answer in one piece, so pingora's would only add a copy each way.
@@ -189,13 +199,11 @@ pub fn run(path: &Path) -> Result<(), String> {
     };
     public.add_listener(tcp(listen));
     let mut public_sockets = vec![sockets.public];
-    let mut live_certificate = None;
-    if let (Some(tls_config), Some(first), Some(socket)) = (&tls_config, certificate, sockets.tls) {
-        let live = tls::Certificate::new(first);
-        public.add_tls_with_settings(&socket.addr.to_string(), None, live.settings(tls_config)?);
+    if let Some(socket) = tls_socket {
+        // A plain TCP listener: `Proxy` does the handshake (`tls::Termination`).
+        public.add_listener(tcp(socket.addr));
         log::info!("portcullis listening for HTTPS on {}", socket.addr);
         public_sockets.push(socket);
-        live_certificate = Some(live);
     }
     let mut admin = Service::new("admin".to_owned(), Admin { ready });
     admin.add_tcp(&admin_listen.to_string());

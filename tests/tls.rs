@@ -51,7 +51,9 @@ fn self_signed(dir: &Path) {
     );
 }
 
-fn https_get(addr: std::net::SocketAddr, cert: &Path, path: &str) -> Response {
+/// A client that trusts `cert` and, as rustls clients do by default, keeps the
+/// sessions servers offer it for resumption.
+fn client_config(cert: &Path) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_file(cert).expect("cert.pem"))
@@ -63,8 +65,17 @@ fn https_get(addr: std::net::SocketAddr, cert: &Path, path: &str) -> Response {
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// One request on a new connection, with the kind of handshake it took.
+fn https_request(
+    addr: std::net::SocketAddr,
+    config: &Arc<rustls::ClientConfig>,
+    path: &str,
+) -> (Response, rustls::HandshakeKind) {
     let name = ServerName::try_from("127.0.0.1").unwrap();
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let conn = rustls::ClientConnection::new(Arc::clone(config), name).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, TcpStream::connect(addr).unwrap());
     write!(
         tls,
@@ -74,10 +85,73 @@ fn https_get(addr: std::net::SocketAddr, cert: &Path, path: &str) -> Response {
     let mut bytes = Vec::new();
     // A peer may close without close_notify; what arrived before that is the answer.
     let _ = tls.read_to_end(&mut bytes);
-    parse_responses(&bytes)
+    let kind = tls.conn.handshake_kind().expect("the handshake completed");
+    let response = parse_responses(&bytes)
         .into_iter()
         .next()
-        .expect("one HTTPS response")
+        .expect("one HTTPS response");
+    (response, kind)
+}
+
+fn https_get(addr: std::net::SocketAddr, cert: &Path, path: &str) -> Response {
+    https_request(addr, &client_config(cert), path).0
+}
+
+/// A gateway with a TLS listener (the `tls:` fields after `listen`, `cert` and
+/// `key` given in `extra`) in a directory of its own with a new certificate.
+fn tls_gateway(
+    name: &str,
+    echo: &Echo,
+    extra: &str,
+) -> (Gateway, std::net::SocketAddr, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("portcullis-tls-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    self_signed(&dir);
+    let tls_addr = free_addr();
+    let config = BASE_CONFIG.replace(
+        "store: sqlite://data/portcullis.db",
+        &format!("store: sqlite://data/portcullis.db\ntls: {{ listen: \"{tls_addr}\", cert: cert.pem, key: key.pem{extra} }}"),
+    );
+    let gw = Gateway::start_in(dir.clone(), &config, echo.addr, &[]);
+    assert!(eventually(std::time::Duration::from_secs(5), || {
+        TcpStream::connect(tls_addr).is_ok()
+    }));
+    (gw, tls_addr, dir)
+}
+
+#[test]
+fn a_returning_client_resumes_its_session_unless_resumption_is_off() {
+    let echo = Echo::start();
+    for (extra, second) in [
+        ("", rustls::HandshakeKind::Resumed),
+        (", session_resumption: false", rustls::HandshakeKind::Full),
+    ] {
+        let (gw, addr, dir) = tls_gateway("resumption", &echo, extra);
+        let client = client_config(&dir.join("cert.pem"));
+        let (first, kind) = https_request(addr, &client, "/health");
+        assert_eq!((first.status, kind), (200, rustls::HandshakeKind::Full));
+        let (again, kind) = https_request(addr, &client, "/health");
+        assert_eq!((again.status, kind), (200, second), "tls{{ {extra} }}");
+        drop(gw);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
+
+#[test]
+fn a_client_that_never_finishes_its_handshake_does_not_hold_up_others() {
+    let echo = Echo::start();
+    let (gw, addr, dir) = tls_gateway("stalled", &echo, "");
+    // Connected, and silent: the handshake waits for a ClientHello that never comes.
+    let stalled = TcpStream::connect(addr).unwrap();
+    let garbage = {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        s
+    };
+    let (ok, _) = https_request(addr, &client_config(&dir.join("cert.pem")), "/health");
+    assert_eq!(ok.status, 200);
+    drop((stalled, garbage, gw));
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

@@ -46,6 +46,7 @@ static TLS_KEYS: &Section = &Section {
         key("listen", Ty::SocketAddr, "Where HTTPS traffic arrives, IP:PORT.").required(),
         key("cert", Ty::Text, "PEM certificate chain, leaf first (relative to this file); read at start and at each SIGHUP.").required(),
         key("key", Ty::Text, "The certificate's private key, PKCS#8, PKCS#1 or SEC1 PEM (relative to this file).").required(),
+        key("session_resumption", Ty::Bool, "Let a returning client resume its TLS session instead of a full handshake (default true)."),
     ],
 };
 #[rustfmt::skip]
@@ -314,10 +315,12 @@ fn read_tls(f: &Field, dir: &Path, p: &mut Problems) -> Tls {
         None => PathBuf::new(),
     };
     let (cert, key) = (file("cert"), file("key"));
+    let session_resumption = t.or(p, "session_resumption", true, |f, p| f.bool(p));
     Tls {
         listen: listen.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 8443))),
         cert,
         key,
+        session_resumption,
     }
 }
 

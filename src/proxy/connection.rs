@@ -47,6 +47,10 @@ impl ServerApp for Proxy {
     async fn process_new(self: &Arc<Self>, stream: Stream, _: &ShutdownWatch) -> Option<Stream> {
         // Lets password hashing tell this thread's load from other processes'.
         crate::proxy_cpu::enter_this_thread();
+        let stream = match &self.tls {
+            Some(tls) => tls.accept(stream).await?,
+            None => stream,
+        };
         let mut client = Client::new(stream);
         let mut read_timer = ReadTimer::default();
         let mut since = time::Instant::now();

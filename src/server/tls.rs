@@ -1,15 +1,27 @@
-//! The TLS listener's certificate: read and checked against its private key
-//! before anything listens (pingora would read the files only inside its
-//! service thread, and panic there), and replaced in place by a reload whose
-//! files are good.
+//! The TLS listener: its certificate, read and checked against its private
+//! key before anything listens (pingora would read the files only inside its
+//! service thread, and panic there) and replaced in place by a reload whose
+//! files are good; and the handshake itself, done here rather than by
+//! pingora's TLS listener, whose rustls settings cannot turn session
+//! resumption off (`tls.session_resumption`).
 
 use crate::config::Tls;
 use arc_swap::ArcSwap;
-use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::tls::Acceptor;
+use pingora::protocols::l4::stream::Stream as TcpStream;
+use pingora::protocols::Stream;
 use pingora::tls::sign::CertifiedKey;
-use pingora::tls::{ClientHello, CryptoProvider, ResolvesServerCert, RusTlsError};
+use pingora::tls::{
+    version, ClientHello, CryptoProvider, ResolvesServerCert, RusTlsError, ServerConfig,
+};
+use rustls::server::NoServerSessionStorage;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a client may take to complete its handshake once connected.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reads `tls.cert` (a PEM chain, leaf first) and `tls.key` (PEM, PKCS#8,
 /// PKCS#1 or SEC1) and checks that the key is the certificate's. `run`,
@@ -68,13 +80,61 @@ impl Certificate {
         self.current.store(next);
     }
 
-    /// Pingora's settings for a listener that presents this certificate.
-    pub fn settings(self: &Arc<Self>, tls: &Tls) -> Result<TlsSettings, String> {
-        // The paths are pingora's fallback only: with a resolver set it never reads them.
-        let mut settings = TlsSettings::intermediate(&lossy(&tls.cert), &lossy(&tls.key))
-            .map_err(|e| format!("tls: {e}"))?;
-        settings.set_cert_resolver(self.clone());
-        Ok(settings)
+    /// The handshakes of the listener at `tls.listen`, presenting this certificate.
+    pub fn termination(self: &Arc<Self>, tls: &Tls) -> Termination {
+        pingora::tls::install_default_crypto_provider();
+        let mut config =
+            ServerConfig::builder_with_protocol_versions(&[&version::TLS12, &version::TLS13])
+                .with_no_client_auth()
+                .with_cert_resolver(self.clone());
+        if !tls.session_resumption {
+            // Neither session-id resumption (TLS 1.2) nor TLS 1.3 tickets, which
+            // rustls issues by default as keys into its session cache.
+            config.session_storage = Arc::new(NoServerSessionStorage {});
+            config.send_tls13_tickets = 0;
+        }
+        Termination {
+            listen: tls.listen,
+            acceptor: Acceptor::from_server_config(Arc::new(config)),
+        }
+    }
+}
+
+/// Turns a connection accepted on the HTTPS listener into a TLS stream; the
+/// public service's other listener is plain HTTP, so the connection's local
+/// address says which one it came through.
+pub struct Termination {
+    listen: SocketAddr,
+    acceptor: Acceptor,
+}
+
+impl Termination {
+    /// `stream` as it is when it did not arrive at `tls.listen`, else after a
+    /// completed handshake; None when the handshake failed or took too long.
+    pub async fn accept(&self, stream: Stream) -> Option<Stream> {
+        let local = stream
+            .get_socket_digest()
+            .and_then(|d| d.local_addr().and_then(|a| a.as_inet()).copied());
+        if !local.is_some_and(|at| self.is_listening_at(at)) {
+            return Some(stream);
+        }
+        let tcp = stream.into_any().downcast::<TcpStream>().ok()?;
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.tls_handshake(*tcp)).await {
+            Ok(Ok(tls)) => Some(Box::new(tls)),
+            Ok(Err(e)) => {
+                log::debug!("TLS handshake failed: {e}");
+                None
+            }
+            Err(_) => {
+                log::debug!("TLS handshake not completed within {HANDSHAKE_TIMEOUT:?}");
+                None
+            }
+        }
+    }
+
+    fn is_listening_at(&self, local: SocketAddr) -> bool {
+        local.port() == self.listen.port()
+            && (self.listen.ip().is_unspecified() || self.listen.ip() == local.ip())
     }
 }
 
