@@ -18,6 +18,7 @@ pub mod invariants;
 pub mod issuers;
 pub mod keys;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod proxy;
 pub mod proxy_cpu;

@@ -132,6 +132,7 @@ impl Hasher {
     ) -> Result<Hasher, PasswordError> {
         let random: [u8; 32] = rand::random();
         let dummy = hash_now(&super::tokens::hex(&random))?;
+        crate::memory::give_back_freed();
         let threads = max_concurrent.max(1);
         Ok(Hasher {
             permits: Arc::new(Semaphore::new(threads)),
@@ -232,6 +233,7 @@ impl Workers {
                         let (cpu_before, proxy_before) = (thread_cpu_time(), proxy.used());
                         // A panic fails that one hash (its caller sees Unavailable), not the thread.
                         let _ = std::panic::catch_unwind(AssertUnwindSafe(work));
+                        crate::memory::give_back_freed();
                         let cpu = thread_cpu_time().saturating_sub(cpu_before);
                         let proxy_cpu = proxy.used().saturating_sub(proxy_before);
                         std::thread::sleep(rest_after(started.elapsed(), cpu, proxy_cpu));
