@@ -1,4 +1,4 @@
-//! One JSON line per request on stdout (SPEC §7). Each proxy thread appends
+//! One JSON line per request on stdout (docs/operations.md, Access log). Each proxy thread appends
 //! its lines to a buffer of its own; a flusher thread writes every buffer out
 //! a few times a second, so a request never waits on stdout and no request
 //! wakes another thread (on the one core a benchmark gives the gateway, a

@@ -1,4 +1,4 @@
-//! The admin listener: `/metrics`, `/healthz` and `/readyz` (SPEC §7), kept
+//! The admin listener: `/metrics`, `/healthz` and `/readyz` (docs/operations.md), kept
 //! off the public listener so metrics never face the internet by accident.
 
 use crate::metrics::METRICS;

@@ -1,5 +1,5 @@
-//! The command line (SPEC §1). Pingora's own `Opt` is never parsed: its
-//! `-c/-d/-t/-u` flags would collide with ours.
+//! The command line (README.md, Command line). Pingora's own `Opt` is never
+//! parsed: its `-c/-d/-t/-u` flags would collide with ours.
 
 mod health;
 mod user;

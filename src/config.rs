@@ -408,7 +408,8 @@ pub struct IdentityHeaders {
 }
 
 impl Default for IdentityHeaders {
-    /// The names of SPEC §4: `X-User-Id`, `X-User-Role`, `X-Workspace-Id`, `X-User-Plan`.
+    /// The identity headers' names (docs/configuration.md, `headers`): `X-User-Id`,
+    /// `X-User-Role`, `X-Workspace-Id`, `X-User-Plan`, `X-User-Issuer` by default.
     fn default() -> Self {
         IdentityHeaders {
             user_id: http::HeaderName::from_static("x-user-id"),

@@ -1,5 +1,6 @@
 //! The process environment plus an optional `.env` file beside the config
-//! (SPEC §1), read once. Variables set in the real environment win.
+//! (docs/configuration.md, Environment variables), read once. Variables set in
+//! the real environment win.
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -1,5 +1,5 @@
 //! Every refusal the gateway can give, and the one function that turns it into
-//! the status, headers and JSON body of SPEC §5. Causes are logged by the caller,
+//! the status, headers and JSON body every refusal gets. Causes are logged by the caller,
 //! never sent: the client sees only the message in this file.
 
 use crate::http1::framing::Refused;
@@ -137,7 +137,7 @@ impl Reject {
         }
     }
 
-    /// Renders the SPEC §5 answer: JSON `{"error": ...}` plus the headers a client needs.
+    /// Renders the refusal: JSON `{"error": ...}` plus the headers a client needs.
     pub fn answer(&self) -> Answer {
         let mut headers = vec![(CONTENT_TYPE, JSON.to_owned())];
         headers.extend(self.field().map(|(name, value)| (name, value.into_owned())));

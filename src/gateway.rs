@@ -24,7 +24,7 @@ pub struct Gateway {
     pub unrouted: RouteSeries,
 }
 
-/// The HS256 secret's shortest accepted length (SPEC §1).
+/// The HS256 secret's shortest accepted length (docs/security.md, Guessable HS256 secrets).
 pub const MIN_SECRET_LEN: usize = 32;
 
 impl Gateway {

@@ -3,8 +3,8 @@
 use clap::Parser;
 
 /// mimalloc instead of glibc's malloc: a proxied request makes a few dozen small
-/// allocations (header maps, names, values, buffers), and under callgrind glibc's
-/// malloc/free were about a quarter of the instructions of one.
+/// allocations (header maps, names, values, buffers), and glibc's malloc/free
+/// were a large share of its cost.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

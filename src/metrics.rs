@@ -1,4 +1,4 @@
-//! Prometheus metrics of SPEC §7. Label values that are known in advance
+//! The Prometheus metrics listed in docs/operations.md. Label values that are known in advance
 //! (decisions, results) are resolved once, so counting them on the request path
 //! is one atomic add.
 
@@ -66,7 +66,7 @@ pub struct Decisions {
 }
 
 impl Decisions {
-    /// The counter for a decision label, if it is one SPEC §7 counts.
+    /// The counter for a decision label, if it is one docs/operations.md lists.
     pub fn get(&self, decision: &str) -> Option<&IntCounter> {
         Some(match decision {
             "allow" => &self.allow,

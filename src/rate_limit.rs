@@ -1,5 +1,6 @@
-//! Rate limits (SPEC §6): token buckets kept as one timestamp per key, in a sharded map
-//! with a hard cap, so memory stays bounded however many client addresses churn through.
+//! Rate limits (docs/auth-api.md, Rate limits): token buckets kept as one timestamp
+//! per key, in a sharded map with a hard cap, so memory stays bounded however many
+//! client addresses churn through.
 //!
 //! Each key holds its GCRA "theoretical arrival time" (TAT): a bucket of `count` tokens
 //! refilled at `count` per `per`. A key whose TAT has passed is a full bucket, so it can

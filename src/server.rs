@@ -167,8 +167,7 @@ pub fn run(path: &Path) -> Result<(), String> {
         threads,
         // With one thread there is nobody to steal work from, and pingora then runs
         // each service on a current-thread runtime, which skips the multi-thread
-        // scheduler's bookkeeping on every wake-up (about +10 % req/s pinned to one
-        // core, docs/benchmarks.md).
+        // scheduler's bookkeeping on every wake-up.
         work_stealing: threads > 1,
         // Pingora sleeps this long after SIGTERM; our drain watcher exits
         // sooner once the last request is done.

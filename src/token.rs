@@ -1,5 +1,6 @@
 //! Access tokens: the one place where Portcullis signs the compact JWS it issues
-//! and verifies the ones it is shown, so both always agree on the format (SPEC §3).
+//! and verifies the ones it is shown, so both always agree on the format
+//! (docs/security.md, Tokens).
 
 mod cache;
 pub(crate) mod json;
@@ -338,7 +339,7 @@ impl Keys {
         }
     }
 
-    /// Checks everything SPEC §3 asks of a token except revocation, which
+    /// Checks everything docs/security.md (Tokens) asks of a token except revocation, which
     /// needs the auth module's state and is the caller's next step (a cached
     /// token is checked for revocation like any other).
     /// Shared: a token the cache remembers costs a pointer copy, not an identity's strings.
@@ -381,7 +382,7 @@ impl Keys {
             leeway: self.leeway,
         };
         let v = expect.check(c.registered, now)?;
-        // Ours always carry these (SPEC §3); another issuer's may not.
+        // Ours always carry these (docs/security.md, Tokens); another issuer's may not.
         let iat = v.iat.ok_or(TokenError::MissingClaim("iat"))?;
         let nbf = v.nbf.ok_or(TokenError::MissingClaim("nbf"))?;
         let jti = v.jti.ok_or(TokenError::MissingClaim("jti"))?;
@@ -477,7 +478,7 @@ pub(crate) struct Signed {
 /// What a token's `typ` header must say.
 #[derive(Clone, Copy)]
 pub(crate) enum Typ {
-    /// `JWT`, as the gateway issues (SPEC §3).
+    /// `JWT`, as the gateway issues (docs/security.md, Tokens).
     Required,
     /// Absent, `JWT`, or the `at+jwt` of RFC 9068, as identity providers send.
     Optional,

@@ -1,5 +1,6 @@
-//! Rate limits (SPEC §6): login per IP and per email, refresh and signup per IP, and the
-//! routes' own `rate_limit`; each trips with 429 + Retry-After and resets.
+//! Rate limits (docs/auth-api.md, Rate limits): login per IP and per
+//! email, refresh and signup per IP, and the routes' own `rate_limit`;
+//! each trips with 429 + Retry-After and resets.
 
 mod common;
 

@@ -1,9 +1,10 @@
-//! Forward-auth mode (issue 26): the gateway as the decision behind another proxy. Questions
-//! asked straight at `forward_auth_listen` get the answers a proxied request gets; then real
-//! nginx (`auth_request`) and Caddy (`forward_auth`) processes, run from the integration
-//! files in docs/forward-auth/ in front of the echo upstream, let through exactly what the
-//! gateway allows. The proxy tests skip, saying so, when the binary is missing, unless
-//! `PORTCULLIS_TEST_PROXIES` is set (`.ci/run` installs both and sets it).
+//! Forward-auth mode (docs/forward-auth.md): the gateway as the decision behind another
+//! proxy. Questions asked straight at `forward_auth_listen` get the answers a proxied
+//! request gets; then real nginx (`auth_request`) and Caddy (`forward_auth`) processes, run
+//! from the integration files in docs/forward-auth/ in front of the echo upstream, let
+//! through exactly what the gateway allows. The proxy tests skip, saying so, when the binary
+//! is missing, unless `PORTCULLIS_TEST_PROXIES` is set (`.ci/run` installs both and sets
+//! it).
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Signing keys kept in the store (issue 21, items 1-2), through the real binary:
+//! Signing keys kept in the store (docs/signing-keys.md), through the real binary:
 //! two gateways on one PostgreSQL database with separate work dirs and no shared
 //! file sign and verify with one key set, follow `keys rotate` and the schedule
 //! within seconds (a scheduled rotation made by exactly one of them), and survive a

@@ -1,8 +1,9 @@
-//! Several replicas on one PostgreSQL database (SPEC §7): two real gateway processes share
-//! users, sessions and revocations; a revocation on one is enforced by the other within
-//! 1 s; a refresh token raced to both yields one successor; login and signup limits hold
-//! across them; and a store outage leaves proxying alone, turns auth endpoints and
-//! `/readyz` to 503, and heals without a restart. Runs only with `PORTCULLIS_TEST_POSTGRES`.
+//! Several replicas on one PostgreSQL database (docs/deployment.md): two real gateway
+//! processes share users, sessions and revocations; a revocation on one is enforced by the
+//! other within 1 s; a refresh token raced to both yields one successor; login and signup
+//! limits hold across them; and a store outage leaves proxying alone, turns auth endpoints
+//! and `/readyz` to 503, and heals without a restart. Runs only with
+//! `PORTCULLIS_TEST_POSTGRES`.
 
 mod common;
 
@@ -12,7 +13,8 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// SPEC §7: a revocation made on one replica is enforced by all within this.
+/// docs/deployment.md, What replicas share: a revocation made on one replica is
+/// enforced by all within this.
 const PROPAGATION: Duration = Duration::from_secs(1);
 
 /// A gateway on `store`, with `yaml` (BASE_CONFIG or a variant).

@@ -1,6 +1,6 @@
 //! Route, refresh and `/switch` limits shared by replicas through Redis (`rate_limit_store`):
 //! two real gateway processes on one real Redis admit a limit about once between them, not
-//! once each, within the overshoot bound the README states; with Redis unreachable each
+//! once each, within the overshoot bound docs/deployment.md states; with Redis unreachable each
 //! replica limits on its own, stays ready, and says so once. Needs a Redis at
 //! `PORTCULLIS_TEST_REDIS` (default `redis://127.0.0.1:6379`; `.ci/run` starts one) and
 //! skips, saying so, without one.
@@ -106,7 +106,7 @@ fn paced(
     (admitted, started.elapsed())
 }
 
-/// README, Deployment: N replicas: beyond what one gateway would admit (`count` plus the
+/// docs/deployment.md, Overshoot bound: beyond what one gateway would admit (`count` plus the
 /// refill over `elapsed`), each of the other N-1 replicas can add what it admits in two
 /// sync intervals plus a round trip, and never more than a full bucket.
 fn bound(count: u32, per: Duration, elapsed: Duration, per_replica_rate: f64) -> f64 {

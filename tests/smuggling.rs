@@ -1,5 +1,5 @@
 //! Request smuggling and desync vectors from the public suites, sent as raw
-//! bytes through the real binary to a recording upstream (issue 19). Each case
+//! bytes through the real binary to a recording upstream. Each case
 //! is refused (its status, the connection closed, not a byte upstream) or
 //! reaches the upstream as exactly the requests listed, with the answers the
 //! client gets.
@@ -640,7 +640,7 @@ fn a_connection_header_naming_framing_or_host_never_changes_the_forwarded_reques
             Verdict::IntactOrRefused(expect("POST", "/", b"hello")),
         )
     };
-    // DesyncBox "connection"; issue 19 finding 4.
+    // DesyncBox "connection".
     let cases = vec![
         intact(
             "Connection: Content-Length",
@@ -685,7 +685,7 @@ fn a_method_passes_only_in_its_exact_standard_spelling_and_others_are_never_forw
     let (viewer, admin) = (viewer.as_bytes(), admin.as_bytes());
     let status =
         |name, wire, statuses: &'static [u16]| case(name, wire, Verdict::Answered(statuses));
-    // RFC 9110 9.1: methods are case-sensitive; issue 19 finding 1.
+    // RFC 9110 9.1: methods are case-sensitive.
     let cases = vec![
         status(
             "delete skips the DELETE rule",
@@ -924,7 +924,7 @@ fn identity_header_lookalikes_never_reach_the_upstream() {
 }
 
 // ---------------------------------------------------------------------------
-// WebSocket upgrades (RFC 6455 §4; issue 19 finding 2)
+// WebSocket upgrades (RFC 6455 §4)
 // ---------------------------------------------------------------------------
 
 /// The sample key of RFC 6455 §1.3, and the accept it computes.

@@ -1,4 +1,4 @@
-//! The auth endpoints' HTTP adapter (SPEC §6): method + sub-path + headers + body in,
+//! The auth endpoints' HTTP adapter (docs/auth-api.md): method + sub-path + headers + body in,
 //! status + headers + JSON out. The logic is in `service.rs`; this file only parses,
 //! applies the cross-site rules (`csrf.rs`), and renders answers, cookies included.
 

@@ -267,10 +267,9 @@ impl Workers {
 }
 
 /// Puts the calling thread in Linux's `SCHED_IDLE` class: it runs on CPU time the
-/// proxy leaves idle and gives the core back the moment a proxy thread wakes. At nice
-/// 15 alone the 200 path's p99 under 20 logins/s was 13.8 ms, against 4.5 ms with
-/// `SCHED_IDLE` (docs/benchmarks.md, sixth round). Best effort: the nice value stays
-/// as the fallback, and a process that already runs nicer keeps its own.
+/// proxy leaves idle and gives the core back the moment a proxy thread wakes; a
+/// nice value alone still lets hashes delay proxied requests. Best effort: the nice
+/// value stays as the fallback, and a process that already runs nicer keeps its own.
 fn lower_priority() {
     // SAFETY: plain system calls about the calling thread itself.
     unsafe {

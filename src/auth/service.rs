@@ -1,4 +1,4 @@
-//! The auth module's logic (SPEC §3, §6): signup, login, refresh rotation, logout and
+//! The auth module's logic (docs/auth-api.md): signup, login, refresh rotation, logout and
 //! revocation, rate limits. No HTTP types here: `endpoints.rs` adapts requests to these
 //! calls, and `Reject` (the one request-path error) carries the outcome back.
 //!
@@ -45,7 +45,7 @@ const LIMITER_CAPACITY: usize = 100_000;
 /// Events read per store round trip when catching up on revocations.
 const EVENT_BATCH: i64 = 500;
 /// How often the revocation log is polled: a revocation made on another replica bites
-/// here within this interval plus one query (SPEC §7 promises 1 s).
+/// here within this interval plus one query (docs/deployment.md, What replicas share: within 1 s).
 const POLL_EVERY: Duration = Duration::from_millis(250);
 /// A poll that takes longer counts as the store being down (a silently dropped network
 /// would otherwise hold readiness at 200 for the pool's whole acquire timeout).
@@ -154,7 +154,7 @@ impl Service {
     }
 
     /// Authenticates a proxied request or a Bearer-authenticated endpoint: the token
-    /// checks of SPEC §3, then the in-memory revocation set. No I/O.
+    /// checks of docs/security.md, Tokens, then the in-memory revocation set. No I/O.
     pub fn authenticate(
         &self,
         headers: &HeaderMap,

@@ -2,7 +2,7 @@
 //! answers written to it with the framing they need, and whether it can carry
 //! the next request. Written for the gateway's own loop rather than taken from
 //! pingora-core's session, whose header maps and per-answer header object cost
-//! more than the rest of a refusal (docs/benchmarks.md, issue 7).
+//! more than the rest of a refusal.
 
 use super::chunked::{self, Decoder, Malformed, Step};
 use super::request::{BodyFraming, HeadError, Request, MAX_HEAD};

@@ -2,9 +2,9 @@
 //! request is one write of its head and, for a small answer, one read, on a
 //! kept-alive connection from `upstream::Idle`; a body is streamed after the
 //! head; an upgrade (WebSocket) becomes a tunnel after the upstream's 101.
-//! pingora's generic proxy spent about four times this per request
-//! (docs/benchmarks.md, issue 7). What the gateway adds to the answer comes
-//! from the pipeline, through [`Answering`].
+//! pingora's generic proxy path did far more work per request than this.
+//! What the gateway adds to the answer comes from the pipeline, through
+//! [`Answering`].
 
 pub mod answer;
 mod relay;

@@ -9,7 +9,7 @@ use http::Version;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refused(pub &'static str);
 
-/// Refuses ambiguous framing and heads RFC 9112 calls invalid (SPEC §4). A
+/// Refuses ambiguous framing and heads RFC 9112 calls invalid (docs/security.md, Framing, first). A
 /// framing refusal must also close the connection: its bytes cannot be
 /// trusted to end where we think they do.
 pub fn check(req: &Request) -> Result<(), Refused> {

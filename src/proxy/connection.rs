@@ -26,7 +26,7 @@ const KEEPALIVE: Duration = Duration::from_secs(60);
 /// Resolves once `KEEPALIVE` has passed since `since`. The connection's one
 /// timer is moved on when it fires early (at an earlier request's deadline)
 /// instead of being armed afresh for every request, which cost a measurable
-/// share of a refusal (docs/benchmarks.md, issue 7).
+/// share of a refusal.
 async fn idle_for(mut timer: Pin<&mut Sleep>, since: time::Instant) {
     let deadline = since + KEEPALIVE;
     loop {
@@ -41,7 +41,7 @@ async fn idle_for(mut timer: Pin<&mut Sleep>, since: time::Instant) {
 /// The connection loop: HTTP/1.x requests, one after another, each through
 /// `serve`, on a client connection of our own (`client`): pingora-proxy's
 /// per-request state (cache, modules, retries), then pingora-core's session,
-/// each cost more than the whole pipeline here (docs/benchmarks.md, issue 7).
+/// each cost more than the whole pipeline here.
 #[async_trait]
 impl ServerApp for Proxy {
     async fn process_new(self: &Arc<Self>, stream: Stream, _: &ShutdownWatch) -> Option<Stream> {

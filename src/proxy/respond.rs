@@ -37,7 +37,7 @@ pub async fn preflight(client: &mut Client, ctx: &Ctx, preflight: Preflight) -> 
     client.finish().await
 }
 
-/// Answers with the SPEC §5 JSON for `reject`.
+/// Answers with the JSON refusal for `reject`.
 pub async fn reject(client: &mut Client, ctx: &Ctx, reject: &Reject) -> Result<()> {
     // Written field by field rather than through `Reject::answer`, whose
     // owned header list costs three allocations per refusal.

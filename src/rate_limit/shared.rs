@@ -5,7 +5,7 @@
 //! script, on Redis's clock), and the answer replaces the local bucket's time. So a
 //! replica's view of a key is the whole cluster's as of its last sync plus its own
 //! admissions since; what it cannot see is what the other replicas admitted in the
-//! meantime, which is the overshoot README "Deployment: N replicas" bounds. An overshoot
+//! meantime, which is the overshoot docs/deployment.md ("Overshoot bound") bounds. An overshoot
 //! moves the cluster's time ahead, so it is paid back by later refusals.
 //!
 //! When Redis does not answer, the limiters stop counting for it and decide alone

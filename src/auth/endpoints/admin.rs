@@ -1,4 +1,4 @@
-//! The admin API's HTTP adapter (SPEC §6), under `auth.prefix`:
+//! The admin API's HTTP adapter (docs/auth-api.md, Admin API), under `auth.prefix`:
 //!
 //! | request | answer |
 //! |---|---|

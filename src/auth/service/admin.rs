@@ -1,8 +1,9 @@
-//! User and workspace management for the admin API (SPEC §6): list users, change a
-//! user's role or disable them, set or remove workspace memberships, set a workspace's
-//! plan. Every change that can reduce rights ends the affected users' sessions in the
-//! store *and* in this process's revocation set before the answer goes out, so the old
-//! tokens stop working on the very next request here (other replicas follow the feed).
+//! User and workspace management for the admin API (docs/auth-api.md, Admin API): list
+//! users, change a user's role or disable them, set or remove workspace memberships,
+//! set a workspace's plan. Every change that can reduce rights ends the affected users'
+//! sessions in the store *and* in this process's revocation set before the answer goes
+//! out, so the old tokens stop working on the very next request here (other replicas
+//! follow the feed).
 
 use super::{signed, unsigned, Service, MAX_ACCESS_TTL};
 use crate::auth::store::{Membership, StoreError, User};
