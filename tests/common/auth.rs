@@ -3,7 +3,7 @@
 use super::{request, Response, BASE_CONFIG};
 use std::net::SocketAddr;
 
-/// The refresh cookie's name (SPEC §6 default).
+/// The refresh cookie's name (the default of `auth.cookie_name`).
 pub const REFRESH_COOKIE: &str = "__Secure-refresh_token";
 
 /// A password that passes the length policy.
@@ -118,38 +118,7 @@ pub fn metric(admin: SocketAddr, series: &str) -> Option<f64> {
     })
 }
 
-/// The error message of a SPEC §5 JSON answer.
+/// The message of the gateway's JSON refusal (`{"error": ...}`).
 pub fn error_of(r: &Response) -> String {
     r.json()["error"].as_str().unwrap_or_default().to_owned()
-}
-
-/// Runs the portcullis CLI with `input` on stdin; returns (exit code, stdout, stderr).
-pub fn portcullis_with_stdin(
-    args: &[&str],
-    env: &[(&str, &str)],
-    input: &str,
-) -> (i32, String, String) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(super::portcullis_bin())
-        .args(args)
-        .envs(super::with_default_secret(env))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run the portcullis binary");
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(input.as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("wait for portcullis");
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (
-        out.status.code().unwrap_or(-1),
-        text(&out.stdout),
-        text(&out.stderr),
-    )
 }
