@@ -23,11 +23,7 @@ pub struct Seen {
 impl Seen {
     /// The values of the fields called `name`, in any letter case.
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        super::http::values_named(&self.headers, name)
     }
 
     /// The values of the fields whose name reads as `name` once letter case is
