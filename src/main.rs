@@ -22,7 +22,7 @@ fn main() {
 /// gives such blocks back on its own; this is for what the C libraries (SQLite)
 /// still allocate with glibc. glibc raises its mmap threshold after
 /// the first such block is freed, so later ones come from per-thread arenas and
-/// stay resident: a few logins grew RSS from 14 MB to 350 MB. A fixed threshold
+/// stay resident, so a few logins grew RSS many times over. A fixed threshold
 /// keeps every large block in its own mapping, returned to the OS on free.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn return_large_allocations_to_the_os() {
