@@ -120,6 +120,7 @@ fn stages(c: &mut Criterion) {
         sub: "user-42".into(),
         more_roles: Vec::new(),
         external: None,
+        pat: None,
         role: Some("creator".into()),
         workspace: None,
         plan: None,

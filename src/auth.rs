@@ -6,6 +6,7 @@ pub mod account_limits;
 pub mod email;
 pub mod endpoints;
 pub mod password;
+pub mod pat;
 pub mod revocations;
 pub mod secret_strength;
 pub mod service;

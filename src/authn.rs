@@ -23,6 +23,8 @@ pub struct Identity {
     /// The trusted issuer (`auth.trusted_issuers`) that vouched for the token;
     /// `None` for the gateway's own tokens.
     pub external: Option<Arc<str>>,
+    /// The scopes and id of the personal access token presented, when it was one.
+    pub pat: Option<Arc<crate::auth::pat::Grant>>,
 }
 
 impl Identity {
@@ -53,6 +55,7 @@ impl Identity {
             iat: 0,
             exp: 0,
             external: None,
+            pat: None,
         }
     }
 }

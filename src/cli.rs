@@ -2,6 +2,7 @@
 //! parsed: its `-c/-d/-t/-u` flags would collide with ours.
 
 mod health;
+mod pat;
 mod user;
 mod workspace;
 
@@ -73,6 +74,9 @@ pub enum Command {
     /// Manage workspaces (tenants) in the configured store.
     #[command(subcommand)]
     Workspace(workspace::WorkspaceCommand),
+    /// List and revoke users' personal access tokens in the configured store.
+    #[command(subcommand)]
+    Pat(pat::PatCommand),
     /// Manage the signing keys of EdDSA, ES256 and RS256, kept in the store.
     Keys {
         #[command(subcommand)]
@@ -133,6 +137,7 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
         ),
         Command::User(command) => user::run(path, user::StoreCommand::User(command)),
         Command::Workspace(command) => user::run(path, user::StoreCommand::Workspace(command)),
+        Command::Pat(command) => user::run(path, user::StoreCommand::Pat(command)),
         Command::Keys { command } => match command {
             KeysCommand::Rotate => crate::keys::rotate_command(path),
             KeysCommand::Rewrap => crate::keys::rewrap_command(path),

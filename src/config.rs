@@ -13,6 +13,7 @@ mod sections;
 pub(crate) mod store_url;
 #[cfg(test)]
 mod tests;
+mod tokens;
 mod yaml;
 
 use std::fmt;
@@ -26,6 +27,7 @@ use crate::route::{MethodSet, Pattern};
 pub use schema::json_schema;
 
 pub use forward_auth::{Cidr, ForwardAuth};
+pub use tokens::PatSettings;
 
 /// Everything the gateway needs at runtime. Built only by [`load`] / [`parse`], so every value
 /// in it has been validated.
@@ -193,6 +195,10 @@ pub struct Auth {
     pub key_rotation: Option<Duration>,
     /// Identity providers whose tokens are accepted on routes too.
     pub trusted_issuers: Vec<TrustedIssuer>,
+    /// Personal access tokens.
+    pub pat: PatSettings,
+    /// Roles whose users must enroll a TOTP second factor before anything else.
+    pub require_mfa_for_roles: Vec<String>,
 }
 
 /// Which cross-site requests a browser sends the refresh cookie with (`auth.cookie_same_site`).

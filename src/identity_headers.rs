@@ -20,6 +20,11 @@ const REWRITE_HEADERS: &[&str] = &[
     "forwarded",
 ];
 
+/// What the upstream learns of a personal access token: that one was used, and which
+/// (its id, never the secret). Fixed names, removed from every client request.
+const AUTH_METHOD: &str = "x-auth-method";
+const TOKEN_ID: &str = "x-token-id";
+
 /// `Connection` tokens that never remove a field: options about this hop, and
 /// the fields that say where the request ends and where it goes. Removing
 /// those would forward a different request than the one the rules saw (a
@@ -58,6 +63,8 @@ impl IdentityHeaders {
     fn is_protected(&self, name: &[u8]) -> bool {
         self.names().iter().any(|n| folded_eq(name, n.as_str()))
             || REWRITE_HEADERS.iter().any(|n| folded_eq(name, n))
+            || folded_eq(name, AUTH_METHOD)
+            || folded_eq(name, TOKEN_ID)
     }
 }
 
@@ -122,6 +129,12 @@ pub fn inject(out: &mut Vec<u8>, names: &IdentityHeaders, id: &Identity, own_iss
         &names.issuer,
         Some(id.external.as_deref().unwrap_or(own_issuer)),
     );
+    if let Some(grant) = &id.pat {
+        crate::http1::push_field(out, AUTH_METHOD.as_bytes(), b"pat");
+        if is_field_value(grant.id.as_bytes()) {
+            crate::http1::push_field(out, TOKEN_ID.as_bytes(), grant.id.as_bytes());
+        }
+    }
 }
 
 /// What a field value may hold (RFC 9110 §5.5): visible characters, spaces,
@@ -177,6 +190,8 @@ mod tests {
             ("X-User-Issuer", "https://gw.test"),
             ("X-HTTP-Method-Override", "DELETE"),
             ("X-Original-URL", "/api/admin"),
+            ("X-Auth-Method", "pat"),
+            ("x_token_id", "t1"),
             ("Forwarded", "for=1.2.3.4"),
             ("Accept", "*/*"),
         ]);

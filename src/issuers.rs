@@ -199,6 +199,7 @@ impl Issuer {
             iat: v.iat.unwrap_or(0),
             exp: v.exp,
             external: Some(self.name.clone()),
+            pat: None,
         };
         Ok((id, from, v.exp.saturating_add(self.leeway)))
     }

@@ -31,6 +31,21 @@ pub struct Metrics {
     /// 1 when `/readyz` answers 200; set by the admin listener at each scrape, so
     /// dashboards and alerts see readiness without a probe of their own.
     pub ready: IntGauge,
+    /// `portcullis_pat_verifications_total{result}`: personal access tokens presented on
+    /// proxied routes, by outcome; `ok` counts the token, `forbidden` its scopes refusing.
+    pub pats: PatResults,
+    /// `portcullis_mfa_verifications_total{result}`: second-factor checks, by outcome.
+    pub mfa: IntCounterVec,
+}
+
+/// Pre-resolved personal-access-token outcomes.
+pub struct PatResults {
+    pub ok: IntCounter,
+    pub malformed: IntCounter,
+    pub unknown: IntCounter,
+    pub expired: IntCounter,
+    pub owner_inactive: IntCounter,
+    pub forbidden: IntCounter,
 }
 
 /// Which listener a request came in on, the `mode` label of `requests_total` and
@@ -167,7 +182,39 @@ impl Metrics {
         for result in ["success", "failure"] {
             config_reloads.with_label_values(&[result]);
         }
+        let pats = counter_vec(
+            r,
+            "pat_verifications_total",
+            "Personal access tokens presented on proxied routes, by result",
+            &["result"],
+        );
+        let pat = |result: &str| pats.with_label_values(&[result]);
+        let pats = PatResults {
+            ok: pat("ok"),
+            malformed: pat("malformed"),
+            unknown: pat("unknown"),
+            expired: pat("expired"),
+            owner_inactive: pat("owner_inactive"),
+            forbidden: pat("forbidden"),
+        };
+        let mfa = counter_vec(
+            r,
+            "mfa_verifications_total",
+            "Second-factor checks (TOTP or recovery code) by result",
+            &["result"],
+        );
+        for result in [
+            "success",
+            "failure",
+            "replayed",
+            "rate_limited",
+            "recovery_code",
+        ] {
+            mfa.with_label_values(&[result]);
+        }
         Metrics {
+            pats,
+            mfa,
             requests: counter_vec(
                 r,
                 "requests_total",

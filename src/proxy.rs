@@ -142,6 +142,12 @@ impl Proxy {
             ctx.identity = Some(identity);
             let identity = ctx.identity.as_ref().ok_or(Reject::Internal)?;
             authz::authorize(route, identity, &found.captures)?;
+            if let Some(grant) = &identity.pat {
+                if !grant.permits(method, &ctx.path) {
+                    METRICS.pats.forbidden.inc();
+                    return Err(Reject::Forbidden);
+                }
+            }
             ctx.decision = "allow";
         }
         if let Some(rate) = &route.rate_limit {
@@ -156,7 +162,8 @@ impl Proxy {
         Ok(())
     }
 
-    /// The verified identity of the request's bearer token: the gateway's own
+    /// The verified identity of the request's bearer token: a personal access
+    /// token (the in-memory index: no I/O), the gateway's own JWT
     /// (signature, claims, then the in-memory revocation set: no I/O), or one
     /// from a trusted issuer, whose keys may need fetching first.
     async fn authenticate(
@@ -166,6 +173,9 @@ impl Proxy {
         now: u64,
     ) -> Result<Arc<Identity>, Reject> {
         let token = authn::bearer_of(req.all("authorization"))?.ok_or(Reject::MissingToken)?;
+        if token.starts_with(auth::pat::PREFIX) {
+            return self.auth.verify_pat(token, now);
+        }
         match gw.keys.verify(token, now) {
             Ok(identity) => {
                 self.auth.check_revoked(&identity)?;
@@ -365,6 +375,10 @@ impl Proxy {
         // Client-sent identity headers go now; the verified ones are written into
         // the upstream's request head with the other additions.
         identity_headers::sanitize(req, &gateway.config.headers);
+        if ctx.identity.as_ref().is_some_and(|id| id.pat.is_some()) {
+            // The upstream learns the token's id (`X-Token-Id`), never its secret.
+            req.retain(|name| !name.eq_ignore_ascii_case(b"authorization"));
+        }
         let head = {
             // Borrowed from the context only while the head is written.
             let names = &gateway.config.headers;

@@ -404,6 +404,7 @@ impl Keys {
             iat,
             exp,
             external: None,
+            pat: None,
         };
         Ok((id, nbf))
     }

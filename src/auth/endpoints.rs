@@ -5,6 +5,7 @@
 mod admin;
 mod body;
 mod csrf;
+mod tokens;
 
 use super::service::{Service, TokenPair};
 use crate::authn::{self, Identity};
@@ -72,6 +73,9 @@ async fn route(
         .path
         .strip_prefix(auth.prefix.trim_end_matches('/'))
         .ok_or(Reject::NotFound)?;
+    if tokens::serves(sub) {
+        return tokens::route(service, gw, req, sub, now, identity).await;
+    }
     if admin::serves(sub) {
         return admin::route(service, gw, req, sub, now, identity).await;
     }

@@ -108,6 +108,8 @@ impl Revocations {
                     let at = unsigned(event.at);
                     self.set_not_before(&event.subject, at, self.horizon(event.at));
                 }
+                // The token index (`auth::pat`) follows these.
+                EventKind::Pat | EventKind::Account => {}
             }
         }
     }

@@ -7,9 +7,11 @@
 //! while every call reads its settings and signing keys from the current `Gateway`.
 
 mod admin;
+mod pats;
 mod switch;
 
 pub use admin::{require_admin, valid_workspace_id, Account, UserChange, ADMIN_ROLE};
+pub use pats::{listed as listed_pat, Created as CreatedPat, NewToken, MAX_NAME_CHARS};
 
 use super::account_limits::{AccountLimits, Kind};
 use super::email;
@@ -54,6 +56,8 @@ const POLL_TIMEOUT: Duration = Duration::from_secs(2);
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// How often dead sessions and revocations are purged from the store.
 const PURGE_EVERY: Duration = Duration::from_secs(600);
+/// How often personal access tokens' last-used times are written, in one batch.
+const LAST_USED_EVERY: Duration = Duration::from_secs(5);
 /// A refresh token we issued is 43 base64url characters; anything far longer is junk
 /// and is refused before it costs a store query.
 const MAX_REFRESH_TOKEN_LEN: usize = 128;
@@ -71,6 +75,8 @@ struct Limits {
 pub struct Service {
     store: Store,
     revocations: Revocations,
+    /// Live personal access tokens, following the same feed as `revocations`.
+    pats: super::pat::Index,
     hasher: Hasher,
     limits: Limits,
     /// HMAC key deriving a refresh token's successor; equal on every replica.
@@ -131,11 +137,15 @@ impl Service {
             .await
             .map_err(|e| format!("store: cannot read revocations: {e}"))?;
         revocations.load(&snapshot);
+        let pats = pats::load_index(&store, now)
+            .await
+            .map_err(|e| format!("store: cannot read personal access tokens: {e}"))?;
         // The chain key is equal on every replica and secret: it names the shared buckets.
         let accounts = AccountLimits::new(&store, key, LIMITER_CAPACITY);
         Ok(Service {
             store,
             revocations,
+            pats,
             hasher,
             limits: Limits {
                 accounts,
@@ -435,6 +445,7 @@ impl Service {
         loop {
             let events = self.store.events_after(*cursor, EVENT_BATCH).await?;
             let Some(last) = events.last() else { break };
+            self.follow_pats(&events, crate::clock::now()).await?;
             *cursor = last.seq;
             self.revocations.apply(&events);
             applied += events.len();
@@ -457,6 +468,7 @@ impl Service {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_sweep = Instant::now();
         let mut last_purge = Instant::now();
+        let mut last_used = Instant::now();
         loop {
             tick.tick().await;
             let synced = match tokio::time::timeout(POLL_TIMEOUT, self.sync()).await {
@@ -491,6 +503,10 @@ impl Service {
                     }
                 }
             }
+            if ok && last_used.elapsed() >= LAST_USED_EVERY {
+                last_used = Instant::now();
+                self.flush_pat_uses().await;
+            }
             if ok && last_purge.elapsed() >= PURGE_EVERY {
                 last_purge = Instant::now();
                 let now = signed(crate::clock::now());
@@ -505,6 +521,7 @@ impl Service {
     fn sweep(&self) {
         let now = Instant::now();
         self.revocations.sweep(crate::clock::now());
+        self.pats.sweep(crate::clock::now());
         for limiter in [&self.limits.refresh_ip, &self.limits.routes] {
             limiter.sweep(now);
         }

@@ -21,6 +21,7 @@ macro_rules! family_columns {
 
 mod error;
 mod migrate;
+mod pats;
 mod rate_limits;
 mod revocation_log;
 mod rows;
@@ -39,6 +40,7 @@ use sqlx::AnyConnection;
 use sqlx::{Any, AnyPool, Transaction};
 
 pub use error::StoreError;
+pub use pats::{NewPat, StoredPat};
 pub use revocation_log::{Event, EventKind, Purged, Snapshot};
 pub use rows::{Family, Membership, User, Workspace};
 pub use sessions::Rotation;

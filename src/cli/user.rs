@@ -69,6 +69,7 @@ pub enum UserCommand {
 pub enum StoreCommand {
     User(UserCommand),
     Workspace(super::workspace::WorkspaceCommand),
+    Pat(super::pat::PatCommand),
 }
 
 /// A `--workspace W:ROLE[:PLAN]` argument.
@@ -98,6 +99,7 @@ pub fn run(path: &Path, command: StoreCommand) -> Result<(), Failure> {
             StoreCommand::Workspace(command) => {
                 super::workspace::execute(&cfg, &store, command).await
             }
+            StoreCommand::Pat(command) => super::pat::execute(&store, command).await,
         };
         store.close().await;
         result
@@ -260,7 +262,7 @@ async fn execute(cfg: &Config, store: &Store, command: UserCommand) -> Result<()
     Ok(())
 }
 
-async fn find(store: &Store, email: &str) -> Result<User, Failure> {
+pub(super) async fn find(store: &Store, email: &str) -> Result<User, Failure> {
     store
         .user_by_email(email)
         .await

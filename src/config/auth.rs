@@ -32,6 +32,8 @@ pub(super) static AUTH_KEYS: &Section = &Section {
         key("keys_dir", Ty::Text, "Where an earlier version kept EdDSA / ES256 / RS256 key files, imported into the store on first start (default data/keys, relative to this file)."),
         key("key_rotation", Ty::Duration, "Rotate the signing key on this schedule, e.g. 30d (default: only by hand, portcullis keys rotate)."),
         key("trusted_issuers", Ty::Maps(super::issuers::ISSUER_KEYS), "Identity providers whose tokens routes accept too."),
+        key("pat", Ty::Map(super::tokens::PAT_KEYS), "Personal access tokens."),
+        key("require_mfa_for_roles", Ty::List(&Ty::Text), "Roles whose users must enroll a TOTP second factor before anything else (default none)."),
     ],
 };
 #[rustfmt::skip]
@@ -194,6 +196,8 @@ pub(super) fn read(
         ),
         key_rotation,
         trusted_issuers,
+        pat: super::tokens::read_pat(&a, p),
+        require_mfa_for_roles: super::tokens::read_mfa_roles(&a, roles, p),
     };
     (auth, prefix_problem.is_none())
 }

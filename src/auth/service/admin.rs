@@ -233,6 +233,7 @@ mod tests {
             sub: "u1".into(),
             more_roles: Vec::new(),
             external: None,
+            pat: None,
             role: Some(role.into()),
             workspace: workspace.map(str::to_owned),
             plan: workspace.map(|_| "pro".to_owned()),

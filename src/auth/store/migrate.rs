@@ -38,6 +38,12 @@ const SQLITE: &[(i64, Step)] = &[
             "../../../migrations/sqlite/0004_signing_keys.sql"
         )),
     ),
+    (
+        6,
+        Step::Sql(include_str!(
+            "../../../migrations/sqlite/0006_tokens_and_mfa.sql"
+        )),
+    ),
 ];
 const POSTGRES: &[(i64, Step)] = &[
     (
@@ -55,6 +61,12 @@ const POSTGRES: &[(i64, Step)] = &[
         4,
         Step::Sql(include_str!(
             "../../../migrations/postgres/0004_signing_keys.sql"
+        )),
+    ),
+    (
+        6,
+        Step::Sql(include_str!(
+            "../../../migrations/postgres/0006_tokens_and_mfa.sql"
         )),
     ),
 ];

@@ -17,6 +17,11 @@ pub enum EventKind {
     Family,
     /// Every token of a user issued before the event's `at` (`not_before`).
     User,
+    /// A personal access token was created or revoked (by token id): reload it.
+    Pat,
+    /// A user's state changed without revoking anything (re-enabled, MFA reset): reload
+    /// what the in-memory token index holds about them.
+    Account,
 }
 
 impl EventKind {
@@ -25,6 +30,8 @@ impl EventKind {
             EventKind::Jti => "jti",
             EventKind::Family => "family",
             EventKind::User => "user",
+            EventKind::Pat => "pat",
+            EventKind::Account => "account",
         }
     }
 
@@ -33,6 +40,8 @@ impl EventKind {
             "jti" => Some(EventKind::Jti),
             "family" => Some(EventKind::Family),
             "user" => Some(EventKind::User),
+            "pat" => Some(EventKind::Pat),
+            "account" => Some(EventKind::Account),
             _ => None,
         }
     }

@@ -114,6 +114,9 @@ impl Store {
         let not_before = if disabled {
             end_sessions(&mut tx, id, now).await?
         } else {
+            // Nothing to revoke, but the owner's personal access tokens work again:
+            // replicas learn it from the feed.
+            record(&mut tx, EventKind::Account, id, now, None).await?;
             row.try_get("not_before")?
         };
         tx.commit().await?;
