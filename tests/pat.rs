@@ -433,44 +433,25 @@ fn a_token_follows_its_owners_current_role_and_admins_list_and_revoke_anyones() 
     assert_eq!(status_as(&gw, "GET", "/api/admin/x", &token), 200);
 
     // From the shell, against the running gateway: a downgrade bites within the poll.
-    let (code, out, err) = cli(
-        &gw,
-        &[
+    let set_role = |role: &str, want: u16| {
+        let args = [
             "user",
             "set-role",
             "--email",
             "ops@example.com",
             "--role",
-            "viewer",
-        ],
-        "",
-    );
-    assert_eq!(code, 0, "{out}{err}");
-    assert!(eventually(Duration::from_secs(1), || status_as(
-        &gw,
-        "GET",
-        "/api/admin/x",
-        &token
-    ) == 403));
-    let (code, out, err) = cli(
-        &gw,
-        &[
-            "user",
-            "set-role",
-            "--email",
-            "ops@example.com",
-            "--role",
-            "admin",
-        ],
-        "",
-    );
-    assert_eq!(code, 0, "{out}{err}");
-    assert!(eventually(Duration::from_secs(1), || status_as(
-        &gw,
-        "GET",
-        "/api/admin/x",
-        &token
-    ) == 200));
+            role,
+        ];
+        let (code, out, err) = cli(&gw, &args, "");
+        assert_eq!(code, 0, "{out}{err}");
+        let status = || status_as(&gw, "GET", "/api/admin/x", &token);
+        assert!(
+            eventually(Duration::from_secs(1), || status() == want),
+            "{role}"
+        );
+    };
+    set_role("viewer", 403);
+    set_role("admin", 200);
 
     // Admins list anyone's tokens and revoke them, by API and CLI.
     let r = call(&gw, "GET", &format!("/users/{ops_id}/tokens"), None, &root);
