@@ -176,6 +176,16 @@ fn check(path: &Path) -> Result<(), Failure> {
         cfg.admin_listen,
         redact_store(&cfg.store)
     );
+    if let Some(t) = &cfg.tracing {
+        println!(
+            "tracing to {} as {}  sample {}  trust traceparent {}  user id {}",
+            t.otlp_endpoint,
+            t.service_name,
+            t.sample_ratio,
+            t.trust_incoming_traceparent,
+            t.include_user_id
+        );
+    }
     println!(
         "{:<4} {:<36} {:<18} {:<12} requires",
         "#", "path", "methods", "upstream"

@@ -14,6 +14,7 @@ pub(crate) mod store_url;
 #[cfg(test)]
 mod tests;
 mod tokens;
+mod tracing;
 mod yaml;
 
 use std::fmt;
@@ -28,6 +29,7 @@ pub use schema::json_schema;
 
 pub use forward_auth::{Cidr, ForwardAuth};
 pub use tokens::PatSettings;
+pub use tracing::Tracing;
 
 /// Everything the gateway needs at runtime. Built only by [`load`] / [`parse`], so every value
 /// in it has been validated.
@@ -68,6 +70,8 @@ pub struct Config {
     pub forward_auth_listen: Option<SocketAddr>,
     /// Who may ask them.
     pub forward_auth: ForwardAuth,
+    /// OpenTelemetry traces of proxied requests; `None` = off.
+    pub tracing: Option<Tracing>,
 }
 
 /// A Redis server that replicas count their route, refresh and `/switch` limits in,
@@ -671,6 +675,7 @@ impl fmt::Debug for Config {
             .field("rate_limit_store", &self.rate_limit_store)
             .field("forward_auth_listen", &self.forward_auth_listen)
             .field("forward_auth", &self.forward_auth)
+            .field("tracing", &self.tracing)
             .finish()
     }
 }

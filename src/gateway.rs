@@ -22,6 +22,9 @@ pub struct Gateway {
     /// that matched no route.
     pub series: Vec<RouteSeries>,
     pub unrouted: RouteSeries,
+    /// The OpenTelemetry exporter when `tracing` is configured; `None` = off, and then
+    /// the request path does nothing else for tracing.
+    pub tracing: Option<Arc<crate::otel::Tracing>>,
 }
 
 /// The HS256 secret's shortest accepted length (docs/security.md, Guessable HS256 secrets).
@@ -63,7 +66,9 @@ impl Gateway {
             .iter()
             .map(|r| RouteSeries::new(r.pattern.as_str()))
             .collect();
+        let tracing = crate::otel::install(config.tracing.as_ref())?;
         Ok(Gateway {
+            tracing,
             config,
             routes,
             keys,

@@ -20,6 +20,7 @@ pub mod keys;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
+pub mod otel;
 pub mod proxy;
 pub mod proxy_cpu;
 pub mod rate_limit;

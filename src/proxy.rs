@@ -26,6 +26,7 @@ use crate::http1::exchange::{self, Additions, Answering, ReadTimer};
 use crate::http1::{framing, websocket, Client, Head, Request};
 use crate::identity_headers;
 use crate::metrics::{Mode, METRICS};
+use crate::otel;
 use crate::route;
 use crate::server::tls::Termination;
 use crate::{access_log, clock};
@@ -75,6 +76,8 @@ pub struct Ctx {
     /// The method decided on when it is not the request's own: a forward-auth
     /// question's original method, which is also the one counted and logged.
     method: Option<Method>,
+    /// The request's spans, when tracing is on (`crate::otel`).
+    trace: Option<Box<otel::RequestTrace>>,
     _inflight: Inflight,
 }
 
@@ -221,6 +224,9 @@ impl Answering for Ctx {
         self.series()
             .upstream_duration
             .observe(waited.as_secs_f64());
+        if let Some(trace) = &self.trace {
+            trace.upstream_answered();
+        }
     }
 
     fn read_timeout(&self) -> Option<Duration> {
@@ -317,6 +323,7 @@ impl Proxy {
             origin: None,
             mode: self.mode,
             method: None,
+            trace: None,
             _inflight: Inflight(self.inflight.clone()),
         }
     }
@@ -332,6 +339,9 @@ impl Proxy {
     ) -> Result<()> {
         ctx.request_id = request_id(req);
         ctx.tls = client.is_tls();
+        if let Some(tracing) = &ctx.gateway.tracing {
+            ctx.trace = Some(tracing.start(req, &ctx.request_id));
+        }
         // Before any answer, the gateway's own included: a request whose end is
         // in doubt is refused, and nothing after it is read as another request.
         if let Err(refused) = framing::check(req) {
@@ -379,14 +389,21 @@ impl Proxy {
             // The upstream learns the token's id (`X-Token-Id`), never its secret.
             req.retain(|name| !name.eq_ignore_ascii_case(b"authorization"));
         }
+        if let Some(trace) = &mut ctx.trace {
+            trace.start_upstream(&gateway.config.upstreams[index].name);
+        }
         let head = {
             // Borrowed from the context only while the head is written.
             let names = &gateway.config.headers;
             let own_issuer = gateway.config.auth.issuer.as_str();
             let identity = ctx.identity.as_deref();
+            let trace = ctx.trace.as_deref();
             let inject = |out: &mut Vec<u8>| {
                 if let Some(id) = identity {
                     identity_headers::inject(out, names, id, own_issuer);
+                }
+                if let Some(trace) = trace {
+                    trace.write_fields(out);
                 }
             };
             let host = gateway.config.upstreams[index]
@@ -464,6 +481,16 @@ impl Proxy {
         series.duration.observe(elapsed.as_secs_f64());
         if let Some(counter) = METRICS.decisions(ctx.mode).get(ctx.decision) {
             counter.inc();
+        }
+        if let Some(trace) = &ctx.trace {
+            trace.finish(&otel::Outcome {
+                method,
+                route: ctx.route.map(|_| route),
+                status,
+                decision: ctx.decision,
+                reason: ctx.reason,
+                user: ctx.identity.as_ref().map(|i| i.sub.as_str()),
+            });
         }
         if ctx.gateway.config.access_log {
             access_log::write(&access_log::Entry {

@@ -307,6 +307,7 @@ impl Signals {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 access_log::flush();
+                crate::otel::flush();
                 std::process::exit(0);
             });
         if let Err(e) = spawned {

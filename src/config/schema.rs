@@ -36,6 +36,8 @@ pub(crate) enum Ty {
     Duration,
     /// `N/unit`, N ≥ 1: `10/min`, `5/s`, `100/hour`.
     Rate,
+    /// A number from 0 to 1: `0.1` is one in ten.
+    Ratio,
     /// A byte count with an optional unit: `1048576`, `512KiB`, `1MiB`, `1GB`.
     Size,
     /// `IP:PORT` or `[IPv6]:PORT`, no host names.
@@ -188,6 +190,7 @@ fn of(ty: &Ty) -> Value {
         Ty::False => json!({ "const": false }),
         Ty::Duration => pattern(DURATION),
         Ty::Rate => pattern(RATE),
+        Ty::Ratio => json!({ "type": "number", "minimum": 0, "maximum": 1 }),
         Ty::Size => json!({ "type": ["string", "integer"], "pattern": SIZE, "minimum": 0 }),
         Ty::SocketAddr => pattern(SOCKET_ADDR),
         Ty::Matching(p) => pattern(p),
@@ -281,6 +284,7 @@ fn sample_scalar(ty: &Ty) -> String {
         Ty::False => "false".into(),
         Ty::Duration => "1s".into(),
         Ty::Rate => "1/s".into(),
+        Ty::Ratio => "0.5".into(),
         Ty::Size => "1KiB".into(),
         Ty::SocketAddr => "\"127.0.0.1:1\"".into(),
         Ty::OneOf(values) => format!("\"{}\"", values[0]),

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::forward_auth;
 use super::schema::{key, Section, Ty};
+use super::tracing;
 use super::yaml::{Field, Fields, Node, Problems, Spot};
 use super::{
     auth, cors, rate_limit_store, routes, store_url, Config, IdentityHeaders, Tls, Upstream,
@@ -37,6 +38,7 @@ pub(super) static TOP_KEYS: &Section = &Section {
         key("forward_auth_listen", Ty::SocketAddr, "Where forward-auth questions from another proxy are answered, IP:PORT (default: off); reachable by that proxy alone."),
         key("forward_auth", Ty::Map(forward_auth::KEYS), "Who may ask forward-auth questions."),
         key("cors", Ty::Map(cors::CORS_KEYS), "CORS for browser apps on other origins, on every proxied route without a cors of its own."),
+        key("tracing", Ty::Map(tracing::KEYS), "OpenTelemetry traces of proxied requests over OTLP/HTTP (default: off)."),
     ],
 };
 #[rustfmt::skip]
@@ -197,6 +199,7 @@ pub(super) fn read(root: &Node, path: &Path, env: Env, p: &mut Problems) -> Conf
         rate_limit_store: rate_limit_store::read(&top, p),
         forward_auth_listen,
         forward_auth,
+        tracing: tracing::read(&top, p),
     }
 }
 

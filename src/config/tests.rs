@@ -652,3 +652,52 @@ fn debug_output_hides_the_store_password() {
         "{shown}"
     );
 }
+
+#[test]
+fn tracing_is_off_without_its_section_and_gets_defaults_with_it() {
+    assert!(valid(ROUTES_LAST).config.tracing.is_none());
+    let on = valid(&format!(
+        "{ROUTES_LAST}tracing:\n  otlp_endpoint: http://127.0.0.1:4318\n"
+    ));
+    let t = on.config.tracing.unwrap();
+    assert_eq!(t.otlp_endpoint, "http://127.0.0.1:4318/v1/traces");
+    assert_eq!(
+        (
+            t.service_name.as_str(),
+            t.sample_ratio,
+            t.trust_incoming_traceparent,
+            t.include_user_id,
+            t.export_interval
+        ),
+        ("portcullis", 1.0, false, false, Duration::from_secs(5))
+    );
+}
+
+#[test]
+fn tracing_errors_name_the_line_and_key() {
+    let text = format!(
+        "{ROUTES_LAST}tracing:\n  otlp_endpoint: https://collector:4318\n  sample_ratio: 1.5\n  service_name: \"\"\n  include_user_id: maybe\n  export_interval: 5ms\n  trust_incoming_traceparnet: true\n"
+    );
+    let e = errors(&text);
+    let find = |needle: &str| {
+        e.iter()
+            .find(|m| m.contains(needle))
+            .unwrap_or_else(|| panic!("no error with {needle:?} in {e:#?}"))
+    };
+    assert!(
+        find("tracing.otlp_endpoint: invalid endpoint \"https://collector:4318\": TLS")
+            .starts_with("gateway.yaml:12:")
+    );
+    assert!(find("tracing.sample_ratio: invalid ratio \"1.5\"").starts_with("gateway.yaml:13:"));
+    assert!(find("tracing.service_name: must not be empty").starts_with("gateway.yaml:14:"));
+    assert!(find("tracing.include_user_id: expected true or false").starts_with("gateway.yaml:15:"));
+    assert!(find("tracing.export_interval: must be between 10ms and 1m")
+        .starts_with("gateway.yaml:16:"));
+    assert!(find("trust_incoming_traceparent").starts_with("gateway.yaml:17:"));
+    let missing = errors(&format!("{ROUTES_LAST}tracing:\n  service_name: gw\n"));
+    assert!(
+        missing.iter().any(|m| m.starts_with("gateway.yaml:12:")
+            && m.contains("tracing.otlp_endpoint: missing required key")),
+        "{missing:#?}"
+    );
+}
