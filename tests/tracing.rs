@@ -163,6 +163,29 @@ fn upstream_traceparent(echoed: &Value) -> Vec<String> {
     seen[0].split('-').map(str::to_owned).collect()
 }
 
+/// A receiver, the echo upstream and a gateway tracing to the receiver with `extra` added to
+/// its `tracing` section; `None` when the receiver cannot run here (and that is allowed).
+fn traced_gateway(extra: &str) -> Option<(Receiver, Echo, Gateway)> {
+    let receiver = Receiver::start()?;
+    let echo = Echo::start();
+    let yaml = traced(&receiver, extra);
+    let gw = Gateway::start(&yaml, echo.addr, &[("JWT_SECRET", TEST_SECRET)]);
+    Some((receiver, echo, gw))
+}
+
+/// The `upstream` span of `trace`, once the `traceparent` the upstream saw (`echoed`) is
+/// checked to name it, in the server span's trace.
+fn upstream_span<'a>(server: &Value, trace: &'a [Value], echoed: &Value) -> &'a Value {
+    let upstream = trace
+        .iter()
+        .find(|s| s["name"] == "upstream")
+        .unwrap_or_else(|| panic!("no upstream span in {trace:#?}"));
+    let parts = upstream_traceparent(echoed);
+    assert_eq!(&parts[1], server["trace_id"].as_str().unwrap());
+    assert_eq!(&parts[2], upstream["span_id"].as_str().unwrap());
+    upstream
+}
+
 const CLIENT_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const CLIENT_SPAN: &str = "b7ad6b7169203331";
 
@@ -172,15 +195,9 @@ fn client_traceparent() -> String {
 
 #[test]
 fn an_allowed_request_gets_a_server_span_with_its_route_and_decision_and_an_upstream_child() {
-    let Some(receiver) = Receiver::start() else {
+    let Some((receiver, _echo, gw)) = traced_gateway("") else {
         return;
     };
-    let echo = Echo::start();
-    let gw = Gateway::start(
-        &traced(&receiver, ""),
-        echo.addr,
-        &[("JWT_SECRET", TEST_SECRET)],
-    );
     let token = token("u1", "viewer", "");
     let r = get(
         gw.addr,
@@ -209,9 +226,10 @@ fn an_allowed_request_gets_a_server_span_with_its_route_and_decision_and_an_upst
     );
     assert_eq!(server["status"], "STATUS_CODE_UNSET");
 
-    let children: Vec<&Value> = trace.iter().filter(|s| s["name"] == "upstream").collect();
-    assert_eq!(children.len(), 1, "one upstream span: {trace:#?}");
-    let upstream = children[0];
+    let children = trace.iter().filter(|s| s["name"] == "upstream").count();
+    assert_eq!(children, 1, "one upstream span: {trace:#?}");
+    // The upstream continues the trace from the gateway's span of its exchange.
+    let upstream = upstream_span(&server, &trace, &r.json());
     assert_eq!(upstream["kind"], "SPAN_KIND_CLIENT");
     assert_eq!(upstream["parent_span_id"], server["span_id"]);
     assert_eq!(attr(upstream, "portcullis.upstream"), "app");
@@ -224,26 +242,15 @@ fn an_allowed_request_gets_a_server_span_with_its_route_and_decision_and_an_upst
         within(upstream),
         "the upstream span lies within the request's: {trace:#?}"
     );
-
-    // The upstream continues the trace from the gateway's span of its exchange.
     let parts = upstream_traceparent(&r.json());
-    assert_eq!(parts[0], "00");
-    assert_eq!(&parts[1], server["trace_id"].as_str().unwrap());
-    assert_eq!(&parts[2], upstream["span_id"].as_str().unwrap());
-    assert_eq!(parts[3], "01");
+    assert_eq!((parts[0].as_str(), parts[3].as_str()), ("00", "01"));
 }
 
 #[test]
 fn refusals_are_traced_with_their_status_decision_and_reason_and_no_upstream_span() {
-    let Some(receiver) = Receiver::start() else {
+    let Some((receiver, echo, gw)) = traced_gateway("") else {
         return;
     };
-    let echo = Echo::start();
-    let gw = Gateway::start(
-        &traced(&receiver, ""),
-        echo.addr,
-        &[("JWT_SECRET", TEST_SECRET)],
-    );
     let expired = mint_hs256(
         TEST_SECRET.as_bytes(),
         HEADER,
@@ -299,15 +306,9 @@ fn refusals_are_traced_with_their_status_decision_and_reason_and_no_upstream_spa
 
 #[test]
 fn an_untrusted_traceparent_is_replaced_by_a_new_trace() {
-    let Some(receiver) = Receiver::start() else {
+    let Some((receiver, _echo, gw)) = traced_gateway("") else {
         return;
     };
-    let echo = Echo::start();
-    let gw = Gateway::start(
-        &traced(&receiver, ""),
-        echo.addr,
-        &[("JWT_SECRET", TEST_SECRET)],
-    );
     let r = get(
         gw.addr,
         "/health",
@@ -321,24 +322,15 @@ fn an_untrusted_traceparent_is_replaced_by_a_new_trace() {
     let (server, trace) = receiver.trace_of("untrusted-1");
     assert_ne!(server["trace_id"], CLIENT_TRACE);
     assert_eq!(server["parent_span_id"], "");
-    let upstream = trace
-        .iter()
-        .find(|s| s["name"] == "upstream")
-        .expect("upstream span");
-    let parts = upstream_traceparent(&r.json());
-    assert_eq!(&parts[1], server["trace_id"].as_str().unwrap());
-    assert_eq!(&parts[2], upstream["span_id"].as_str().unwrap());
+    upstream_span(&server, &trace, &r.json());
     assert!(echoed_header_values(&r.json(), "tracestate").is_empty());
 }
 
 #[test]
 fn a_trusted_traceparent_continues_the_clients_trace_and_a_spoofed_one_starts_a_new_one() {
-    let Some(receiver) = Receiver::start() else {
+    let Some((receiver, _echo, gw)) = traced_gateway("  trust_incoming_traceparent: true\n") else {
         return;
     };
-    let echo = Echo::start();
-    let yaml = traced(&receiver, "  trust_incoming_traceparent: true\n");
-    let gw = Gateway::start(&yaml, echo.addr, &[("JWT_SECRET", TEST_SECRET)]);
     let r = get(
         gw.addr,
         "/health",
@@ -352,20 +344,8 @@ fn a_trusted_traceparent_continues_the_clients_trace_and_a_spoofed_one_starts_a_
     let (server, trace) = receiver.trace_of("trusted-1");
     assert_eq!(server["trace_id"], CLIENT_TRACE);
     assert_eq!(server["parent_span_id"], CLIENT_SPAN);
-    let upstream = trace
-        .iter()
-        .find(|s| s["name"] == "upstream")
-        .expect("upstream span");
-    let parts = upstream_traceparent(&r.json());
-    assert_eq!(
-        parts,
-        [
-            "00",
-            CLIENT_TRACE,
-            upstream["span_id"].as_str().unwrap(),
-            "01"
-        ]
-    );
+    upstream_span(&server, &trace, &r.json());
+    assert_eq!(upstream_traceparent(&r.json())[3], "01");
     assert_eq!(
         echoed_header_values(&r.json(), "tracestate"),
         ["vendor=kept,other=1"]
@@ -416,24 +396,15 @@ fn a_trusted_traceparent_continues_the_clients_trace_and_a_spoofed_one_starts_a_
         assert_ne!(server["trace_id"], CLIENT_TRACE, "{name}");
         assert_ne!(server["trace_id"], "0".repeat(32), "{name}");
         assert_eq!(server["parent_span_id"], "", "{name}");
-        let upstream = trace
-            .iter()
-            .find(|s| s["name"] == "upstream")
-            .expect("upstream span");
-        let parts = upstream_traceparent(&r.json());
-        assert_eq!(&parts[1], server["trace_id"].as_str().unwrap(), "{name}");
-        assert_eq!(&parts[2], upstream["span_id"].as_str().unwrap(), "{name}");
+        upstream_span(&server, &trace, &r.json());
     }
 }
 
 #[test]
 fn the_user_id_is_on_the_span_only_when_configured() {
-    let Some(receiver) = Receiver::start() else {
+    let Some((receiver, _echo, gw)) = traced_gateway("  include_user_id: true\n") else {
         return;
     };
-    let echo = Echo::start();
-    let yaml = traced(&receiver, "  include_user_id: true\n");
-    let gw = Gateway::start(&yaml, echo.addr, &[("JWT_SECRET", TEST_SECRET)]);
     let token = token("user-42", "viewer", "");
     let r = get(
         gw.addr,
@@ -463,12 +434,9 @@ fn the_user_id_is_on_the_span_only_when_configured() {
 
 #[test]
 fn a_sample_ratio_of_zero_records_nothing_but_still_propagates_a_trace() {
-    let Some(receiver) = Receiver::start() else {
+    let Some((receiver, _echo, gw)) = traced_gateway("  sample_ratio: 0\n") else {
         return;
     };
-    let echo = Echo::start();
-    let yaml = traced(&receiver, "  sample_ratio: 0\n");
-    let gw = Gateway::start(&yaml, echo.addr, &[("JWT_SECRET", TEST_SECRET)]);
     let r = get(gw.addr, "/health", &[]);
     assert_eq!(r.status, 200);
     let parts = upstream_traceparent(&r.json());
@@ -480,15 +448,9 @@ fn a_sample_ratio_of_zero_records_nothing_but_still_propagates_a_trace() {
 
 #[test]
 fn a_failed_upstream_exchange_ends_its_span_as_an_error() {
-    let Some(receiver) = Receiver::start() else {
+    let Some((receiver, _echo, gw)) = traced_gateway("") else {
         return;
     };
-    let echo = Echo::start();
-    let gw = Gateway::start(
-        &traced(&receiver, ""),
-        echo.addr,
-        &[("JWT_SECRET", TEST_SECRET)],
-    );
     let r = get(gw.addr, "/dead/x", &[("X-Request-Id", "dead-1")]);
     assert_eq!(r.status, 502);
     let (server, trace) = receiver.trace_of("dead-1");
