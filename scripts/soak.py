@@ -28,7 +28,8 @@ import time
 from collections import Counter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release")
+# BIN_DIR: another build of the two binaries, to compare builds in one run.
+BIN = os.environ.get("BIN_DIR") or os.path.join(ROOT, "target", "release")
 DURATION = int(os.environ.get("DURATION", "600"))
 THREADS = int(os.environ.get("THREADS", "4"))
 

@@ -9,6 +9,7 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    portcullis::memory::without_transparent_huge_pages();
     return_large_allocations_to_the_os();
     portcullis::logging::init();
     let cli = portcullis::cli::Cli::parse();

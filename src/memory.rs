@@ -12,3 +12,16 @@ pub fn give_back_freed() {
     // is not the global allocator (unit tests) they are empty and this does nothing.
     unsafe { libmimalloc_sys::mi_collect(true) }
 }
+
+/// Keeps the kernel from backing this process's memory with transparent huge
+/// pages. A proxy's heap is many small, short-lived allocations spread over
+/// the allocator's pages; backed by 2 MiB pages, each partly used one stays
+/// resident whole, and freed ranges are returned in 2 MiB units only
+/// (docs/performance.md, Memory). Best effort: a kernel without the switch
+/// leaves it as it was.
+pub fn without_transparent_huge_pages() {
+    // SAFETY: a plain system call about this process; no memory is touched.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}

@@ -83,10 +83,13 @@ fn a_chunked_body_is_cut_at_max_body_with_nothing_past_it_forwarded() {
         String::from_utf8_lossy(&forwarded)
     );
     assert!(forwarded.starts_with(b"POST /small/upload HTTP/1.1\r\n"));
-    // 25 more pass the 1 KiB limit: refused at once, none of them forwarded, and
-    // the body is never finished.
+    // A chunk of 25 more passes the 1 KiB limit: refused at its size line, none of
+    // it forwarded even though its first bytes would still fit and arrive alone,
+    // and the body is never finished.
     let started = Instant::now();
-    conn.send(format!("19\r\n{}\r\n", "Z".repeat(25)).as_bytes());
+    conn.send(format!("19\r\n{}", "Z".repeat(5)).as_bytes());
+    std::thread::sleep(Duration::from_millis(50));
+    conn.send(format!("{}\r\n", "Z".repeat(20)).as_bytes());
     let answer = conn
         .try_read_response(false, Duration::from_secs(2))
         .expect("an answer without the rest of the body");

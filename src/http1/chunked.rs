@@ -94,6 +94,15 @@ impl Decoder {
             }
         }
     }
+
+    /// Bytes of the current chunk its size line announced that `next` has not
+    /// handed out yet.
+    pub fn rest_of_chunk(&self) -> u64 {
+        match self.state {
+            State::Data(left) => left,
+            _ => 0,
+        }
+    }
 }
 
 /// One CRLF-terminated line, without its CRLF. A line is refused as soon as
@@ -228,6 +237,23 @@ mod tests {
                 Step::Done => return Ok((out, buf.to_vec())),
             }
         }
+    }
+
+    #[test]
+    fn the_rest_of_a_chunk_is_known_from_its_size_line() {
+        let mut decoder = Decoder::default();
+        let mut buf = BytesMut::from(&b"a\r\nhel"[..]);
+        assert_eq!(
+            decoder.next(&mut buf),
+            Ok(Step::Data(Bytes::from_static(b"hel")))
+        );
+        assert_eq!(decoder.rest_of_chunk(), 7);
+        buf.extend_from_slice(b"lo worl\r\n");
+        assert_eq!(
+            decoder.next(&mut buf),
+            Ok(Step::Data(Bytes::from_static(b"lo worl")))
+        );
+        assert_eq!(decoder.rest_of_chunk(), 0);
     }
 
     #[test]

@@ -208,8 +208,9 @@ impl Client {
     }
 
     /// Caps the current request's body at `max` bytes. A declared length over it
-    /// fails here, before a byte of it is read; a chunked body fails the read that
-    /// would pass it, before that piece is handed out. The error is
+    /// fails here, before a byte of it is read; a chunked body fails at the first
+    /// piece of the chunk whose size line would take it past `max`, before any of
+    /// that chunk is handed out. The error is
     /// [`BODY_TOO_LARGE`], and the unread rest keeps the connection from carrying
     /// another request (see `reusable`).
     pub fn limit_body(&mut self, max: u64) -> Result<()> {
@@ -228,6 +229,9 @@ impl Client {
             self.write_continue().await?;
         }
         loop {
+            // Of a chunk, bytes announced but not handed out yet: a chunk is held to
+            // the limit by its size line, as a body is by its length.
+            let mut announced = 0;
             let step = match &mut self.body {
                 BodyIn::Done => return Ok(None),
                 BodyIn::Length(0) => Step::Done,
@@ -240,14 +244,18 @@ impl Client {
                     Step::Data(self.buf.split_to(n).freeze())
                 }
                 BodyIn::Length(_) => Step::NeedMore,
-                BodyIn::Chunked(decoder) => decoder.next(&mut self.buf).map_err(|Malformed| {
-                    Error::explain(InvalidHTTPHeader, "request chunk framing").into_down()
-                })?,
+                BodyIn::Chunked(decoder) => {
+                    let step = decoder.next(&mut self.buf).map_err(|Malformed| {
+                        Error::explain(InvalidHTTPHeader, "request chunk framing").into_down()
+                    })?;
+                    announced = decoder.rest_of_chunk();
+                    step
+                }
             };
             match step {
                 Step::Data(data) => {
                     self.body_read += data.len() as u64;
-                    if self.body_read > self.body_limit {
+                    if self.body_read.saturating_add(announced) > self.body_limit {
                         return Err(body_too_large());
                     }
                     return Ok(Some(data));
