@@ -17,6 +17,8 @@ pub struct Entry<'a> {
     pub ts: Timestamp,
     pub request_id: &'a str,
     pub method: &'a str,
+    /// `HTTP/1.1`, `HTTP/1.0` or `HTTP/2`.
+    pub protocol: &'a str,
     /// The normalized path without its query (queries can carry secrets).
     pub path: &'a str,
     pub route: &'a str,
@@ -179,6 +181,7 @@ mod tests {
             ts: Timestamp(UNIX_EPOCH + Duration::from_millis(1_795_428_900_123)),
             request_id: "r1",
             method: "GET",
+            protocol: "HTTP/2",
             path: "/a\"b",
             route: "/a/**",
             status: 200,
@@ -191,7 +194,7 @@ mod tests {
         let line = serde_json::to_string(&entry).unwrap();
         assert_eq!(
             line,
-            r#"{"ts":"2026-11-23T10:15:00.123Z","request_id":"r1","method":"GET","path":"/a\"b","route":"/a/**","status":200,"duration_ms":1.5,"user":null,"decision":"public","mode":"proxy"}"#
+            r#"{"ts":"2026-11-23T10:15:00.123Z","request_id":"r1","method":"GET","protocol":"HTTP/2","path":"/a\"b","route":"/a/**","status":200,"duration_ms":1.5,"user":null,"decision":"public","mode":"proxy"}"#
         );
     }
 

@@ -64,6 +64,8 @@ pub struct Config {
     pub trust_forwarded_for: bool,
     /// Whether each request is logged.
     pub access_log: bool,
+    /// Whether the plain listener takes prior-knowledge HTTP/2 (h2c).
+    pub h2c: bool,
     /// Where replicas share route, refresh and `/switch` counts; `None` = per replica.
     pub rate_limit_store: Option<RateLimitStore>,
     /// Where forward-auth questions from another proxy are answered; `None` = not at all.
@@ -105,6 +107,8 @@ pub struct Tls {
     pub key: PathBuf,
     /// Whether a returning client may skip the full handshake.
     pub session_resumption: bool,
+    /// Whether ALPN offers `h2` beside `http/1.1`.
+    pub http2: bool,
 }
 
 /// A named service behind the gateway.
@@ -672,6 +676,7 @@ impl fmt::Debug for Config {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("trust_forwarded_for", &self.trust_forwarded_for)
             .field("access_log", &self.access_log)
+            .field("h2c", &self.h2c)
             .field("rate_limit_store", &self.rate_limit_store)
             .field("forward_auth_listen", &self.forward_auth_listen)
             .field("forward_auth", &self.forward_auth)

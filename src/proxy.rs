@@ -15,15 +15,17 @@ mod connection;
 mod cors;
 mod forward_auth;
 mod respond;
+mod streams;
 
 use crate::auth;
 use crate::authn::{self, Identity};
 use crate::authz;
 use crate::config::AuthMode;
+use crate::downstream::Client;
 use crate::error::Reject;
 use crate::gateway::Gateway;
 use crate::http1::exchange::{self, Additions, Answering, ReadTimer};
-use crate::http1::{framing, websocket, Client, Head, Request};
+use crate::http1::{framing, websocket, Head, Request};
 use crate::identity_headers;
 use crate::metrics::{Mode, METRICS};
 use crate::otel;
@@ -262,6 +264,15 @@ fn client_ip(client: &Client, req: &Request, trust_forwarded_for: bool) -> Optio
     client.peer_ip()
 }
 
+/// The protocol as the access log names it.
+fn protocol(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    }
+}
+
 /// The status logged and counted for a request whose client left before any
 /// answer (nginx's convention; never sent on the wire).
 const CLIENT_CLOSED: u16 = 499;
@@ -497,6 +508,7 @@ impl Proxy {
                 ts: access_log::Timestamp(SystemTime::now()),
                 request_id: &ctx.request_id,
                 method: method.as_str(),
+                protocol: protocol(req.version),
                 path: ctx.path_label(),
                 route,
                 status,

@@ -9,47 +9,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-
-/// A self-signed certificate for 127.0.0.1, made with the openssl CLI.
-fn self_signed(dir: &Path) {
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ])
-        .args([
-            "-keyout",
-            "key.pem",
-            "-out",
-            "cert.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args([
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-        ])
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-}
 
 /// A client that trusts `cert` and, as rustls clients do by default, keeps the
 /// sessions servers offer it for resumption.
@@ -97,28 +58,6 @@ fn https_get(addr: std::net::SocketAddr, cert: &Path, path: &str) -> Response {
     https_request(addr, &client_config(cert), path).0
 }
 
-/// A gateway with a TLS listener (the `tls:` fields after `listen`, `cert` and
-/// `key` given in `extra`) in a directory of its own with a new certificate.
-fn tls_gateway(
-    name: &str,
-    echo: &Echo,
-    extra: &str,
-) -> (Gateway, std::net::SocketAddr, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("portcullis-tls-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    self_signed(&dir);
-    let tls_addr = free_addr();
-    let config = BASE_CONFIG.replace(
-        "store: sqlite://data/portcullis.db",
-        &format!("store: sqlite://data/portcullis.db\ntls: {{ listen: \"{tls_addr}\", cert: cert.pem, key: key.pem{extra} }}"),
-    );
-    let gw = Gateway::start_in(dir.clone(), &config, echo.addr, &[]);
-    assert!(eventually(std::time::Duration::from_secs(5), || {
-        TcpStream::connect(tls_addr).is_ok()
-    }));
-    (gw, tls_addr, dir)
-}
-
 #[test]
 fn a_returning_client_resumes_its_session_unless_resumption_is_off() {
     let echo = Echo::start();
@@ -126,7 +65,7 @@ fn a_returning_client_resumes_its_session_unless_resumption_is_off() {
         ("", rustls::HandshakeKind::Resumed),
         (", session_resumption: false", rustls::HandshakeKind::Full),
     ] {
-        let (gw, addr, dir) = tls_gateway("resumption", &echo, extra);
+        let (gw, addr, dir) = tls_gateway(&echo, extra);
         let client = client_config(&dir.join("cert.pem"));
         let (first, kind) = https_request(addr, &client, "/health");
         assert_eq!((first.status, kind), (200, rustls::HandshakeKind::Full));
@@ -140,7 +79,7 @@ fn a_returning_client_resumes_its_session_unless_resumption_is_off() {
 #[test]
 fn a_client_that_never_finishes_its_handshake_does_not_hold_up_others() {
     let echo = Echo::start();
-    let (gw, addr, dir) = tls_gateway("stalled", &echo, "");
+    let (gw, addr, dir) = tls_gateway(&echo, "");
     // Connected, and silent: the handshake waits for a ClientHello that never comes.
     let stalled = TcpStream::connect(addr).unwrap();
     let garbage = {

@@ -33,6 +33,7 @@ pub(super) static TOP_KEYS: &Section = &Section {
         key("shutdown_grace", Ty::Duration, "Longest drain of requests in flight on SIGTERM (default 5s)."),
         key("trust_forwarded_for", Ty::Bool, "Append to a client's X-Forwarded-For and take its last hop as the client IP, instead of replacing it (default false); only behind a proxy that sets it."),
         key("access_log", Ty::Bool, "One JSON line per request on stdout (default true)."),
+        key("h2c", Ty::Bool, "Take prior-knowledge HTTP/2 (h2c) on the plain listener, e.g. behind a TLS-terminating load balancer (default false)."),
         key("rate_limit_store", Ty::Matching("^redis://"), "redis://[user:password@]host[:port][/db]: route, refresh and /switch limits counted across replicas."),
         key("rate_limit_sync", Ty::Duration, "How often each replica synchronizes its counts with rate_limit_store (default 100ms, 10ms to 1s)."),
         key("forward_auth_listen", Ty::SocketAddr, "Where forward-auth questions from another proxy are answered, IP:PORT (default: off); reachable by that proxy alone."),
@@ -49,6 +50,7 @@ static TLS_KEYS: &Section = &Section {
         key("cert", Ty::Text, "PEM certificate chain, leaf first (relative to this file); read at start and at each SIGHUP.").required(),
         key("key", Ty::Text, "The certificate's private key, PKCS#8, PKCS#1 or SEC1 PEM (relative to this file).").required(),
         key("session_resumption", Ty::Bool, "Let a returning client resume its TLS session instead of a full handshake (default true)."),
+        key("http2", Ty::Bool, "Offer HTTP/2 (ALPN h2) beside HTTP/1.1 (default true)."),
     ],
 };
 #[rustfmt::skip]
@@ -196,6 +198,7 @@ pub(super) fn read(root: &Node, path: &Path, env: Env, p: &mut Problems) -> Conf
         }),
         trust_forwarded_for: top.or(p, "trust_forwarded_for", false, |f, p| f.bool(p)),
         access_log: top.or(p, "access_log", true, |f, p| f.bool(p)),
+        h2c: top.or(p, "h2c", false, |f, p| f.bool(p)),
         rate_limit_store: rate_limit_store::read(&top, p),
         forward_auth_listen,
         forward_auth,
@@ -324,6 +327,7 @@ fn read_tls(f: &Field, dir: &Path, p: &mut Problems) -> Tls {
         cert,
         key,
         session_resumption,
+        http2: t.or(p, "http2", true, |f, p| f.bool(p)),
     }
 }
 

@@ -117,6 +117,21 @@ impl Client {
         self.tls
     }
 
+    /// Whether what the client sent is the start of the HTTP/2 connection
+    /// preface (asked only once its head failed to parse as HTTP/1, which it
+    /// does at `HTTP/2.0`, the end of the preface's first line).
+    pub fn sent_h2_preface(&self) -> bool {
+        let preface = crate::http2::PREFACE;
+        let n = self.buf.len().min(preface.len());
+        n >= b"PRI * HTTP/2.0".len() && self.buf[..n] == preface[..n]
+    }
+
+    /// The connection and what was read from it but not taken, for another
+    /// protocol's reader (an HTTP/2 server, after the preface).
+    pub fn into_parts(self) -> (Socket, BytesMut) {
+        (self.stream, self.buf)
+    }
+
     /// The TCP peer's address.
     pub fn peer_ip(&self) -> Option<IpAddr> {
         self.peer
@@ -571,6 +586,28 @@ impl Head {
 }
 
 impl Head {
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The fields added so far, as (name, value): for a transport that
+    /// writes them in its own encoding (HTTP/2). Every line was written by
+    /// `push_field`, whose names hold no `:` and values no line break.
+    pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let start = self
+            .bytes
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map_or(self.bytes.len(), |at| at + 2);
+        self.bytes[start..]
+            .split(|b| *b == b'\n')
+            .filter_map(|line| {
+                let line = line.strip_suffix(b"\r")?;
+                let colon = line.iter().position(|b| *b == b':')?;
+                Some((&line[..colon], line[colon + 1..].trim_ascii_start()))
+            })
+    }
+
     /// Adds a field the HTTP parser already read as one (an upstream's): it
     /// cannot hold a line break, so it is not checked again.
     pub fn parsed_field(&mut self, name: &[u8], value: &[u8]) -> &mut Head {

@@ -11,8 +11,9 @@ mod relay;
 mod request_head;
 
 use super::chunked;
-use super::client::{Client, Head, Out};
+use super::client::{Head, Out};
 use super::request::{BodyFraming, Request};
+use crate::downstream::Client;
 use crate::upstream::{Conn, Pool};
 use answer::{parse_head, Answer, Framing};
 use http::{Method, Version};

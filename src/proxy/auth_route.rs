@@ -5,8 +5,9 @@
 use super::{respond, Ctx, Proxy};
 use crate::auth::endpoints::{self, MAX_BODY};
 use crate::clock;
+use crate::downstream::Client;
 use crate::error::Reject;
-use crate::http1::{Client, Request};
+use crate::http1::Request;
 use bytes::{Bytes, BytesMut};
 use pingora::prelude::*;
 use std::net::{IpAddr, Ipv4Addr};

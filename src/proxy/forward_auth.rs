@@ -15,9 +15,10 @@
 
 use super::{client_ip, request_id, respond, Ctx, Proxy};
 use crate::auth;
+use crate::downstream::Client;
 use crate::error::Reject;
 use crate::gateway::Gateway;
-use crate::http1::{framing, Client, Out, Request};
+use crate::http1::{framing, Out, Request};
 use crate::identity_headers;
 use crate::metrics::Mode;
 use arc_swap::ArcSwap;

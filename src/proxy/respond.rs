@@ -2,8 +2,9 @@
 
 use super::cors::{self, Preflight};
 use super::Ctx;
+use crate::downstream::Client;
 use crate::error::{Reject, CONTENT_TYPE, JSON};
-use crate::http1::{Client, Head, Out};
+use crate::http1::{Head, Out};
 use pingora::prelude::*;
 
 /// A year, the usual HSTS max-age for a site that is HTTPS-only.

@@ -87,6 +87,13 @@ impl Certificate {
             ServerConfig::builder_with_protocol_versions(&[&version::TLS12, &version::TLS13])
                 .with_no_client_auth()
                 .with_cert_resolver(self.clone());
+        // The hook for HTTP/2: offered first when on, so a client that speaks
+        // both gets it; `proxy/connection.rs` reads what was agreed.
+        config.alpn_protocols = if tls.http2 {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        } else {
+            vec![b"http/1.1".to_vec()]
+        };
         if !tls.session_resumption {
             // Neither session-id resumption (TLS 1.2) nor TLS 1.3 tickets, which
             // rustls issues by default as keys into its session cache.

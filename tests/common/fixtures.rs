@@ -1,6 +1,8 @@
 //! The config and tokens most integration tests share.
 
 use super::{mint_hs256, now, TEST_SECRET};
+use std::path::Path;
+use std::process::Command;
 
 /// A gateway in front of one echo upstream, with a route for each rule kind.
 /// `{LISTEN}`, `{ADMIN}` and `{UPSTREAM}` are filled in by `Gateway::start`.
@@ -59,4 +61,64 @@ fn next_jti() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A self-signed certificate for 127.0.0.1, made with the openssl CLI.
+pub fn self_signed(dir: &Path) {
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args([
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args([
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+}
+
+/// A gateway on BASE_CONFIG with a TLS listener too (the `tls:` fields after `listen`, `cert`
+/// and `key` given in `extra`), in a directory of its own with a new certificate
+/// (`cert.pem`); its HTTPS address and that directory.
+pub fn tls_gateway(
+    echo: &super::Echo,
+    extra: &str,
+) -> (super::Gateway, std::net::SocketAddr, std::path::PathBuf) {
+    let dir = super::fresh_temp_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    self_signed(&dir);
+    let tls_addr = super::free_addr();
+    let config = BASE_CONFIG.replace(
+        "store: sqlite://data/portcullis.db",
+        &format!("store: sqlite://data/portcullis.db\ntls: {{ listen: \"{tls_addr}\", cert: cert.pem, key: key.pem{extra} }}"),
+    );
+    let gw = super::Gateway::start_in(dir.clone(), &config, echo.addr, &[]);
+    assert!(super::eventually(std::time::Duration::from_secs(5), || {
+        std::net::TcpStream::connect(tls_addr).is_ok()
+    }));
+    (gw, tls_addr, dir)
 }

@@ -3,8 +3,8 @@
 //! these ends the client's answer: the caller first gives the upstream
 //! connection back, then finishes it (see `exchange::forward`).
 
+use crate::downstream::Client;
 use crate::http1::chunked::{self, Decoder};
-use crate::http1::client::Client;
 use crate::upstream::Conn;
 use bytes::{Buf, BytesMut};
 use pingora::prelude::*;
