@@ -247,6 +247,7 @@ fn unresolved_upstreams(cfg: &Config) -> Vec<String> {
                 sni: &u.sni,
                 connect_timeout: u.connect_timeout,
                 read_timeout: u.read_timeout,
+                h2: u.protocol != crate::config::UpstreamProtocol::Http1,
             };
             crate::upstream::Pool::resolve(&spec).err()
         })

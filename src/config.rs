@@ -126,6 +126,19 @@ pub struct Upstream {
     pub tls: bool,
     /// Server name for TLS; defaults to the host of the first address.
     pub sni: String,
+    /// What gRPC calls to it are forwarded as; other requests stay HTTP/1.1.
+    pub protocol: UpstreamProtocol,
+}
+
+/// How gRPC calls reach an upstream (`upstreams.NAME.protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 only: gRPC cannot pass.
+    Http1,
+    /// HTTP/2 over plain TCP, prior knowledge.
+    H2c,
+    /// HTTP/2 over TLS, agreed by ALPN (implies `tls: true`).
+    H2,
 }
 
 /// The token signing algorithm; its key material is found at startup.

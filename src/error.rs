@@ -119,6 +119,21 @@ impl Reject {
         })
     }
 
+    /// The status of the gRPC answer to a call the gateway refuses (which is
+    /// an HTTP 200 carrying it, with the message as `grpc-message`).
+    pub fn grpc_status(&self) -> u8 {
+        match self.status() {
+            400 => 3,             // INVALID_ARGUMENT
+            401 => 16,            // UNAUTHENTICATED
+            403 => 7,             // PERMISSION_DENIED
+            404 | 405 => 12,      // UNIMPLEMENTED
+            413 | 429 | 431 => 8, // RESOURCE_EXHAUSTED
+            502 | 503 => 14,      // UNAVAILABLE
+            504 => 4,             // DEADLINE_EXCEEDED
+            _ => 13,              // INTERNAL
+        }
+    }
+
     /// The `decision` label of `portcullis_auth_decisions_total` and the access log.
     pub fn decision(&self) -> &'static str {
         match self {
@@ -248,6 +263,25 @@ mod tests {
             "www-authenticate",
             r#"Bearer error="invalid_token""#.to_owned()
         )));
+    }
+
+    #[test]
+    fn refused_grpc_calls_get_the_matching_grpc_status() {
+        let cases = [
+            (Reject::MissingToken, 16),
+            (Reject::InvalidToken(TokenError::Expired), 16),
+            (Reject::Forbidden, 7),
+            (Reject::TooManyRequests { retry_after: 1 }, 8),
+            (Reject::BadGateway, 14),
+            (Reject::Unavailable { retry_after: 1 }, 14),
+            (Reject::GatewayTimeout, 4),
+            (Reject::NotFound, 12),
+            (Reject::PayloadTooLarge, 8),
+            (Reject::Internal, 13),
+        ];
+        for (reject, status) in cases {
+            assert_eq!(reject.grpc_status(), status, "{reject:?}");
+        }
     }
 
     #[test]

@@ -56,6 +56,7 @@ impl Gateway {
                     sni: &u.sni,
                     connect_timeout: u.connect_timeout,
                     read_timeout: u.read_timeout,
+                    h2: u.protocol != crate::config::UpstreamProtocol::Http1,
                 };
                 Pool::resolve(&spec).map(Arc::new)
             })

@@ -6,6 +6,7 @@
 //! an HTTP/1 client's would be, and its answer is written from the same
 //! [`crate::http1::Head`].
 
+pub mod grpc;
 pub mod request;
 pub mod stream;
 

@@ -26,6 +26,7 @@ use crate::error::Reject;
 use crate::gateway::Gateway;
 use crate::http1::exchange::{self, Additions, Answering, ReadTimer};
 use crate::http1::{framing, websocket, Head, Request};
+use crate::http2;
 use crate::identity_headers;
 use crate::metrics::{Mode, METRICS};
 use crate::otel;
@@ -75,6 +76,8 @@ pub struct Ctx {
     /// The request's `Origin`, for the CORS fields of its answer (`proxy/cors.rs`).
     origin: Option<Box<[u8]>>,
     mode: Mode,
+    /// A gRPC call from an HTTP/2 client: refusals are gRPC answers.
+    grpc: bool,
     /// The method decided on when it is not the request's own: a forward-auth
     /// question's original method, which is also the one counted and logged.
     method: Option<Method>,
@@ -333,6 +336,7 @@ impl Proxy {
             client_ip: None,
             origin: None,
             mode: self.mode,
+            grpc: false,
             method: None,
             trace: None,
             _inflight: Inflight(self.inflight.clone()),
@@ -353,6 +357,8 @@ impl Proxy {
         if let Some(tracing) = &ctx.gateway.tracing {
             ctx.trace = Some(tracing.start(req, &ctx.request_id));
         }
+        // Looked for on HTTP/2 streams only: gRPC needs HTTP/2.
+        ctx.grpc = matches!(client, Client::H2(_)) && http2::grpc::is_grpc(req);
         // Before any answer, the gateway's own included: a request whose end is
         // in doubt is refused, and nothing after it is read as another request.
         if let Err(refused) = framing::check(req) {
@@ -425,6 +431,15 @@ impl Proxy {
             exchange::request_head(req, &adds, accept.is_some())
         };
         let pool = &gateway.pools[index];
+        if let (Client::H2(stream), true) = (&mut *client, ctx.grpc && pool.speaks_h2()) {
+            let request =
+                http2::grpc::upstream_request(&head, gateway.config.upstreams[index].tls)?;
+            let sender = pool.h2_sender().await?;
+            let answer_timeout = ctx.read_timeout().unwrap_or_else(|| pool.read_timeout());
+            let deadline = http2::grpc::timeout_of(req);
+            return http2::grpc::relay(stream, sender, request, answer_timeout, deadline, ctx)
+                .await;
+        }
         exchange::forward(client, req, pool, head, accept, read_timer, ctx).await
     }
 

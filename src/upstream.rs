@@ -5,10 +5,12 @@
 
 mod conn;
 mod idle;
+mod multiplexed;
 
 use async_trait::async_trait;
 pub use conn::Conn;
 pub use idle::Idle;
+use multiplexed::Multiplexed;
 use pingora::connectors::TransportConnector;
 use pingora::prelude::*;
 use pingora::server::ShutdownWatch;
@@ -37,6 +39,8 @@ pub struct Pool {
     sni: String,
     connect_timeout: Duration,
     read_timeout: Duration,
+    /// Present when gRPC calls go over HTTP/2 (`protocol: h2c | h2`).
+    h2: Option<Multiplexed>,
 }
 
 struct Target {
@@ -55,6 +59,8 @@ pub struct Spec<'a> {
     pub sni: &'a str,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// gRPC calls go over HTTP/2 (with TLS: agreed by ALPN).
+    pub h2: bool,
 }
 
 impl Pool {
@@ -90,6 +96,7 @@ impl Pool {
             sni: upstream.sni.to_owned(),
             connect_timeout: upstream.connect_timeout,
             read_timeout: upstream.read_timeout,
+            h2: upstream.h2.then(Multiplexed::default),
         })
     }
 
@@ -108,6 +115,11 @@ impl Pool {
     /// A new connection to `addr`, TLS handshake included. Errors carry
     /// pingora's connect error types, marked as the upstream's.
     pub async fn connect(&self, addr: SocketAddr) -> Result<Conn> {
+        self.connect_for(addr, false).await
+    }
+
+    /// `connect`, for HTTP/2 when `h2` (a TLS upstream is offered `h2` alone by ALPN).
+    async fn connect_for(&self, addr: SocketAddr, h2: bool) -> Result<Conn> {
         let Some(connector) = &self.tls else {
             return match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await
             {
@@ -132,6 +144,9 @@ impl Pool {
         let mut peer = HttpPeer::new(addr, true, self.sni.clone());
         peer.options.connection_timeout = Some(self.connect_timeout);
         peer.options.total_connection_timeout = Some(self.connect_timeout);
+        if h2 {
+            peer.options.alpn = pingora::protocols::ALPN::H2;
+        }
         match connector.new_stream(&peer).await {
             Ok(stream) => Ok(Conn::Tls(stream)),
             Err(e) => Err(e.into_up()),

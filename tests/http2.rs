@@ -3,14 +3,12 @@
 //! (RFC 9113 §8.2.2) and the known attacks, sent frame by frame by `tests/http2/frames.py`.
 //!
 //! Real clients: curl (with nghttp2), h2load (Debian's nghttp2-client) and Python's `hpack`
-//! (from the `h2` package) in the venv .ci/run makes. `PORTCULLIS_TEST_HTTP2` (set by .ci/run)
-//! makes a missing one a failure instead of a skip.
+//! (from the `h2` package) in the venv .ci/run makes (`common::peers`).
 
 mod common;
 
 use common::*;
 use serde_json::Value;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -22,38 +20,6 @@ fn start_h2c() -> (Echo, Gateway) {
     let echo = Echo::start();
     let gw = Gateway::start(&h2c_config(), echo.addr, &[]);
     (echo, gw)
-}
-
-/// A tool the tests need: `None` (the test is skipped, saying so) unless CI requires it.
-fn tool(path: PathBuf) -> Option<PathBuf> {
-    if path.is_file() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var_os("PORTCULLIS_TEST_HTTP2").is_none(),
-        "{} is missing but PORTCULLIS_TEST_HTTP2 is set: .ci/run installs it",
-        path.display()
-    );
-    println!(
-        "skipped: {} not found (.ci/run installs it)",
-        path.display()
-    );
-    None
-}
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|d| d.join(name))
-        .find(|p| p.is_file());
-    tool(found.unwrap_or_else(|| PathBuf::from(name)))
-}
-
-/// The Python of the venv .ci/run installs `h2` and `grpcio` into.
-fn python() -> Option<PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    tool(target.join("h2-tools/bin/python"))
 }
 
 /// Runs a scenario of `frames.py` against `gw` and returns its JSON line.

@@ -12,6 +12,7 @@ use super::tracing;
 use super::yaml::{Field, Fields, Node, Problems, Spot};
 use super::{
     auth, cors, rate_limit_store, routes, store_url, Config, IdentityHeaders, Tls, Upstream,
+    UpstreamProtocol,
 };
 
 /// The top level of the file. Each section's keys are declared beside the code that reads
@@ -62,6 +63,7 @@ static UPSTREAM_KEYS: &Section = &Section {
         key("read_timeout", Ty::Duration, "No answer after this: 504 (default 30s)."),
         key("tls", Ty::Bool, "Speak HTTPS to the upstream (default false)."),
         key("sni", Ty::Text, "TLS server name (default: the host of the first address)."),
+        key("protocol", Ty::OneOf(&["http1", "h2c", "h2"]), "How gRPC calls are forwarded: http1 (default; no gRPC), h2c (HTTP/2 over plain TCP) or h2 (HTTP/2 over TLS, by ALPN; implies tls: true). Other requests stay HTTP/1.1."),
     ],
 };
 #[rustfmt::skip]
@@ -358,7 +360,28 @@ fn read_upstream(name: String, f: &Field, p: &mut Problems) -> Upstream {
     };
     let connect_timeout = timeout("connect_timeout", Duration::from_secs(2), p);
     let read_timeout = timeout("read_timeout", Duration::from_secs(30), p);
-    let tls = u.or(p, "tls", false, |f, p| f.bool(p));
+    let protocol = u.or(p, "protocol", UpstreamProtocol::Http1, |f, p| {
+        f.parsed(p, |s| match s {
+            "http1" => Ok(UpstreamProtocol::Http1),
+            "h2c" => Ok(UpstreamProtocol::H2c),
+            "h2" => Ok(UpstreamProtocol::H2),
+            _ => Err(format!(
+                "expected \"http1\", \"h2c\" or \"h2\", got \"{s}\""
+            )),
+        })
+    });
+    let tls = u.or(p, "tls", protocol == UpstreamProtocol::H2, |f, p| f.bool(p));
+    match (protocol, tls) {
+        (UpstreamProtocol::H2c, true) => p.error(
+            &u.spot_of("protocol"),
+            "h2c is HTTP/2 without TLS; with tls: true, write protocol: h2",
+        ),
+        (UpstreamProtocol::H2, false) => p.error(
+            &u.spot_of("tls"),
+            "protocol: h2 is HTTP/2 over TLS; write protocol: h2c for plain TCP",
+        ),
+        _ => {}
+    }
     let sni = u.get("sni").and_then(|f| f.str(p));
     if sni.is_some() && !tls {
         p.warn(&u.spot_of("sni"), "has no effect without tls: true");
@@ -370,6 +393,7 @@ fn read_upstream(name: String, f: &Field, p: &mut Problems) -> Upstream {
         read_timeout,
         tls,
         sni: sni.or(first_host).unwrap_or_default(),
+        protocol,
     }
 }
 

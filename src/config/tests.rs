@@ -249,7 +249,10 @@ fn every_kind_of_mistake_gives_its_message_at_its_position() {
     let cases: Vec<(String, &str)> = vec![
         ("a: [1\n".into(), "gateway.yaml:1:4: this '[' is never closed (expected ']')"),
         (route("bogus: 1\n"), &bogus),
-        (AUTH_LAST.replace("  app:\n", "  app:\n    conect_timeout: 2s\n"), "gateway.yaml:3:5: upstreams.app.conect_timeout: unknown key; did you mean `connect_timeout`? (allowed: addrs, connect_timeout, read_timeout, tls, sni)"),
+        (AUTH_LAST.replace("  app:\n", "  app:\n    conect_timeout: 2s\n"), "gateway.yaml:3:5: upstreams.app.conect_timeout: unknown key; did you mean `connect_timeout`? (allowed: addrs, connect_timeout, read_timeout, tls, sni, protocol)"),
+        (AUTH_LAST.replace("  app:\n", "  app:\n    protocol: h2c\n    tls: true\n"), "gateway.yaml:3:15: upstreams.app.protocol: h2c is HTTP/2 without TLS; with tls: true, write protocol: h2"),
+        (AUTH_LAST.replace("  app:\n", "  app:\n    protocol: h2\n    tls: false\n"), "gateway.yaml:4:10: upstreams.app.tls: protocol: h2 is HTTP/2 over TLS; write protocol: h2c for plain TCP"),
+        (AUTH_LAST.replace("  app:\n", "  app:\n    protocol: h3\n"), r#"gateway.yaml:3:15: upstreams.app.protocol: expected "http1", "h2c" or "h2", got "h3""#),
         (auth("  audience: x\n"), "gateway.yaml:11:3: auth.audience: duplicate key (first at 10:3)"),
         ("roles: [a]\n".into(), "gateway.yaml:1:1: auth: missing required key"),
         ("auth: { issuer: i }\nroles: [a]\n".into(), "gateway.yaml:1:7: auth.audience: missing required key"),

@@ -35,9 +35,9 @@ const CONNECTION_FIELDS: [&str; 5] = [
 ];
 
 pub struct Stream {
-    respond: SendResponse<Bytes>,
-    body: RecvStream,
-    send: Option<SendStream<Bytes>>,
+    pub(super) respond: SendResponse<Bytes>,
+    pub(super) body: RecvStream,
+    pub(super) send: Option<SendStream<Bytes>>,
     tls: bool,
     peer: Option<IpAddr>,
     head_only: bool,
@@ -45,9 +45,9 @@ pub struct Stream {
     declared: Option<u64>,
     body_read: u64,
     body_limit: u64,
-    answered: Option<u16>,
+    pub(super) answered: Option<u16>,
     /// The answer's last frame (END_STREAM) is sent.
-    ended: bool,
+    pub(super) ended: bool,
 }
 
 impl Stream {
@@ -125,19 +125,7 @@ impl Stream {
         *answer.status_mut() = http::StatusCode::from_u16(head.status())
             .map_err(|_| Error::explain(InternalError, "answer status"))?;
         let fields = answer.headers_mut();
-        for (name, value) in head.fields() {
-            let (Ok(name), Ok(value)) =
-                (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
-            else {
-                continue;
-            };
-            if CONNECTION_FIELDS.contains(&name.as_str())
-                || (name == http::header::TE && value != "trailers")
-            {
-                continue;
-            }
-            fields.append(name, value);
-        }
+        fields_into(&head, fields);
         if let Out::Length(len) = out {
             fields.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
         }
@@ -228,6 +216,26 @@ impl Stream {
             )
             .into_down(),
             Err(e) => Error::because(ReadError, "client left", e).into_down(),
+        }
+    }
+}
+
+/// Whether a field describes an HTTP/1 connection and never goes on an
+/// HTTP/2 stream (RFC 9113 §8.2.2).
+pub(super) fn connection_field(name: &HeaderName, value: &HeaderValue) -> bool {
+    CONNECTION_FIELDS.contains(&name.as_str()) || (name == http::header::TE && value != "trailers")
+}
+
+/// Adds the fields of `head` to `fields` as HTTP/2 fields (names lower-cased),
+/// less the HTTP/1 connection ones.
+pub(super) fn fields_into(head: &Head, fields: &mut http::HeaderMap) {
+    for (name, value) in head.fields() {
+        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+        else {
+            continue;
+        };
+        if !connection_field(&name, &value) {
+            fields.append(name, value);
         }
     }
 }

@@ -38,8 +38,12 @@ pub async fn preflight(client: &mut Client, ctx: &Ctx, preflight: Preflight) -> 
     client.finish().await
 }
 
-/// Answers with the JSON refusal for `reject`.
+/// Answers with the JSON refusal for `reject`; a gRPC call, with the gRPC
+/// status for it (`Reject::grpc_status`) and its message, as gRPC clients read.
 pub async fn reject(client: &mut Client, ctx: &Ctx, reject: &Reject) -> Result<()> {
+    if ctx.grpc {
+        return grpc_reject(client, ctx, reject).await;
+    }
     // Written field by field rather than through `Reject::answer`, whose
     // owned header list costs three allocations per refusal.
     let mut head = client.head(reject.status());
@@ -49,6 +53,30 @@ pub async fn reject(client: &mut Client, ctx: &Ctx, reject: &Reject) -> Result<(
     }
     head.field(b"Cache-Control", b"no-store");
     finish(client, ctx, head, &reject.body()).await
+}
+
+/// A gRPC "trailers-only" answer: HTTP 200 whose only HEADERS frame carries
+/// `grpc-status` and `grpc-message` (percent-encoded as gRPC asks).
+async fn grpc_reject(client: &mut Client, ctx: &Ctx, reject: &Reject) -> Result<()> {
+    let mut head = client.head(200);
+    head.field(CONTENT_TYPE.as_bytes(), b"application/grpc");
+    head.field(
+        b"grpc-status",
+        itoa::Buffer::new().format(reject.grpc_status()).as_bytes(),
+    );
+    let message = reject.message();
+    let mut encoded = Vec::with_capacity(message.len());
+    for &b in message.as_bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            encoded.push(b);
+        } else {
+            encoded.extend_from_slice(format!("%{b:02X}").as_bytes());
+        }
+    }
+    head.field(b"grpc-message", &encoded);
+    common_fields(&mut head, ctx);
+    client.write_head(head, Out::None);
+    client.finish().await
 }
 
 /// Answers with a complete response the gateway produced itself.

@@ -6,7 +6,8 @@
 //! - `http`: the raw HTTP/1.1 client (`request`, `get`, `raw`, `Conn`, `Response`);
 //! - `jwt`: HS256 tokens over raw JSON, base64url, SHA-256 and HMAC;
 //! - `fixtures`: the config and tokens most tests share; `auth`: helpers for the auth
-//!   endpoints; `recorder`: a raw-socket upstream; `postgres`: schemas and a cuttable relay.
+//!   endpoints; `recorder`: a raw-socket upstream; `postgres`: schemas and a cuttable relay;
+//!   `peers`: curl, h2load and the Python venv (raw HTTP/2 frames, a gRPC server).
 //!
 //! The HTTP client is std only on purpose: tests send malformed and smuggling requests as
 //! raw bytes, and an HTTP client crate would refuse to send them or would repair them.
@@ -22,6 +23,7 @@ mod auth;
 mod fixtures;
 mod http;
 mod jwt;
+mod peers;
 pub mod postgres;
 mod process;
 pub mod recorder;
@@ -35,6 +37,8 @@ pub use fixtures::*;
 pub use http::*;
 #[allow(unused_imports)]
 pub use jwt::*;
+#[allow(unused_imports)]
+pub use peers::*;
 #[allow(unused_imports)]
 pub use process::*;
 #[allow(unused_imports)]

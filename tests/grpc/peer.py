@@ -1,0 +1,96 @@
+"""A real gRPC server and client (Python's grpcio) for tests/grpc.rs. No protobuf: the
+methods take and return raw bytes, which is all a pass-through needs to carry.
+
+usage: peer.py serve [TLS_DIR]                      prints "listening on PORT", then one line per event
+       peer.py call ADDR METHOD ARG [--token T] [--timeout S] [--meta k=v]... [--prefix /P]
+                                           prints one JSON line: code, details, responses
+"""
+
+import json
+import sys
+import time
+from concurrent import futures
+
+import grpc
+
+SERVICE = "test.Echo"
+
+
+def unary(request, context):
+    seen = {k: v for k, v in context.invocation_metadata()}
+    return json.dumps({"body": request.decode(), "metadata": seen}).encode()
+
+
+def count(request, context):
+    for i in range(int(request)):
+        yield str(i).encode()
+
+
+def sleep(request, context):
+    deadline = time.time() + float(request)
+    while time.time() < deadline:
+        if not context.is_active():
+            print("cancelled", flush=True)
+            return b""
+        time.sleep(0.05)
+    print("slept", flush=True)
+    return b"slept"
+
+
+def fail(request, context):
+    context.abort(grpc.StatusCode.NOT_FOUND, "nope: " + request.decode())
+
+
+def serve(tls_dir=None):
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    handlers = {
+        "Unary": grpc.unary_unary_rpc_method_handler(unary),
+        "Count": grpc.unary_stream_rpc_method_handler(count),
+        "Sleep": grpc.unary_unary_rpc_method_handler(sleep),
+        "Fail": grpc.unary_unary_rpc_method_handler(fail),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    if tls_dir:
+        with open(tls_dir + "/key.pem", "rb") as k, open(tls_dir + "/cert.pem", "rb") as c:
+            credentials = grpc.ssl_server_credentials([(k.read(), c.read())])
+        port = server.add_secure_port("127.0.0.1:0", credentials)
+    else:
+        port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    print("listening on %d" % port, flush=True)
+    server.wait_for_termination()
+
+
+def call(addr, method, arg, *options):
+    metadata, timeout, prefix = [], None, ""
+    it = iter(options)
+    for option in it:
+        if option == "--token":
+            metadata.append(("authorization", "Bearer " + next(it)))
+        elif option == "--timeout":
+            timeout = float(next(it))
+        elif option == "--prefix":
+            prefix = next(it)
+        elif option == "--meta":
+            key, value = next(it).split("=", 1)
+            metadata.append((key, value))
+    with grpc.insecure_channel(addr) as channel:
+        path = "%s/%s/%s" % (prefix, SERVICE, method)
+        try:
+            if method == "Count":
+                stub = channel.unary_stream(path)
+                responses = [r.decode() for r in stub(arg.encode(), metadata=metadata, timeout=timeout)]
+            else:
+                stub = channel.unary_unary(path)
+                responses = [stub(arg.encode(), metadata=metadata, timeout=timeout).decode()]
+            result = {"code": "OK", "details": None, "responses": responses}
+        except grpc.RpcError as e:
+            result = {"code": e.code().name, "details": e.details(), "responses": []}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "serve":
+        serve(*sys.argv[2:])
+    else:
+        call(*sys.argv[2:])
