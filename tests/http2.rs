@@ -270,7 +270,7 @@ fn with_h2c_off_a_preface_is_refused_with_http_1_1_required() {
     let r = curl(&["--http2-prior-knowledge", &url(&gw, "/health")]).unwrap();
     assert_ne!(r.status, 200);
     assert_eq!(get(gw.addr, "/health", &[]).status, 200);
-    assert_eq!(echo.seen_count(), 1);
+    assert_eq!(echo.wait_seen(1).len(), 1);
 }
 
 #[test]
@@ -317,7 +317,7 @@ fn connection_specific_fields_are_stream_errors_and_the_connection_goes_on() {
     let r = frames(&gw, &["field", "te", "trailers"]).unwrap();
     assert_eq!(r["first"]["status"], 200, "{r}");
     // Only the plain requests (and the TE: trailers one) reached the upstream.
-    assert_eq!(echo.seen_count(), 8);
+    assert_eq!(echo.wait_seen(8).len(), 8);
 }
 
 #[test]
@@ -368,7 +368,7 @@ fn an_oversized_header_list_is_431_and_a_far_oversized_one_ends_the_connection()
     assert_eq!(r["second"]["status"], 200, "{r}");
     let r = frames(&gw, &["oversized", "300000"]).unwrap();
     assert_eq!(r["first"]["goaway"], 11, "{r}");
-    assert_eq!(echo.seen_count(), 1);
+    assert_eq!(echo.wait_seen(1).len(), 1);
     still_serves(&gw);
 }
 
