@@ -136,6 +136,28 @@ fn a_client_deadline_travels_as_grpc_timeout_and_cancels_the_upstream_call() {
 }
 
 #[test]
+fn a_client_that_cancels_a_waiting_call_cancels_it_upstream() {
+    let Some(server) = GrpcServer::start() else {
+        return;
+    };
+    // No route timeout to end the call for it: only the client's cancel can.
+    let yaml = config(server.port).replace(
+        "path: /test.Echo/Sleep, upstream: grpc, auth: none, timeout: 1s",
+        "path: /test.Echo/Sleep, upstream: grpc, auth: none, timeout: 30s",
+    );
+    let gw = Gateway::start(&yaml, free_addr(), &[]);
+    let r = call(&gw, "Sleep", "10", &["--cancel-after", "0.5"]);
+    assert_eq!(r["code"], "CANCELLED", "{r}");
+    assert!(
+        eventually(Duration::from_secs(3), || server
+            .events()
+            .contains(&"cancelled".to_owned())),
+        "{:?}",
+        server.events()
+    );
+}
+
+#[test]
 fn the_gateways_own_refusals_are_grpc_statuses() {
     let Some(s) = start() else {
         return;

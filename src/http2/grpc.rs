@@ -116,10 +116,15 @@ pub async fn relay(
             std::future::pending::<Result<()>>().await
         };
         let downward = async {
-            let answer = match tokio::time::timeout(answer_timeout, answer).await {
-                Err(_) => return Err(Error::explain(ReadTimedout, "upstream answer").into_up()),
-                Ok(Err(e)) => return Err(Error::because(ReadError, "upstream answer", e).into_up()),
-                Ok(Ok(answer)) => answer,
+            // A client that cancels the call while it waits ends it upstream too.
+            let reset = poll_fn(|cx| client.respond.poll_reset(cx));
+            let answer = tokio::select! {
+                answer = tokio::time::timeout(answer_timeout, answer) => match answer {
+                    Err(_) => return Err(Error::explain(ReadTimedout, "upstream answer").into_up()),
+                    Ok(Err(e)) => return Err(Error::because(ReadError, "upstream answer", e).into_up()),
+                    Ok(Ok(answer)) => answer,
+                },
+                _ = reset => return Err(cancelled()),
             };
             answering.upstream_answered(started.elapsed());
             let (parts, body) = answer.into_parts();
@@ -207,7 +212,14 @@ async fn send_up(body: &mut RecvStream, up: &mut SendStream<Bytes>) -> Result<()
 async fn send_down(mut body: RecvStream, mut down: SendStream<Bytes>) -> Result<()> {
     let write =
         |e: h2::Error| Error::because(WriteError, "writing the client's stream", e).into_down();
-    while let Some(data) = body.data().await {
+    loop {
+        let next = tokio::select! {
+            next = body.data() => next,
+            _ = poll_fn(|cx| down.poll_reset(cx)) => return Err(cancelled()),
+        };
+        let Some(data) = next else {
+            break;
+        };
         let mut data = data
             .map_err(|e| Error::because(ReadError, "reading the upstream stream", e).into_up())?;
         let _ = body.flow_control().release_capacity(data.len());
@@ -229,6 +241,11 @@ async fn send_down(mut body: RecvStream, mut down: SendStream<Bytes>) -> Result<
         Ok(None) => down.send_data(Bytes::new(), true).map_err(write),
         Err(e) => Err(Error::because(ReadError, "upstream trailers", e).into_up()),
     }
+}
+
+/// The client reset its stream: the call is over (and logged as the client's leaving).
+fn cancelled() -> Box<Error> {
+    Error::explain(ConnectionClosed, "client cancelled the call").into_down()
 }
 
 #[cfg(test)]

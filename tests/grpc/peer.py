@@ -2,7 +2,7 @@
 methods take and return raw bytes, which is all a pass-through needs to carry.
 
 usage: peer.py serve [TLS_DIR]                      prints "listening on PORT", then one line per event
-       peer.py call ADDR METHOD ARG [--token T] [--timeout S] [--meta k=v]... [--prefix /P]
+       peer.py call ADDR METHOD ARG [--token T] [--timeout S] [--meta k=v]... [--prefix /P] [--cancel-after S]
                                            prints one JSON line: code, details, responses
 """
 
@@ -62,13 +62,15 @@ def serve(tls_dir=None):
 
 
 def call(addr, method, arg, *options):
-    metadata, timeout, prefix = [], None, ""
+    metadata, timeout, prefix, cancel_after = [], None, "", None
     it = iter(options)
     for option in it:
         if option == "--token":
             metadata.append(("authorization", "Bearer " + next(it)))
         elif option == "--timeout":
             timeout = float(next(it))
+        elif option == "--cancel-after":
+            cancel_after = float(next(it))
         elif option == "--prefix":
             prefix = next(it)
         elif option == "--meta":
@@ -80,10 +82,17 @@ def call(addr, method, arg, *options):
             if method == "Count":
                 stub = channel.unary_stream(path)
                 responses = [r.decode() for r in stub(arg.encode(), metadata=metadata, timeout=timeout)]
+            elif cancel_after is not None:
+                call = channel.unary_unary(path).future(arg.encode(), metadata=metadata, timeout=timeout)
+                time.sleep(cancel_after)
+                call.cancel()
+                responses = [call.result().decode()]
             else:
                 stub = channel.unary_unary(path)
                 responses = [stub(arg.encode(), metadata=metadata, timeout=timeout).decode()]
             result = {"code": "OK", "details": None, "responses": responses}
+        except grpc.FutureCancelledError:
+            result = {"code": "CANCELLED", "details": None, "responses": []}
         except grpc.RpcError as e:
             result = {"code": e.code().name, "details": e.details(), "responses": []}
     print(json.dumps(result))
