@@ -467,3 +467,34 @@ fn over_tls_http2_false_offers_only_http1() {
     };
     assert_eq!((r.status, r.version.as_str()), (200, "1.1"), "{}", r.body);
 }
+
+#[test]
+fn at_sigterm_a_stream_under_way_finishes_and_the_gateway_exits() {
+    let (_echo, mut gw) = start_h2c();
+    let Some(curl_bin) = on_path("curl") else {
+        return;
+    };
+    let slow = Command::new(curl_bin)
+        .args([
+            "-sS",
+            "--http2-prior-knowledge",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+        ])
+        .args(["-w", "%{http_code} %{http_version}"])
+        .arg(url(&gw, "/__sleep/1500"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The request is in flight (the upstream sleeps), then the gateway is told to stop.
+    std::thread::sleep(Duration::from_millis(500));
+    gw.signal("TERM");
+    let out = slow.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200 2");
+    let status = gw
+        .wait_exit(Duration::from_secs(8))
+        .expect("still running 8 s after SIGTERM");
+    assert!(status.success(), "{status:?}");
+}
