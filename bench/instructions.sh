@@ -3,6 +3,7 @@
 # callgrind: repeatable on a noisy shared machine, where req/s is not.
 #
 #   cargo build --release && bench/instructions.sh [requests per scenario, default 2000]
+#   PORTCULLIS_BIN=/path/to/portcullis bench/instructions.sh   # another build
 #
 # Starts the harness's static nginx upstream on 127.0.0.1:9001 (../shared/bench/conf),
 # the release gateway with bench/gateway.yaml under callgrind, warms each scenario up,
@@ -29,7 +30,7 @@ nginx -e "$RUN/upstream-error.log" -p "$RUN/" -c "$BENCH/conf/upstream.nginx.con
 pids+=($!)
 rm -f "$HERE"/data/bench.db*
 (cd "$HERE" && exec valgrind --tool=callgrind --callgrind-out-file="$RUN/cg.out" \
-  target/release/portcullis run -c bench/gateway.yaml >"$RUN/gateway.log" 2>&1) &
+  "${PORTCULLIS_BIN:-target/release/portcullis}" run -c bench/gateway.yaml >"$RUN/gateway.log" 2>&1) &
 pids+=($!)
 for _ in $(seq 1 300); do
   curl -s -o /dev/null --max-time 1 http://127.0.0.1:9104/ && break
