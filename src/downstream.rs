@@ -63,6 +63,15 @@ impl Client {
         }
     }
 
+    /// Makes `status` the one logged and counted for the answer just written,
+    /// when the wire's says less: a refused gRPC call is an HTTP 200 carrying
+    /// its refusal, and is counted as the refusal (401, 403, 429 ...).
+    pub fn count_as(&mut self, status: u16) {
+        if let Client::H2(s) = self {
+            s.answered = Some(status);
+        }
+    }
+
     pub fn limit_body(&mut self, max: u64) -> Result<()> {
         match self {
             Client::H1(c) => c.limit_body(max),

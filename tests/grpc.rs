@@ -165,6 +165,21 @@ fn the_gateways_own_refusals_are_grpc_statuses() {
     // 401: no token.
     let r = call(&s.gw, "Unary", "x", &[]);
     assert_eq!(code(&r), ("UNAUTHENTICATED", "Missing token"), "{r}");
+    // Logged and counted as the refusal it is, not as the HTTP 200 that carried it.
+    assert!(eventually(Duration::from_secs(3), || s
+        .gw
+        .stdout_lines()
+        .iter()
+        .any(|l| {
+            l.contains(r#""route":"/test.Echo/Unary""#) && l.contains(r#""status":401"#)
+        })));
+    assert_eq!(
+        metric(
+            s.gw.admin_addr,
+            r#"portcullis_requests_total{method="POST",mode="proxy",route="/test.Echo/Unary",status="401"}"#
+        ),
+        Some(1.0)
+    );
     // 403: the route wants an admin.
     let viewer = token("v", "viewer", "");
     let r = call(&s.gw, "Fail", "x", &["--token", &viewer]);

@@ -45,7 +45,7 @@ pub struct Stream {
     declared: Option<u64>,
     body_read: u64,
     body_limit: u64,
-    pub(super) answered: Option<u16>,
+    pub(crate) answered: Option<u16>,
     /// The answer's last frame (END_STREAM) is sent.
     pub(super) ended: bool,
 }

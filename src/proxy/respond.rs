@@ -76,6 +76,7 @@ async fn grpc_reject(client: &mut Client, ctx: &Ctx, reject: &Reject) -> Result<
     head.field(b"grpc-message", &encoded);
     common_fields(&mut head, ctx);
     client.write_head(head, Out::None);
+    client.count_as(reject.status());
     client.finish().await
 }
 
