@@ -18,6 +18,12 @@ pub enum Reject {
     Revoked,
     InvalidCredentials,
     InvalidRefreshToken,
+    /// 401: a wrong, replayed or malformed second-factor code or recovery code.
+    InvalidCode,
+    /// 401: an `mfa_token` (or enrollment token) that is unknown, used or expired.
+    InvalidMfaToken,
+    /// 409: the second factor is not in the state the request needs (the message says which).
+    MfaConflict(&'static str),
     Forbidden,
     CrossOrigin,
     NotMember,
@@ -79,11 +85,13 @@ impl Reject {
             | Reject::InvalidToken(_)
             | Reject::Revoked
             | Reject::InvalidCredentials
-            | Reject::InvalidRefreshToken => 401,
+            | Reject::InvalidRefreshToken
+            | Reject::InvalidCode
+            | Reject::InvalidMfaToken => 401,
             Reject::Forbidden | Reject::CrossOrigin | Reject::NotMember => 403,
             Reject::NotFound => 404,
             Reject::MethodNotAllowed | Reject::WrongMethod { .. } => 405,
-            Reject::EmailTaken => 409,
+            Reject::EmailTaken | Reject::MfaConflict(_) => 409,
             Reject::PayloadTooLarge => 413,
             Reject::UnsupportedMediaType => 415,
             Reject::HeadersTooLarge => 431,
@@ -102,6 +110,9 @@ impl Reject {
             Reject::InvalidToken(_) | Reject::Revoked => "Invalid or expired token",
             Reject::InvalidCredentials => "Invalid credentials",
             Reject::InvalidRefreshToken => "Invalid or reused token",
+            Reject::InvalidCode => "Invalid code",
+            Reject::InvalidMfaToken => "Invalid or expired MFA token",
+            Reject::MfaConflict(message) => message,
             Reject::Forbidden => "Insufficient permissions",
             Reject::CrossOrigin => "Cross-origin request refused",
             Reject::NotMember => "Not a member of this workspace",
@@ -221,6 +232,13 @@ mod tests {
             (Reject::Revoked, 401, "Invalid or expired token"),
             (Reject::InvalidCredentials, 401, "Invalid credentials"),
             (Reject::InvalidRefreshToken, 401, "Invalid or reused token"),
+            (Reject::InvalidCode, 401, "Invalid code"),
+            (Reject::InvalidMfaToken, 401, "Invalid or expired MFA token"),
+            (
+                Reject::MfaConflict("MFA already enabled"),
+                409,
+                "MFA already enabled",
+            ),
             (Reject::Forbidden, 403, "Insufficient permissions"),
             (Reject::CrossOrigin, 403, "Cross-origin request refused"),
             (Reject::NotMember, 403, "Not a member of this workspace"),

@@ -21,6 +21,8 @@ pub enum Kind {
     LoginIp,
     LoginEmail,
     SignupIp,
+    /// Second-factor attempts (TOTP or recovery code) per user.
+    MfaUser,
 }
 
 impl Kind {
@@ -29,6 +31,7 @@ impl Kind {
             Kind::LoginIp => b"login ip",
             Kind::LoginEmail => b"login email",
             Kind::SignupIp => b"signup ip",
+            Kind::MfaUser => b"mfa user",
         }
     }
 }
@@ -40,6 +43,7 @@ pub struct AccountLimits {
     login_ip: Limiter,
     login_email: Limiter,
     signup_ip: Limiter,
+    mfa_user: Limiter,
 }
 
 impl AccountLimits {
@@ -52,6 +56,7 @@ impl AccountLimits {
             login_ip: Limiter::new(capacity),
             login_email: Limiter::new(capacity),
             signup_ip: Limiter::new(capacity),
+            mfa_user: Limiter::new(capacity),
         }
     }
 
@@ -76,13 +81,19 @@ impl AccountLimits {
             Kind::LoginIp => &self.login_ip,
             Kind::LoginEmail => &self.login_email,
             Kind::SignupIp => &self.signup_ip,
+            Kind::MfaUser => &self.mfa_user,
         };
         Ok(limiter.check(who, rate, Instant::now()))
     }
 
     /// Forgets in-memory buckets that are full again.
     pub fn sweep(&self, now: Instant) {
-        for limiter in [&self.login_ip, &self.login_email, &self.signup_ip] {
+        for limiter in [
+            &self.login_ip,
+            &self.login_email,
+            &self.signup_ip,
+            &self.mfa_user,
+        ] {
             limiter.sweep(now);
         }
     }

@@ -5,9 +5,10 @@
 mod admin;
 mod body;
 mod csrf;
+mod mfa;
 mod tokens;
 
-use super::service::{Service, TokenPair};
+use super::service::{Login, Service, TokenPair};
 use crate::authn::{self, Identity};
 use crate::error::{Answer, Reject};
 use crate::gateway::Gateway;
@@ -73,6 +74,9 @@ async fn route(
         .path
         .strip_prefix(auth.prefix.trim_end_matches('/'))
         .ok_or(Reject::NotFound)?;
+    if mfa::serves(sub) {
+        return mfa::route(service, gw, req, sub, now, identity).await;
+    }
     if tokens::serves(sub) {
         return tokens::route(service, gw, req, sub, now, identity).await;
     }
@@ -117,7 +121,7 @@ async fn route(
             let email = required(&body, "email")?;
             let password = required(&body, "password")?;
             let workspace = optional(&body, "workspace")?;
-            let pair = service
+            let login = service
                 .login(
                     gw,
                     req.client_ip,
@@ -127,7 +131,13 @@ async fn route(
                     now,
                 )
                 .await?;
-            Ok(tokens_answer(gw, &pair, now))
+            Ok(match login {
+                Login::Session(pair) => tokens_answer(gw, &pair, now),
+                Login::SecondFactor(t) => mfa::second_step("mfa_required", "mfa_token", t),
+                Login::Enrollment(t) => {
+                    mfa::second_step("mfa_enrollment_required", "enrollment_token", t)
+                }
+            })
         }
         "/refresh" => {
             let presented = refresh_token(gw, req)?;

@@ -7,10 +7,12 @@
 //! while every call reads its settings and signing keys from the current `Gateway`.
 
 mod admin;
+mod mfa;
 mod pats;
 mod switch;
 
 pub use admin::{require_admin, valid_workspace_id, Account, UserChange, ADMIN_ROLE};
+pub use mfa::{Enrollee, Enrollment, Proof, ENROLL_PREFIX};
 pub use pats::{listed as listed_pat, Created as CreatedPat, NewToken, MAX_NAME_CHARS};
 
 use super::account_limits::{AccountLimits, Kind};
@@ -93,6 +95,17 @@ pub struct TokenPair {
     pub refresh: String,
     /// When the session (refresh family) ends, absolutely; the cookie's Max-Age counts down to it.
     pub session_expires_at: u64,
+}
+
+/// What a password login leads to.
+pub enum Login {
+    /// A session.
+    Session(TokenPair),
+    /// A second factor is due: the single-use ticket for `POST /login/mfa`.
+    SecondFactor(String),
+    /// The user's role must enroll a second factor first: a token for the enroll
+    /// endpoints only.
+    Enrollment(String),
 }
 
 /// What `GET /me` shows: the account plus the scope of the presented token.
@@ -241,7 +254,7 @@ impl Service {
         password: String,
         workspace: Option<&str>,
         now: u64,
-    ) -> Result<TokenPair, Reject> {
+    ) -> Result<Login, Reject> {
         let auth = &gw.config.auth;
         let email = email::normalize(email);
         self.available()?;
@@ -290,12 +303,15 @@ impl Service {
                 }
             },
         };
+        if let Some(step) = self.second_factor(gw, &user, &scope, now).await? {
+            return Ok(step);
+        }
         let expires_at = now.saturating_add(auth.refresh_ttl.as_secs());
         let session = self
             .start_session(gw, &user.id, &scope, now, expires_at, "login")
             .await?;
         METRICS.logins.with_label_values(&["success"]).inc();
-        Ok(session)
+        Ok(Login::Session(session))
     }
 
     /// `POST /refresh`: rotates the presented refresh token. A retry within the grace
@@ -513,6 +529,9 @@ impl Service {
                 match self.store.purge_expired(now, MAX_ACCESS_TTL).await {
                     Ok(purged) => log::debug!("purged {purged:?}"),
                     Err(e) => log::warn!("purging expired sessions failed: {e}"),
+                }
+                if let Err(e) = self.store.purge_mfa_tickets(now).await {
+                    log::warn!("purging expired MFA tickets failed: {e}");
                 }
             }
         }

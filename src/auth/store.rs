@@ -20,6 +20,7 @@ macro_rules! family_columns {
 }
 
 mod error;
+mod mfa;
 mod migrate;
 mod pats;
 mod rate_limits;
@@ -40,6 +41,7 @@ use sqlx::AnyConnection;
 use sqlx::{Any, AnyPool, Transaction};
 
 pub use error::StoreError;
+pub use mfa::StoredTotp;
 pub use pats::{NewPat, StoredPat};
 pub use revocation_log::{Event, EventKind, Purged, Snapshot};
 pub use rows::{Family, Membership, User, Workspace};

@@ -63,6 +63,11 @@ pub enum UserCommand {
         #[arg(long)]
         workspace: String,
     },
+    /// Remove a user's TOTP second factor and recovery codes (a lost phone).
+    ResetMfa {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 /// A command that needs the store: `user …` or `workspace …`.
@@ -257,6 +262,14 @@ async fn execute(cfg: &Config, store: &Store, command: UserCommand) -> Result<()
                 "{} was removed from {workspace}; their sessions were ended",
                 user.email
             );
+        }
+        UserCommand::ResetMfa { email } => {
+            let user = find(store, &email).await?;
+            let had = store.delete_totp(&user.id).await.map_err(store_failure)?;
+            match had {
+                true => println!("{}: second factor removed", user.email),
+                false => println!("{} had no second factor", user.email),
+            }
         }
     }
     Ok(())
