@@ -57,22 +57,7 @@ fn call(
     body: Option<Value>,
     bearer: Option<&str>,
 ) -> Response {
-    let body = body.map(|b| b.to_string());
-    let auth = bearer.map(|b| format!("Bearer {b}"));
-    let mut headers = Vec::new();
-    if let Some(auth) = &auth {
-        headers.push(("Authorization", auth.as_str()));
-    }
-    if body.is_some() || method == "POST" {
-        headers.push(("Content-Type", "application/json"));
-    }
-    request(
-        gw.addr,
-        method,
-        &format!("/api/auth{path}"),
-        &headers,
-        body.as_deref().map(str::as_bytes),
-    )
+    auth_call(gw.addr, method, path, body, bearer)
 }
 
 fn answer(r: &Response) -> (u16, Value) {
@@ -384,22 +369,7 @@ fn turning_mfa_off_needs_the_password_and_a_fresh_code_and_admins_can_reset_it()
     mfa_ticket(&gw, "dee@example.com");
     let config = gw.dir.join("gateway.yaml");
     let config = config.to_str().unwrap();
-    let (status, out, err_text) = portcullis_with_stdin(
-        &[
-            "user",
-            "add",
-            "--email",
-            "root@example.com",
-            "--role",
-            "admin",
-            "--password-stdin",
-            "-c",
-            config,
-        ],
-        &[],
-        &format!("{PASSWORD}\n"),
-    );
-    assert_eq!(status, 0, "{out}{err_text}");
+    add_user_with(&gw, "root@example.com", "admin", &[]);
     let root = access_token(&login(gw.addr, "root@example.com", PASSWORD));
     let r = call(
         &gw,
@@ -439,23 +409,7 @@ fn a_role_that_requires_mfa_gets_a_token_that_only_reaches_enrollment() {
     let echo = Echo::start();
     let yaml = config_with_auth(&["require_mfa_for_roles: [admin]"]);
     let gw = Gateway::start(&yaml, echo.addr, &[]);
-    let config = gw.dir.join("gateway.yaml");
-    let (status, out, err_text) = portcullis_with_stdin(
-        &[
-            "user",
-            "add",
-            "--email",
-            "root@example.com",
-            "--role",
-            "admin",
-            "--password-stdin",
-            "-c",
-            config.to_str().unwrap(),
-        ],
-        &[],
-        &format!("{PASSWORD}\n"),
-    );
-    assert_eq!(status, 0, "{out}{err_text}");
+    add_user_with(&gw, "root@example.com", "admin", &[]);
     // Viewers are not asked.
     signed_in(gw.addr, "viewer@example.com");
 

@@ -14,19 +14,7 @@ use std::time::{Duration, Instant};
 
 /// A call to an auth endpoint with a Bearer token and, when given, a JSON body.
 fn call(gw: &Gateway, method: &str, path: &str, body: Option<Value>, bearer: &str) -> Response {
-    let body = body.map(|b| b.to_string());
-    let auth = format!("Bearer {bearer}");
-    let mut headers = vec![("Authorization", auth.as_str())];
-    if body.is_some() {
-        headers.push(("Content-Type", "application/json"));
-    }
-    request(
-        gw.addr,
-        method,
-        &format!("/api/auth{path}"),
-        &headers,
-        body.as_deref().map(str::as_bytes),
-    )
+    auth_call(gw.addr, method, path, body, Some(bearer))
 }
 
 fn status_as(gw: &Gateway, method: &str, path: &str, bearer: &str) -> u16 {
@@ -69,21 +57,7 @@ fn add_user(gw: &Gateway, email: &str, role: &str) {
 }
 
 fn add_user_on(gw: &Gateway, email: &str, role: &str, env: &[(&str, &str)]) {
-    let (code, out, err) = cli_on(
-        gw,
-        &[
-            "user",
-            "add",
-            "--email",
-            email,
-            "--role",
-            role,
-            "--password-stdin",
-        ],
-        &format!("{PASSWORD}\n"),
-        env,
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    add_user_with(gw, email, role, env);
 }
 
 fn assert_invalid_token(r: &Response) {

@@ -122,3 +122,51 @@ pub fn metric(admin: SocketAddr, series: &str) -> Option<f64> {
 pub fn error_of(r: &Response) -> String {
     r.json()["error"].as_str().unwrap_or_default().to_owned()
 }
+
+/// A call to the auth module's `path` (the part after `/api/auth`), with a Bearer token
+/// and a JSON body when given (a POST always says `application/json`).
+pub fn auth_call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+    bearer: Option<&str>,
+) -> Response {
+    let body = body.map(|b| b.to_string());
+    let auth = bearer.map(|b| format!("Bearer {b}"));
+    let mut headers = Vec::new();
+    if let Some(auth) = &auth {
+        headers.push(("Authorization", auth.as_str()));
+    }
+    if body.is_some() || method == "POST" {
+        headers.push(("Content-Type", "application/json"));
+    }
+    let path = format!("/api/auth{path}");
+    request(
+        addr,
+        method,
+        &path,
+        &headers,
+        body.as_deref().map(str::as_bytes),
+    )
+}
+
+/// `portcullis user add` (password `PASSWORD`) against `gw`'s config, with `env` (the
+/// store the gateway was started with, say).
+pub fn add_user_with(gw: &super::Gateway, email: &str, role: &str, env: &[(&str, &str)]) {
+    let config = gw.dir.join("gateway.yaml");
+    let config = config.to_str().expect("utf-8 path");
+    let args = [
+        "user",
+        "add",
+        "--email",
+        email,
+        "--role",
+        role,
+        "--password-stdin",
+        "-c",
+        config,
+    ];
+    let (code, out, err) = super::portcullis_with_stdin(&args, env, &format!("{PASSWORD}\n"));
+    assert_eq!(code, 0, "{out}{err}");
+}
