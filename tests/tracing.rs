@@ -139,10 +139,16 @@ impl Drop for Receiver {
     }
 }
 
-/// BASE_CONFIG with a `tracing` section sending to `receiver` (10 exports a second).
+/// BASE_CONFIG with a `tracing` section sending to `receiver`, 10 exports a second unless
+/// `extra` sets its own interval.
 fn traced(receiver: &Receiver, extra: &str) -> String {
+    let interval = if extra.contains("export_interval") {
+        ""
+    } else {
+        "  export_interval: 100ms\n"
+    };
     format!(
-        "{BASE_CONFIG}tracing:\n  otlp_endpoint: {}\n  service_name: edge-test\n  export_interval: 100ms\n{extra}",
+        "{BASE_CONFIG}tracing:\n  otlp_endpoint: {}\n  service_name: edge-test\n{interval}{extra}",
         receiver.endpoint()
     )
 }
@@ -573,4 +579,70 @@ fn check_shows_the_tracing_settings_and_names_the_line_of_a_bad_one() {
         "{err}"
     );
     std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn spans_still_queued_at_sigterm_are_sent_before_the_gateway_exits() {
+    let Some((receiver, _echo, mut gw)) = traced_gateway("  export_interval: 1m\n") else {
+        return;
+    };
+    let r = get(gw.addr, "/health", &[("X-Request-Id", "last-1")]);
+    assert_eq!(r.status, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        receiver.records().is_empty(),
+        "not sent before its interval"
+    );
+    gw.signal("TERM");
+    let status = gw.wait_exit(Duration::from_secs(8)).expect("exited");
+    assert!(status.success(), "{status:?}");
+    let (server, _) = receiver.trace_of("last-1");
+    assert_eq!(attr(&server, "http.response.status_code"), 200);
+}
+
+#[test]
+fn a_reload_turns_tracing_on_and_off() {
+    let Some(receiver) = Receiver::start() else {
+        return;
+    };
+    let echo = Echo::start();
+    let env = [("JWT_SECRET", TEST_SECRET)];
+    let gw = Gateway::start(BASE_CONFIG, echo.addr, &env);
+    let config = gw.dir.join("gateway.yaml");
+    let off = std::fs::read_to_string(&config).unwrap();
+    let reloads = || {
+        metric(
+            gw.admin_addr,
+            "portcullis_config_reloads_total{result=\"success\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    let reload = |text: &str, count: f64| {
+        std::fs::write(&config, text).unwrap();
+        gw.signal("HUP");
+        assert!(
+            eventually(Duration::from_secs(5), || reloads() == count),
+            "reload {count} not taken: {}",
+            gw.stderr_text()
+        );
+    };
+    let on = format!(
+        "{off}tracing:\n  otlp_endpoint: {}\n  export_interval: 100ms\n",
+        receiver.endpoint()
+    );
+    reload(&on, 1.0);
+    let r = get(gw.addr, "/health", &[("X-Request-Id", "after-reload")]);
+    upstream_traceparent(&r.json());
+    receiver.trace_of("after-reload");
+
+    reload(&off, 2.0);
+    let r = get(gw.addr, "/health", &[("X-Request-Id", "off-again")]);
+    assert!(echoed_header_values(&r.json(), "traceparent").is_empty());
+    std::thread::sleep(Duration::from_millis(500));
+    let ids: Vec<Value> = receiver
+        .records()
+        .iter()
+        .map(|s| attr(s, "portcullis.request_id").clone())
+        .collect();
+    assert!(!ids.contains(&Value::from("off-again")), "{ids:?}");
 }
