@@ -646,3 +646,32 @@ fn a_reload_turns_tracing_on_and_off() {
         .collect();
     assert!(!ids.contains(&Value::from("off-again")), "{ids:?}");
 }
+
+#[test]
+fn an_http2_request_is_traced_like_an_http1_one() {
+    let Some(receiver) = Receiver::start() else {
+        return;
+    };
+    let Some(curl) = on_path("curl") else {
+        return;
+    };
+    let echo = Echo::start();
+    let yaml = format!("h2c: true\n{}", traced(&receiver, ""));
+    let gw = Gateway::start(&yaml, echo.addr, &[("JWT_SECRET", TEST_SECRET)]);
+    let out = Command::new(curl)
+        .args(["-sS", "--http2-prior-knowledge", "-w", "\n%{http_version}"])
+        .args(["-H", "X-Request-Id: h2-1"])
+        .args(["-H", &format!("traceparent: {}", client_traceparent())])
+        .arg(format!("http://{}/health", gw.addr))
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, version) = text.rsplit_once('\n').expect("curl's -w line");
+    assert_eq!(version, "2", "{text}");
+    let echoed: Value = serde_json::from_str(body).expect("the echo's JSON");
+    let (server, trace) = receiver.trace_of("h2-1");
+    assert_eq!(server["name"], "GET /health");
+    assert_eq!(attr(&server, "http.response.status_code"), 200);
+    assert_ne!(server["trace_id"], CLIENT_TRACE, "untrusted: a new trace");
+    upstream_span(&server, &trace, &echoed);
+}
