@@ -1,4 +1,4 @@
-//! The TOTP second factor through the real binary (issue 25, item 4), with codes computed
+//! The TOTP second factor through the real binary, with codes computed
 //! by an independent implementation (PyPI's `pyotp`, from `PORTCULLIS_TEST_PYOTP`, which
 //! `.ci/run` sets): enrollment and confirmation, the login's second step, no replay of
 //! a code, single-use tickets and recovery codes, attempts limited per user, enrollment

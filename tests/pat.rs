@@ -1,4 +1,4 @@
-//! Personal access tokens through the real binary (issue 25, item 5): created with a
+//! Personal access tokens through the real binary: created with a
 //! session, shown once, verified on proxied routes from the in-memory index, limited to
 //! their scopes and to what their owner may do *now*, revoked at once, listed and
 //! revoked by admins (API and CLI), and followed by a second replica on PostgreSQL

@@ -1,4 +1,4 @@
-//! The TOTP second factor's HTTP adapter (issue 25, item 4), under `auth.prefix`:
+//! The TOTP second factor's HTTP adapter, under `auth.prefix`:
 //!
 //! | request | answer |
 //! |---|---|

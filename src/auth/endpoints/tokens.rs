@@ -1,4 +1,4 @@
-//! Personal access tokens' HTTP adapter (issue 25, item 5), under `auth.prefix`:
+//! Personal access tokens' HTTP adapter, under `auth.prefix`:
 //!
 //! | request | answer |
 //! |---|---|

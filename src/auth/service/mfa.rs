@@ -1,4 +1,4 @@
-//! The TOTP second factor (issue 25, item 4; RFC 6238 via `totp-rs`): enrollment and
+//! The TOTP second factor (RFC 6238 via `totp-rs`): enrollment and
 //! confirmation with ten single-use recovery codes, the login's second step behind a
 //! short-lived single-use ticket, enrollment required for `auth.require_mfa_for_roles`,
 //! turning it off (password and code) and an admin reset.

@@ -1,4 +1,4 @@
-//! Personal access tokens in the service (issue 25, item 5): create, list and revoke
+//! Personal access tokens in the service: create, list and revoke
 //! them for their owner or an admin, verify a presented one against the in-memory
 //! index (no I/O), and keep that index following the store's feed.
 
