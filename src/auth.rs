@@ -5,6 +5,7 @@
 pub mod account_limits;
 pub mod email;
 pub mod endpoints;
+pub mod mail;
 pub mod password;
 pub mod pat;
 pub mod revocations;

@@ -3,6 +3,7 @@
 //! so an operator fixes them in one pass, and nothing downstream re-checks the values.
 
 mod auth;
+mod auth_email;
 mod cors;
 mod forward_auth;
 mod issuers;
@@ -27,6 +28,7 @@ use crate::route::{MethodSet, Pattern};
 
 pub use schema::json_schema;
 
+pub use auth_email::{Email, Security, Template, Templates};
 pub use forward_auth::{Cidr, ForwardAuth};
 pub use tokens::PatSettings;
 pub use tracing::Tracing;
@@ -220,6 +222,10 @@ pub struct Auth {
     pub pat: PatSettings,
     /// Roles whose users must enroll a TOTP second factor before anything else.
     pub require_mfa_for_roles: Vec<String>,
+    /// Account mail (verification, password reset); `None` = those endpoints answer 404.
+    pub email: Option<Arc<Email>>,
+    /// Login refuses accounts whose address is not verified (only with `email`).
+    pub require_verified_email: bool,
 }
 
 /// Which cross-site requests a browser sends the refresh cookie with (`auth.cookie_same_site`).
@@ -285,6 +291,12 @@ pub struct AuthRateLimits {
     pub refresh: Rate,
     /// Signups per client IP.
     pub signup: Rate,
+    /// Mail-sending requests (forgot password, resend verification) per client IP.
+    pub mail: Rate,
+    /// Mails to one address; over it requests still answer 202 but send nothing.
+    pub mail_per_email: Rate,
+    /// Verification and reset token uses per client IP.
+    pub account_tokens: Rate,
 }
 
 /// `count` requests per `per`, written `10/min` in config.

@@ -34,6 +34,10 @@ pub enum Reject {
         allow: &'static str,
     },
     EmailTaken,
+    /// 403 at login: the password matched, the address is not verified yet.
+    EmailNotVerified,
+    /// 400: an email-verification or password-reset token that is unknown, used or expired.
+    InvalidAccountToken,
     PayloadTooLarge,
     /// 415: an auth endpoint's body that is not declared `application/json`.
     UnsupportedMediaType,
@@ -80,7 +84,7 @@ pub struct Answer {
 impl Reject {
     pub fn status(&self) -> u16 {
         match self {
-            Reject::BadRequest(_) => 400,
+            Reject::BadRequest(_) | Reject::InvalidAccountToken => 400,
             Reject::MissingToken
             | Reject::InvalidToken(_)
             | Reject::Revoked
@@ -88,7 +92,10 @@ impl Reject {
             | Reject::InvalidRefreshToken
             | Reject::InvalidCode
             | Reject::InvalidMfaToken => 401,
-            Reject::Forbidden | Reject::CrossOrigin | Reject::NotMember => 403,
+            Reject::Forbidden
+            | Reject::CrossOrigin
+            | Reject::NotMember
+            | Reject::EmailNotVerified => 403,
             Reject::NotFound => 404,
             Reject::MethodNotAllowed | Reject::WrongMethod { .. } => 405,
             Reject::EmailTaken | Reject::MfaConflict(_) => 409,
@@ -119,6 +126,8 @@ impl Reject {
             Reject::NotFound => "Not found",
             Reject::MethodNotAllowed | Reject::WrongMethod { .. } => "Method not allowed",
             Reject::EmailTaken => "Email already registered",
+            Reject::EmailNotVerified => "Email not verified",
+            Reject::InvalidAccountToken => "Invalid, expired or already used token",
             Reject::PayloadTooLarge => "Payload too large",
             Reject::UnsupportedMediaType => "Content-Type must be application/json",
             Reject::HeadersTooLarge => "Request header fields too large",
@@ -245,6 +254,12 @@ mod tests {
             (Reject::NotFound, 404, "Not found"),
             (Reject::MethodNotAllowed, 405, "Method not allowed"),
             (Reject::EmailTaken, 409, "Email already registered"),
+            (Reject::EmailNotVerified, 403, "Email not verified"),
+            (
+                Reject::InvalidAccountToken,
+                400,
+                "Invalid, expired or already used token",
+            ),
             (Reject::PayloadTooLarge, 413, "Payload too large"),
             (
                 Reject::TooManyRequests { retry_after: 7 },

@@ -20,6 +20,8 @@ pub struct Metrics {
     decisions: [Decisions; 2],
     pub logins: IntCounterVec,
     pub refreshes: IntCounterVec,
+    /// Account mails by template and result (sent, retried, failed, skipped).
+    pub mails: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub jwks_fetches: IntCounterVec,
     /// 1 while `rate_limit_store` answers and limits are shared; 0 otherwise (or without one).
@@ -166,6 +168,12 @@ impl Metrics {
             "Refresh attempts by result",
             &["result"],
         );
+        let mails = counter_vec(
+            r,
+            "auth_mails_total",
+            "Account mails by template and result (sent, retried, failed, skipped)",
+            &["template", "result"],
+        );
         let config_reloads = counter_vec(
             r,
             "config_reloads_total",
@@ -236,6 +244,7 @@ impl Metrics {
             decisions,
             logins,
             refreshes,
+            mails,
             config_reloads,
             jwks_fetches: counter_vec(
                 r,

@@ -23,6 +23,12 @@ pub enum Kind {
     SignupIp,
     /// Second-factor attempts (TOTP or recovery code) per user.
     MfaUser,
+    /// Mail-sending requests (forgot, resend) per client IP.
+    MailIp,
+    /// Mails to one address.
+    MailEmail,
+    /// Verification and reset token uses per client IP.
+    TokenIp,
 }
 
 impl Kind {
@@ -32,6 +38,9 @@ impl Kind {
             Kind::LoginEmail => b"login email",
             Kind::SignupIp => b"signup ip",
             Kind::MfaUser => b"mfa user",
+            Kind::MailIp => b"mail ip",
+            Kind::MailEmail => b"mail email",
+            Kind::TokenIp => b"token ip",
         }
     }
 }
@@ -44,6 +53,9 @@ pub struct AccountLimits {
     login_email: Limiter,
     signup_ip: Limiter,
     mfa_user: Limiter,
+    mail_ip: Limiter,
+    mail_email: Limiter,
+    token_ip: Limiter,
 }
 
 impl AccountLimits {
@@ -57,6 +69,9 @@ impl AccountLimits {
             login_email: Limiter::new(capacity),
             signup_ip: Limiter::new(capacity),
             mfa_user: Limiter::new(capacity),
+            mail_ip: Limiter::new(capacity),
+            mail_email: Limiter::new(capacity),
+            token_ip: Limiter::new(capacity),
         }
     }
 
@@ -82,18 +97,25 @@ impl AccountLimits {
             Kind::LoginEmail => &self.login_email,
             Kind::SignupIp => &self.signup_ip,
             Kind::MfaUser => &self.mfa_user,
+            Kind::MailIp => &self.mail_ip,
+            Kind::MailEmail => &self.mail_email,
+            Kind::TokenIp => &self.token_ip,
         };
         Ok(limiter.check(who, rate, Instant::now()))
     }
 
     /// Forgets in-memory buckets that are full again.
     pub fn sweep(&self, now: Instant) {
-        for limiter in [
+        let all = [
             &self.login_ip,
             &self.login_email,
             &self.signup_ip,
             &self.mfa_user,
-        ] {
+            &self.mail_ip,
+            &self.mail_email,
+            &self.token_ip,
+        ];
+        for limiter in all {
             limiter.sweep(now);
         }
     }

@@ -2,6 +2,7 @@
 //! status + headers + JSON out. The logic is in `service.rs`; this file only parses,
 //! applies the cross-site rules (`csrf.rs`), and renders answers, cookies included.
 
+mod account;
 mod admin;
 mod body;
 mod csrf;
@@ -83,6 +84,9 @@ async fn route(
     if admin::serves(sub) {
         return admin::route(service, gw, req, sub, now, identity).await;
     }
+    if account::serves(sub) {
+        return account::route(service, gw, req, sub, now, identity).await;
+    }
     let allowed: &'static str = match sub {
         "/signup" if !auth.signup.enabled => return Err(Reject::NotFound),
         "/signup" | "/login" | "/refresh" | "/logout" | "/logout-all" | "/switch" => "POST",
@@ -107,6 +111,14 @@ async fn route(
             let body = object(req.body)?;
             let email = required(&body, "email")?;
             let password = required(&body, "password")?;
+            // With verification on, one answer whether or not the address has an account.
+            if let Some(mail) = auth.email.as_ref().filter(|m| m.verify_signups) {
+                service
+                    .signup_verified(gw, mail, req.client_ip, email, password.to_owned(), now)
+                    .await?;
+                let body = json!({"status": "verification_sent"});
+                return Ok(json_answer(202, body, Vec::new()));
+            }
             let user = service
                 .signup(gw, req.client_ip, email, password.to_owned(), now)
                 .await?;
@@ -121,15 +133,10 @@ async fn route(
             let email = required(&body, "email")?;
             let password = required(&body, "password")?;
             let workspace = optional(&body, "workspace")?;
+            let origin = account::origin_of(req);
+            let client = (req.client_ip, &origin);
             let login = service
-                .login(
-                    gw,
-                    req.client_ip,
-                    email,
-                    password.to_owned(),
-                    workspace,
-                    now,
-                )
+                .login(gw, client, email, password.to_owned(), workspace, now)
                 .await?;
             Ok(match login {
                 Login::Session(pair) => tokens_answer(gw, &pair, now),
@@ -197,7 +204,8 @@ async fn switch(
 ) -> Result<Answer, Reject> {
     let body = object(req.body)?;
     let workspace = required(&body, "workspace")?;
-    let pair = service.switch(gw, id, workspace, now).await?;
+    let origin = account::origin_of(req);
+    let pair = service.switch(gw, id, workspace, &origin, now).await?;
     Ok(tokens_answer(gw, &pair, now))
 }
 

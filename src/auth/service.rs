@@ -6,20 +6,23 @@
 //! the in-memory revocation set, the hasher and the rate limiters survive config reloads,
 //! while every call reads its settings and signing keys from the current `Gateway`.
 
+mod accounts;
 mod admin;
 mod mfa;
 mod pats;
 mod switch;
 
+pub use accounts::session_origin;
 pub use admin::{require_admin, valid_workspace_id, Account, UserChange, ADMIN_ROLE};
 pub use mfa::{Enrollee, Enrollment, Proof, ENROLL_PREFIX};
 pub use pats::{listed as listed_pat, Created as CreatedPat, NewToken, MAX_NAME_CHARS};
 
 use super::account_limits::{AccountLimits, Kind};
 use super::email;
+use super::mail::Outbox;
 use super::password::{self, Hasher};
 use super::revocations::Revocations;
-use super::store::{Family, Rotation, Store, StoreError, User};
+use super::store::{Family, Rotation, SessionOrigin, Store, StoreError, User};
 use super::tokens;
 use super::wordlists;
 use crate::authn::{self, Identity};
@@ -87,6 +90,8 @@ pub struct Service {
     cursor: Mutex<i64>,
     /// True while the store answers; read by `/readyz` and the auth endpoints.
     ready: Arc<AtomicBool>,
+    /// Account mail waiting for the worker that `maintain` runs.
+    outbox: Outbox,
 }
 
 /// A login or refresh result: what goes into the response body and the cookie.
@@ -168,6 +173,7 @@ impl Service {
             chain_key: key,
             cursor: Mutex::new(snapshot.cursor),
             ready: Arc::new(AtomicBool::new(true)),
+            outbox: Outbox::default(),
         })
     }
 
@@ -221,6 +227,23 @@ impl Service {
         password: String,
         now: u64,
     ) -> Result<User, Reject> {
+        match self.new_account(gw, ip, email, password, now).await?.1 {
+            Ok(user) => Ok(user),
+            Err(StoreError::Conflict) => Err(Reject::EmailTaken),
+            Err(e) => Err(self.unavailable("signup", e)),
+        }
+    }
+
+    /// Signup's checks (limit, address, password policy), the hash, then the insert:
+    /// the normalized address and what the store said.
+    async fn new_account(
+        &self,
+        gw: &Gateway,
+        ip: IpAddr,
+        email: &str,
+        password: String,
+        now: u64,
+    ) -> Result<(String, Result<User, StoreError>), Reject> {
         let auth = &gw.config.auth;
         self.available()?;
         self.shared_limit(Kind::SignupIp, &ip.to_string(), &auth.rate_limits.signup)
@@ -233,15 +256,11 @@ impl Service {
             .await
             .map_err(|e| hasher_failed("signup", e))?;
         let role = &auth.signup.default_role;
-        match self
+        let created = self
             .store
             .create_user(&email, &hash, role, signed(now))
-            .await
-        {
-            Ok(user) => Ok(user),
-            Err(StoreError::Conflict) => Err(Reject::EmailTaken),
-            Err(e) => Err(self.unavailable("signup", e)),
-        }
+            .await;
+        Ok((email, created))
     }
 
     /// `POST /login`: checks the password (always hashing, so an unknown email and a wrong
@@ -249,7 +268,7 @@ impl Service {
     pub async fn login(
         &self,
         gw: &Gateway,
-        ip: IpAddr,
+        (ip, origin): (IpAddr, &SessionOrigin),
         email: &str,
         password: String,
         workspace: Option<&str>,
@@ -293,6 +312,7 @@ impl Service {
             Some(user) if matched && !user.disabled => user,
             _ => return Err(login_failed()),
         };
+        self.require_verified(auth, &user.id).await?;
         let scope = match workspace {
             None => Scope::global(&user),
             Some(ws) => match self.membership(&user.id, ws).await? {
@@ -308,7 +328,7 @@ impl Service {
         }
         let expires_at = now.saturating_add(auth.refresh_ttl.as_secs());
         let session = self
-            .start_session(gw, &user.id, &scope, now, expires_at, "login")
+            .start_session(gw, &user.id, &scope, (now, expires_at), origin, "login")
             .await?;
         METRICS.logins.with_label_values(&["success"]).inc();
         Ok(Login::Session(session))
@@ -480,6 +500,8 @@ impl Service {
     /// only once every event committed meanwhile has been applied, so a replica that a
     /// load balancer sends traffic to again enforces the revocations it missed.
     pub async fn maintain(self: Arc<Self>) {
+        let mail = Arc::clone(&self);
+        tokio::spawn(async move { mail.outbox.run(mail.store.clone()).await });
         let mut tick = tokio::time::interval(POLL_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_sweep = Instant::now();
@@ -532,6 +554,9 @@ impl Service {
                 }
                 if let Err(e) = self.store.purge_mfa_tickets(now).await {
                     log::warn!("purging expired MFA tickets failed: {e}");
+                }
+                if let Err(e) = self.store.purge_account_tokens(now).await {
+                    log::warn!("purging expired account tokens failed: {e}");
                 }
             }
         }
@@ -608,19 +633,20 @@ impl Service {
         gw: &Gateway,
         user_id: &str,
         scope: &Scope,
-        now: u64,
-        expires_at: u64,
+        (now, expires_at): (u64, u64),
+        origin: &SessionOrigin,
         during: &str,
     ) -> Result<TokenPair, Reject> {
         let refresh = tokens::new_refresh_token();
         let family = self
             .store
-            .start_family(
+            .start_family_from(
                 user_id,
                 scope.workspace.as_deref(),
                 &tokens::hash(&refresh),
                 signed(now),
                 signed(expires_at),
+                origin,
             )
             .await
             .map_err(|e| self.unavailable(during, e))?;

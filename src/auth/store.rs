@@ -19,6 +19,7 @@ macro_rules! family_columns {
     };
 }
 
+mod accounts;
 mod error;
 mod mfa;
 mod migrate;
@@ -40,6 +41,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::AnyConnection;
 use sqlx::{Any, AnyPool, Transaction};
 
+pub use accounts::{Purpose, Reset, SessionOrigin, SessionRow};
 pub use error::StoreError;
 pub use mfa::StoredTotp;
 pub use pats::{NewPat, StoredPat};

@@ -29,6 +29,8 @@ pub(super) static AUTH_KEYS: &Section = &Section {
         key("cookie_same_site", Ty::OneOf(&["Strict", "Lax", "None"]), "The refresh cookie's SameSite (default Strict); Lax or None for an app on another site, with a warning saying what that gives up."),
         key("refresh_in_body", Ty::Bool, "Also return refresh tokens in (and accept them from) JSON bodies (default false)."),
         key("rate_limits", Ty::Map(RATE_KEYS), "Limits on the auth endpoints."),
+        key("email", Ty::Map(super::auth_email::EMAIL_KEYS), "Account mail over SMTP: email verification and password reset (default: off)."),
+        key("require_verified_email", Ty::Bool, "Refuse login (403 Email not verified) until the address is verified; needs email (default false)."),
         key("keys_dir", Ty::Text, "Where an earlier version kept EdDSA / ES256 / RS256 key files, imported into the store on first start (default data/keys, relative to this file)."),
         key("key_rotation", Ty::Duration, "Rotate the signing key on this schedule, e.g. 30d (default: only by hand, portcullis keys rotate)."),
         key("trusted_issuers", Ty::Maps(super::issuers::ISSUER_KEYS), "Identity providers whose tokens routes accept too."),
@@ -52,6 +54,9 @@ static RATE_KEYS: &Section = &Section {
         key("login_per_email", Ty::Rate, "Login attempts per account, whatever the IP (default 5/min)."),
         key("refresh", Ty::Rate, "Token refreshes per client IP (default 60/min)."),
         key("signup", Ty::Rate, "Signups per client IP (default 10/min)."),
+        key("mail", Ty::Rate, "Mail-sending requests (password/forgot, verify-email/resend) per client IP (default 5/min)."),
+        key("mail_per_email", Ty::Rate, "Mails sent to one address, whatever the IP; over it the request still answers 202 and nothing is sent (default 5/h)."),
+        key("account_tokens", Ty::Rate, "Verification and reset token uses per client IP (default 10/min)."),
     ],
 };
 
@@ -173,6 +178,12 @@ pub(super) fn read(
         .collect();
 
     let trusted_issuers = super::issuers::read(a.get("trusted_issuers"), &issuer, p);
+    let email = super::auth_email::read(&a, dir, env, p);
+    let require_verified_email = a.or(p, "require_verified_email", false, |f, p| f.bool(p));
+    if require_verified_email && email.is_none() {
+        let why = "needs auth.email: without mail no address can ever be verified";
+        p.error(&a.spot_of("require_verified_email"), why);
+    }
     let auth = Auth {
         issuer,
         audience,
@@ -198,6 +209,8 @@ pub(super) fn read(
         trusted_issuers,
         pat: super::tokens::read_pat(&a, p),
         require_mfa_for_roles: super::tokens::read_mfa_roles(&a, roles, p),
+        email: email.map(std::sync::Arc::new),
+        require_verified_email,
     };
     (auth, prefix_problem.is_none())
 }
@@ -373,17 +386,20 @@ fn read_rate_limits(a: &Fields, p: &mut Problems) -> AuthRateLimits {
         Some(f) => f.fields(p, RATE_KEYS),
         None => Fields::absent("auth.rate_limits"),
     };
-    let mut rate = |key, count| {
+    let mut rate = |key, count, per| {
         let default = Rate {
             count,
-            per: Duration::from_secs(60),
+            per: Duration::from_secs(per),
         };
         r.or(p, key, default, |f: &Field, p| f.parsed(p, Rate::parse))
     };
     AuthRateLimits {
-        login: rate("login", 10),
-        login_per_email: rate("login_per_email", 5),
-        refresh: rate("refresh", 60),
-        signup: rate("signup", 10),
+        login: rate("login", 10, 60),
+        login_per_email: rate("login_per_email", 5, 60),
+        refresh: rate("refresh", 60, 60),
+        signup: rate("signup", 10, 60),
+        mail: rate("mail", 5, 60),
+        mail_per_email: rate("mail_per_email", 5, 3_600),
+        account_tokens: rate("account_tokens", 10, 60),
     }
 }

@@ -283,7 +283,7 @@ fn every_kind_of_mistake_gives_its_message_at_its_position() {
         (auth("  signup: { default_role: owner }\n"), "gateway.yaml:11:27: auth.signup.default_role: unknown role \"owner\" (known: admin, creator, viewer)"),
         (auth("  allowed_origins: [https://app.example.com/]\n"), "gateway.yaml:11:21: auth.allowed_origins[0]: invalid origin \"https://app.example.com/\": an origin has no path, like https://app.example.com"),
         (auth("  rate_limits: { login: 0/min }\n"), "gateway.yaml:11:25: auth.rate_limits.login: invalid rate \"0/min\": the count must be at least 1"),
-        (auth("  rate_limits: { logins: 5/min }\n"), "gateway.yaml:11:18: auth.rate_limits.logins: unknown key; did you mean `login`? (allowed: login, login_per_email, refresh, signup)"),
+        (auth("  rate_limits: { logins: 5/min }\n"), "gateway.yaml:11:18: auth.rate_limits.logins: unknown key; did you mean `login`? (allowed: login, login_per_email, refresh, signup, mail, mail_per_email, account_tokens)"),
         (auth("  cookie_name: \"a b\"\n"), "gateway.yaml:11:16: auth.cookie_name: invalid cookie name \"a b\""),
         (auth("  trusted_issuers: [{ issuer: i, jwks_url: \"http://idp.test/k\", audience: a }]\n"), "gateway.yaml:11:44: auth.trusted_issuers[0].jwks_url: \"http://idp.test/k\": keys must be fetched over https (plain http is allowed to 127.0.0.1, ::1 or localhost only)"),
         (auth("  trusted_issuers: [{ issuer: i, jwks_url: \"https://idp.test/k\" }]\n"), "gateway.yaml:11:21: auth.trusted_issuers[0].audience: missing required key"),

@@ -27,6 +27,7 @@ mod peers;
 pub mod postgres;
 mod process;
 pub mod recorder;
+pub mod smtp;
 mod upstream;
 // Not every test binary uses every part.
 #[allow(unused_imports)]

@@ -65,7 +65,10 @@ pub(super) async fn route(
                 (None, Some(code)) => Proof::RecoveryCode(code),
                 _ => return Err(bad("give exactly one of \"code\" and \"recovery_code\"")),
             };
-            let pair = service.complete_login(gw, ticket, proof, now).await?;
+            let origin = super::account::origin_of(req);
+            let pair = service
+                .complete_login(gw, ticket, proof, &origin, now)
+                .await?;
             Ok(tokens_answer(gw, &pair, now))
         }
         ("/mfa/totp/enroll", _) => {

@@ -219,6 +219,7 @@ impl Service {
         gw: &Gateway,
         mfa_token: &str,
         proof: Proof<'_>,
+        origin: &crate::auth::store::SessionOrigin,
         now: u64,
     ) -> Result<TokenPair, Reject> {
         self.available()?;
@@ -277,7 +278,7 @@ impl Service {
         };
         let expires_at = now.saturating_add(gw.config.auth.refresh_ttl.as_secs());
         let pair = self
-            .start_session(gw, &user.id, &scope, now, expires_at, "login")
+            .start_session(gw, &user.id, &scope, (now, expires_at), origin, "login")
             .await?;
         METRICS.logins.with_label_values(&["success"]).inc();
         Ok(pair)

@@ -7,6 +7,7 @@
 //! the presented token came from, so switching back and forth never extends a login.
 
 use super::{unsigned, Service, TokenPair};
+use crate::auth::store::SessionOrigin;
 use crate::authn::Identity;
 use crate::error::Reject;
 use crate::gateway::Gateway;
@@ -20,6 +21,7 @@ impl Service {
         gw: &Gateway,
         id: &Identity,
         workspace: &str,
+        origin: &SessionOrigin,
         now: u64,
     ) -> Result<TokenPair, Reject> {
         self.available()?;
@@ -59,7 +61,7 @@ impl Service {
         if expires_at <= now {
             return Err(Reject::Revoked);
         }
-        self.start_session(gw, &user.id, &scope, now, expires_at, "switch")
+        self.start_session(gw, &user.id, &scope, (now, expires_at), origin, "switch")
             .await
     }
 }

@@ -39,6 +39,10 @@ const SQLITE: &[(i64, Step)] = &[
         )),
     ),
     (
+        5,
+        Step::Sql(include_str!("../../../migrations/sqlite/0005_accounts.sql")),
+    ),
+    (
         6,
         Step::Sql(include_str!(
             "../../../migrations/sqlite/0006_tokens_and_mfa.sql"
@@ -61,6 +65,12 @@ const POSTGRES: &[(i64, Step)] = &[
         4,
         Step::Sql(include_str!(
             "../../../migrations/postgres/0004_signing_keys.sql"
+        )),
+    ),
+    (
+        5,
+        Step::Sql(include_str!(
+            "../../../migrations/postgres/0005_accounts.sql"
         )),
     ),
     (

@@ -180,7 +180,7 @@ impl Store {
     }
 }
 
-async fn insert_token(
+pub(super) async fn insert_token(
     conn: &mut AnyConnection,
     hash: &str,
     family_id: &str,

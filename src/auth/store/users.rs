@@ -348,7 +348,7 @@ async fn write_plan(
 /// Moves the user's `not_before` to `now` (never backwards, so a replica with a slow clock
 /// cannot un-revoke tokens), revokes their live families and records the event. Returns
 /// the resulting `not_before`. Must run inside the caller's write transaction.
-async fn end_sessions(
+pub(super) async fn end_sessions(
     conn: &mut AnyConnection,
     user_id: &str,
     now: i64,
