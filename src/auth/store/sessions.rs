@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use super::revocation_log::{record, EventKind};
 use super::rows::{family_from, user_from, Family, User};
-use super::{new_id, secs, Store, StoreError};
+use super::{secs, Store, StoreError};
 
 /// What happened to a presented refresh token.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,23 +38,9 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> Result<Family, StoreError> {
-        let mut tx = self.write_tx().await?;
-        let row = sqlx::query(concat!(
-            "INSERT INTO families (id, user_id, workspace_id, created_at, expires_at, revoked_at) \
-             VALUES ($1, $2, $3, $4, $5, NULL) RETURNING ",
-            family_columns!()
-        ))
-        .bind(new_id())
-        .bind(user_id)
-        .bind(workspace_id)
-        .bind(now)
-        .bind(expires_at)
-        .fetch_one(&mut *tx)
-        .await?;
-        let family = family_from(&row)?;
-        insert_token(&mut tx, token_hash, &family.id, now).await?;
-        tx.commit().await?;
-        Ok(family)
+        let origin = super::SessionOrigin::default();
+        self.start_family_from(user_id, workspace_id, token_hash, now, expires_at, &origin)
+            .await
     }
 
     /// Refresh: marks the presented token used and stores `successor_hash` as the family's
