@@ -8,39 +8,13 @@
 
 mod common;
 
-use common::smtp::{python, SmtpSink};
+use common::smtp::*;
 use common::*;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-/// Mail arrives within this (it is sent by the worker after the answer).
-const MAIL: Duration = Duration::from_secs(10);
-
-/// BASE_CONFIG with `auth.email` on `port` and the given extra `auth` lines.
-fn mail_config(port: u16, email_extra: &str, auth_extra: &[&str]) -> String {
-    let email = format!(
-        "email: {{ smtp: \"smtp://127.0.0.1:{port}\", starttls: false, from: \"Portcullis <auth@gw.test>\", verify_url: \"https://app.test/verify\", reset_url: \"https://app.test/reset\"{email_extra} }}"
-    );
-    let mut lines = vec![email.as_str()];
-    lines.extend_from_slice(auth_extra);
-    config_with_auth(&lines)
-}
-
-fn json_post(gw: &Gateway, path: &str, body: serde_json::Value) -> Response {
-    post(gw.addr, path, Some(&body.to_string()), &[])
-}
-
 fn verify(gw: &Gateway, token: &str) -> Response {
-    json_post(gw, "/api/auth/verify-email", json!({ "token": token }))
-}
-
-fn assert_answer(r: &Response, status: u16, body: serde_json::Value) {
-    assert_eq!(r.status, status, "{}", r.text());
-    assert_eq!(r.json(), body);
-}
-
-fn token_error() -> serde_json::Value {
-    json!({"error": "Invalid, expired or already used token"})
+    json_post(gw, "/api/auth/verify-email", json!({ "token": token }), &[])
 }
 
 #[test]
@@ -134,13 +108,13 @@ fn verify_email_refuses_bad_input_with_exact_answers() {
     assert_answer(&verify(&gw, &wrong), 400, token_error());
     assert_answer(&verify(&gw, "short"), 400, token_error());
     assert_answer(&verify(&gw, &format!("{wrong}!")), 400, token_error());
-    let r = json_post(&gw, path, json!({}));
+    let r = json_post(&gw, path, json!({}), &[]);
     assert_answer(
         &r,
         400,
         json!({"error": "Invalid request: missing field \"token\""}),
     );
-    let r = json_post(&gw, path, json!({"token": 5}));
+    let r = json_post(&gw, path, json!({"token": 5}), &[]);
     assert_answer(
         &r,
         400,
@@ -152,31 +126,7 @@ fn verify_email_refuses_bad_input_with_exact_answers() {
         400,
         json!({"error": "Invalid request: body is not valid JSON"}),
     );
-    let body = json!({"token": wrong}).to_string();
-    let r = post(
-        gw.addr,
-        path,
-        Some(&body),
-        &[("Content-Type", "text/plain")],
-    );
-    assert_answer(
-        &r,
-        415,
-        json!({"error": "Content-Type must be application/json"}),
-    );
-    let r = post(
-        gw.addr,
-        path,
-        Some(&body),
-        &[("Origin", "https://evil.example")],
-    );
-    assert_answer(&r, 403, json!({"error": "Cross-origin request refused"}));
-    let big = json!({"token": "x".repeat(20 * 1024)}).to_string();
-    let r = post(gw.addr, path, Some(&big), &[]);
-    assert_answer(&r, 413, json!({"error": "Payload too large"}));
-    let r = get(gw.addr, path, &[]);
-    assert_answer(&r, 405, json!({"error": "Method not allowed"}));
-    assert_eq!(r.header("allow"), Some("POST"));
+    assert_browser_rules(&gw, path, &json!({ "token": wrong }));
 }
 
 #[test]
@@ -190,6 +140,7 @@ fn resend_mails_only_unverified_accounts_and_answers_the_same_for_any_address() 
             &gw,
             "/api/auth/verify-email/resend",
             json!({ "email": email }),
+            &[],
         )
     };
 
@@ -233,8 +184,14 @@ fn mail_requests_are_limited_per_ip_and_mails_per_address() {
         "signup: 1000/min, mail: 3/min, mail_per_email: 1/h }",
     );
     let gw = Gateway::start(&yaml, echo.addr, &[]);
-    let forgot =
-        |email: &str| json_post(&gw, "/api/auth/password/forgot", json!({ "email": email }));
+    let forgot = |email: &str| {
+        json_post(
+            &gw,
+            "/api/auth/password/forgot",
+            json!({ "email": email }),
+            &[],
+        )
+    };
 
     assert_eq!(signup(gw.addr, "eve@example.com").status, 202);
     smtp.wait_mail("eve@example.com", 1, MAIL);
@@ -420,7 +377,7 @@ fn without_mail_signup_is_unchanged_and_the_mail_endpoints_do_not_exist() {
         "/api/auth/password/forgot",
         "/api/auth/password/reset",
     ] {
-        let r = json_post(&gw, path, json!({}));
+        let r = json_post(&gw, path, json!({}), &[]);
         assert_answer(&r, 404, json!({"error": "Not found"}));
     }
 }

@@ -8,7 +8,69 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
+
+use super::{config_with_auth, post, Gateway, Response};
+
+/// Mail arrives within this (it is sent by the worker after the answer).
+pub const MAIL: Duration = Duration::from_secs(10);
+
+/// BASE_CONFIG with `auth.email` on 127.0.0.1:`port` (plain SMTP, links to app.test),
+/// `email_extra` appended inside `email`, and `auth_extra` lines in `auth`.
+pub fn mail_config(port: u16, email_extra: &str, auth_extra: &[&str]) -> String {
+    let email = format!(
+        "email: {{ smtp: \"smtp://127.0.0.1:{port}\", starttls: false, from: \"Portcullis <auth@gw.test>\", verify_url: \"https://app.test/verify\", reset_url: \"https://app.test/reset\"{email_extra} }}"
+    );
+    let mut lines = vec![email.as_str()];
+    lines.extend_from_slice(auth_extra);
+    config_with_auth(&lines)
+}
+
+/// POSTs `body` as JSON with extra `headers`.
+pub fn json_post(gw: &Gateway, path: &str, body: Value, headers: &[(&str, &str)]) -> Response {
+    post(gw.addr, path, Some(&body.to_string()), headers)
+}
+
+/// Asserts the exact status and JSON body.
+pub fn assert_answer(r: &Response, status: u16, body: Value) {
+    assert_eq!(r.status, status, "{}", r.text());
+    assert_eq!(r.json(), body);
+}
+
+/// The answer to an unknown, used, expired or malformed one-time token.
+pub fn token_error() -> Value {
+    json!({"error": "Invalid, expired or already used token"})
+}
+
+/// The rules every account POST shares: JSON only (415), no foreign origin (403), at
+/// most 16 KiB (413), POST only (405); `body` is an otherwise acceptable body.
+pub fn assert_browser_rules(gw: &Gateway, path: &str, body: &Value) {
+    let text = body.to_string();
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let r = post(gw.addr, path, Some(&text), &form);
+    assert_answer(
+        &r,
+        415,
+        json!({"error": "Content-Type must be application/json"}),
+    );
+    for origin in [
+        ("Origin", "https://evil.example"),
+        ("Origin", "null"),
+        ("Sec-Fetch-Site", "cross-site"),
+    ] {
+        let r = post(gw.addr, path, Some(&text), &[origin]);
+        assert_answer(&r, 403, json!({"error": "Cross-origin request refused"}));
+    }
+    let big = json!({"padding": "x".repeat(20 * 1024)}).to_string();
+    assert_answer(
+        &post(gw.addr, path, Some(&big), &[]),
+        413,
+        json!({"error": "Payload too large"}),
+    );
+    let r = super::get(gw.addr, path, &[]);
+    assert_answer(&r, 405, json!({"error": "Method not allowed"}));
+    assert_eq!(r.header("allow"), Some("POST"));
+}
 
 /// The Python with aiosmtpd, or `None` after printing why the calling test is skipped.
 pub fn python() -> Option<String> {
