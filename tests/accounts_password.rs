@@ -7,7 +7,10 @@
 mod common;
 
 use common::postgres::{server_url, Schema};
-use common::smtp::*;
+use common::smtp::{
+    assert_answer, assert_browser_rules, json_post, mail_config, python, token_error, SmtpSink,
+    MAIL,
+};
 use common::*;
 use serde_json::json;
 use std::time::{Duration, Instant};
