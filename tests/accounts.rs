@@ -1,4 +1,4 @@
-//! Account mail and email verification (issue 25, items 1-2), against the real gateway and
+//! Account mail and email verification, against the real gateway and
 //! a real SMTP server (aiosmtpd, `tests/accounts/smtp_sink.py`) whose captured mails give
 //! the tests their links: signup that answers the same for new and registered addresses,
 //! single-use expiring verification tokens, `require_verified_email`, resend, the mail

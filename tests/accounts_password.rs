@@ -1,4 +1,4 @@
-//! Password forgot, reset and change (issue 25, item 3) against the real gateway and a
+//! Password forgot, reset and change against the real gateway and a
 //! real SMTP server (aiosmtpd): `/password/forgot` answers the same for any address and
 //! takes the same time, reset tokens work once and expire, a reset ends every session at
 //! once (on another replica too, on PostgreSQL), a change ends the others, and each

@@ -1,4 +1,4 @@
-//! The caller's sessions (issue 25, item 6): `GET /sessions` lists the live refresh
+//! The caller's sessions: `GET /sessions` lists the live refresh
 //! families with their user agent and network (never the full address), and
 //! `DELETE /sessions/{id}` ends one of the caller's own at once; anyone else's is a 404.
 //! Needs no mail: runs on the plain BASE_CONFIG.

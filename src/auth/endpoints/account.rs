@@ -1,4 +1,4 @@
-//! The account endpoints' HTTP adapter (issue 25), under `auth.prefix`:
+//! The account endpoints' HTTP adapter, under `auth.prefix`:
 //!
 //! | request | answer |
 //! |---|---|

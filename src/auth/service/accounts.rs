@@ -1,4 +1,4 @@
-//! The account lifecycle (issue 25): email verification, password forgot / reset /
+//! The account lifecycle: email verification, password forgot / reset /
 //! change, and the caller's sessions. Mail goes through the outbox (`auth::mail`), so no
 //! answer waits for SMTP, and answers about an address are the same whether or not it
 //! has an account: the lookup happens in the mail worker, after the answer.
