@@ -89,7 +89,7 @@ pub enum KeysCommand {
     /// Publish a new signing key, signing within seconds on every replica; older
     /// keys verify until their tokens expire.
     Rotate,
-    /// Seal every key in the store under PORTCULLIS_KEY_ENCRYPTION_KEY, opening them
+    /// Seal every key and TOTP secret in the store under PORTCULLIS_KEY_ENCRYPTION_KEY, opening them
     /// with the keys in PORTCULLIS_KEY_ENCRYPTION_KEY_OLD (rotating the encryption key).
     Rewrap,
 }

@@ -519,24 +519,31 @@ pub fn rotate_command(config_path: &std::path::Path) -> Result<String, String> {
     Ok(out)
 }
 
-/// `portcullis keys rewrap`: seals every key and the refresh secret under the
-/// current key-encryption key, opening them with whichever known key sealed them.
+/// `portcullis keys rewrap`: seals every key, the refresh secret and every TOTP
+/// secret under the current key-encryption key, opening them with whichever known
+/// key sealed them. HS256 configs have TOTP secrets in the store, if no keys.
 pub fn rewrap_command(config_path: &std::path::Path) -> Result<String, String> {
-    let config = keys_config(config_path)?;
+    let env = crate::environment::Environment::load(config_path);
+    let config = crate::server::load_config(config_path, &env)?.config;
     let kek = kek_for(&config, true)?;
-    let count = on_own_runtime(async {
+    let (keys, totp) = on_own_runtime(async {
         let store = connect(&config.store).await?;
-        let done = rewrap(&store, &kek).await;
+        let done = async {
+            let keys = rewrap(&store, &kek).await?;
+            Ok((keys, crate::auth::service::rewrap_totp(&store, &kek).await?))
+        }
+        .await;
         store.close().await;
         done
     })?;
-    Ok(match count {
+    Ok(match keys + totp {
         0 => format!(
-            "nothing to rewrap: the key set is sealed under key-encryption key {}\n",
+            "nothing to rewrap: everything in the store is sealed under key-encryption key {}\n",
             kek.id()
         ),
         n => format!(
-            "rewrapped {n} sealed values under key-encryption key {}; {} can now be removed\n",
+            "rewrapped {n} sealed values ({totp} of them TOTP secrets) under key-encryption key {}; \
+             {} can now be removed\n",
             kek.id(),
             kek::ENV_OLD
         ),

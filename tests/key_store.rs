@@ -367,7 +367,9 @@ fn the_key_encryption_key_is_rotated_by_rewrap_without_breaking_a_token() {
     ];
     let out = keys_command(&dir, "rewrap", &both);
     assert!(
-        out.starts_with("rewrapped 2 sealed values under key-encryption key "),
+        out.starts_with(
+            "rewrapped 2 sealed values (0 of them TOTP secrets) under key-encryption key "
+        ),
         "{out}"
     );
     assert!(out.ends_with("PORTCULLIS_KEY_ENCRYPTION_KEY_OLD can now be removed\n"));

@@ -9,6 +9,7 @@
 mod accounts;
 mod admin;
 mod mfa;
+pub(crate) use mfa::rewrap_totp;
 mod pats;
 mod switch;
 

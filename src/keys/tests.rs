@@ -262,11 +262,14 @@ fn rewrap_seals_everything_under_the_new_key_so_the_old_one_can_go() {
     // With the old key listed, the set still opens before the rewrap.
     open(&both, None, T0).unwrap();
     let out = rewrap_command(&both.path).unwrap();
-    assert!(out.starts_with("rewrapped 2 sealed values"), "{out}");
+    assert!(
+        out.starts_with("rewrapped 2 sealed values (0 of them TOTP secrets)"),
+        "{out}"
+    );
     assert_eq!(
         rewrap_command(&both.path).unwrap(),
         format!(
-            "nothing to rewrap: the key set is sealed under key-encryption key {}\n",
+            "nothing to rewrap: everything in the store is sealed under key-encryption key {}\n",
             kek_for(&both, false).unwrap().id()
         )
     );

@@ -11,7 +11,7 @@
 
 use super::{hasher_failed, signed, Login, Scope, Service, TokenPair};
 use crate::auth::account_limits::Kind;
-use crate::auth::store::{StoreError, StoredTotp};
+use crate::auth::store::{Store, StoreError, StoredTotp};
 use crate::auth::tokens;
 use crate::authn::{self, Identity};
 use crate::config::Rate;
@@ -364,9 +364,14 @@ impl Service {
             METRICS.mfa.with_label_values(&["failure"]).inc();
             return Err(Reject::InvalidCode);
         }
-        let secret = kek(gw)?
-            .open(&label(user), &stored.sealed)
-            .map_err(|e| internal("open totp secret", &e))?;
+        let secret = kek(gw)?.open(&label(user), &stored.sealed).map_err(|e| {
+            // A KEK dropped before `keys rewrap` resealed this secret: the operator's
+            // fix, not the user's, so the log says which key and the client a 503.
+            log::error!("user {user}: cannot check the TOTP code: {e}");
+            Reject::Unavailable {
+                retry_after: super::STORE_RETRY_AFTER,
+            }
+        })?;
         let step = totp(&secret, None)?.check(code, now);
         let Some(step) = step else {
             METRICS.mfa.with_label_values(&["failure"]).inc();
@@ -403,6 +408,29 @@ fn totp(secret: &[u8], account: Option<(&str, &str)>) -> Result<Totp, Reject> {
 fn issuer_label(issuer: &str) -> String {
     let rest = issuer.split_once("://").map_or(issuer, |(_, r)| r);
     rest.split(['/', ':']).next().unwrap_or(rest).to_owned()
+}
+
+/// Seals again, under the current KEK, every TOTP secret sealed under another one
+/// (`portcullis keys rewrap`), one conditional write per row; how many it sealed.
+pub(crate) async fn rewrap_totp(store: &Store, kek: &Kek) -> Result<usize, String> {
+    let stale = store
+        .totp_sealed_elsewhere(kek.id())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut count = 0;
+    for (user, sealed) in stale {
+        let what = label(&user);
+        let plain = kek.open(&what, &sealed)?;
+        let fresh = kek.seal(&what, &plain)?;
+        if store
+            .reseal_totp(&user, &sealed, &fresh)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            count += 1;
+        }
+    }
+    Ok(count)
 }
 
 /// The sealing label: the secret opens only for the user it was sealed for.

@@ -62,6 +62,49 @@ impl Store {
         }))
     }
 
+    /// Every authenticator whose secret is not sealed under key-encryption key `kek_id`.
+    pub async fn totp_sealed_elsewhere(
+        &self,
+        kek_id: &str,
+    ) -> Result<Vec<(String, Sealed)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT user_id, sealed_secret, kek_id FROM mfa_totp WHERE kek_id <> $1")
+                .bind(kek_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                let sealed = Sealed {
+                    text: r.try_get(1)?,
+                    kek_id: r.try_get(2)?,
+                };
+                Ok((r.try_get(0)?, sealed))
+            })
+            .collect()
+    }
+
+    /// Replaces the user's sealed secret with `new` only while it is still `old`, so a
+    /// re-enrollment racing a rewrap keeps its own secret; whether it was replaced.
+    pub async fn reseal_totp(
+        &self,
+        user: &str,
+        old: &Sealed,
+        new: &Sealed,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE mfa_totp SET sealed_secret = $1, kek_id = $2 \
+             WHERE user_id = $3 AND sealed_secret = $4 AND kek_id = $5",
+        )
+        .bind(&new.text)
+        .bind(&new.kek_id)
+        .bind(user)
+        .bind(&old.text)
+        .bind(&old.kek_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Accepts time step `step` for the user once: false when it (or a later one) was
     /// already used, so a code cannot be replayed within its window, on any replica.
     pub async fn use_totp_step(&self, user: &str, step: i64) -> Result<bool, StoreError> {
