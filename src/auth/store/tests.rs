@@ -103,6 +103,8 @@ on_both_backends!(
     purging_drops_expired_revocations_and_dead_families_with_their_tokens,
     a_shared_rate_limit_admits_a_burst_then_says_how_long_to_wait_and_purges_full_buckets,
     concurrent_attempts_on_one_key_never_take_more_than_the_burst,
+    ten_concurrent_uses_of_a_reset_token_let_exactly_one_through,
+    a_password_change_ends_every_session_but_the_kept_one,
 );
 
 async fn user(store: &Store, email: &str) -> User {
@@ -675,4 +677,80 @@ async fn concurrent_attempts_on_one_key_never_take_more_than_the_burst(store: St
         }
     }
     assert_eq!(admitted, 5);
+}
+
+async fn ten_concurrent_uses_of_a_reset_token_let_exactly_one_through(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let (family, _) = session(&store, &ada).await;
+    let token = hash(&new_refresh_token());
+    store
+        .insert_account_token(
+            Purpose::PasswordReset,
+            &token,
+            &ada.id,
+            &ada.email,
+            NOW,
+            NOW + 900,
+        )
+        .await
+        .expect("insert token");
+    assert!(store
+        .account_token_live(Purpose::PasswordReset, &token, NOW)
+        .await
+        .unwrap());
+    // A reset token is no verification token.
+    assert_eq!(store.verify_email(&token, NOW).await.unwrap(), None);
+    let uses = (0..10).map(|i| {
+        let store = store.clone();
+        let token = token.clone();
+        tokio::spawn(async move {
+            let new_hash = format!("$argon2id$new{i}");
+            store.reset_password(&token, &new_hash, NOW + 1).await
+        })
+    });
+    let mut through = Vec::new();
+    for handle in uses.collect::<Vec<_>>() {
+        if let Some(reset) = handle.await.expect("join").expect("reset") {
+            through.push(reset);
+        }
+    }
+    assert_eq!(through.len(), 1, "{through:?}");
+    assert_eq!(through[0].user_id, ada.id);
+    assert_eq!(through[0].not_before, NOW + 1);
+    let revoked = store.family(&family.id).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, Some(NOW + 1));
+    assert!(store.email_verified(&ada.id).await.unwrap());
+    assert!(!store
+        .account_token_live(Purpose::PasswordReset, &token, NOW + 2)
+        .await
+        .unwrap());
+}
+
+async fn a_password_change_ends_every_session_but_the_kept_one(store: Store) {
+    let bob = user(&store, "bob@example.com").await;
+    let (kept, _) = session(&store, &bob).await;
+    let (other, _) = session(&store, &bob).await;
+    let ended = store
+        .change_password(&bob.id, "$argon2id$changed", Some(&kept.id), NOW + 5)
+        .await
+        .expect("change");
+    assert_eq!(ended, vec![other.id.clone()]);
+    let live = store.sessions_of(&bob.id, NOW + 5).await.unwrap();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].family.id, kept.id);
+    assert_eq!(
+        store.end_session("someone else", &kept.id, NOW + 6).await,
+        Err(StoreError::NotFound)
+    );
+    store
+        .end_session(&bob.id, &kept.id, NOW + 6)
+        .await
+        .expect("end");
+    assert!(store
+        .sessions_of(&bob.id, NOW + 6)
+        .await
+        .unwrap()
+        .is_empty());
+    let changed = store.user_by_id(&bob.id).await.unwrap().unwrap();
+    assert_eq!(changed.password_hash, "$argon2id$changed");
 }
