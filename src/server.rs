@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// Loads and validates the config the way `run`, `check` and reload all do:
 /// every problem at once, one per line.
@@ -228,7 +228,14 @@ pub fn run(path: &Path) -> Result<(), String> {
         access_log::start();
     }
     log::info!("portcullis listening on {listen} (admin {admin_listen})");
+    // Handlers are in place before any listener answers: a SIGTERM that arrives
+    // as soon as the gateway looks ready is a graceful stop, not the default death.
+    let streams = {
+        let _in_runtime = auth_runtime.enter();
+        SignalStreams::install()?
+    };
     let signals = Signals {
+        streams: std::sync::Mutex::new(Some(streams)),
         path: path.to_path_buf(),
         state,
         certificate: live_certificate,
@@ -244,6 +251,8 @@ pub fn run(path: &Path) -> Result<(), String> {
 
 /// Waits for process signals on pingora's main loop.
 struct Signals {
+    /// Taken by the one `recv` pingora makes.
+    streams: std::sync::Mutex<Option<SignalStreams>>,
     path: PathBuf,
     state: Arc<ArcSwap<Gateway>>,
     /// The TLS listener's certificate, when it was started with one.
@@ -316,15 +325,42 @@ impl Signals {
     }
 }
 
+/// The signals the gateway acts on, received from the moment they are installed:
+/// one that arrives before pingora asks for it waits in its stream.
+struct SignalStreams {
+    hup: Signal,
+    term: Signal,
+    int: Signal,
+}
+
+impl SignalStreams {
+    /// Needs a tokio runtime context; the streams may be polled from any runtime.
+    fn install() -> Result<SignalStreams, String> {
+        let install =
+            |kind| signal(kind).map_err(|e| format!("cannot install signal handlers: {e}"));
+        Ok(SignalStreams {
+            hup: install(SignalKind::hangup())?,
+            term: install(SignalKind::terminate())?,
+            int: install(SignalKind::interrupt())?,
+        })
+    }
+}
+
 #[async_trait]
 impl ShutdownSignalWatch for Signals {
     async fn recv(&self) -> ShutdownSignal {
-        let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::hangup()),
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            log::error!("cannot install signal handlers; shutting down");
+        let taken = self
+            .streams
+            .lock()
+            .ok()
+            .and_then(|mut streams| streams.take());
+        let Some(SignalStreams {
+            mut hup,
+            mut term,
+            mut int,
+        }) = taken
+        else {
+            log::error!("signal handlers asked for twice; shutting down");
             return ShutdownSignal::FastShutdown;
         };
         loop {
