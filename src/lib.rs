@@ -29,5 +29,6 @@ pub mod rate_limit;
 pub mod route;
 pub mod server;
 pub mod socket;
+pub mod supervise;
 pub mod token;
 pub mod upstream;

@@ -122,14 +122,11 @@ async fn start_auth(cfg: &Config, refresh_secret: &[u8]) -> Result<auth::Service
         let mut limits = SharedLimits::new(shared, refresh_secret)?;
         service.share_limits(&mut limits);
         // On the auth runtime, beside the revocation poller: never on a proxy thread.
-        // A sync task that dies would leave limits silently per replica: end the process.
-        let sync = tokio::spawn(limits.run());
-        tokio::spawn(async move {
-            if let Err(e) = sync.await {
-                log::error!("rate limits: the shared-store sync stopped ({e}); exiting");
-                std::process::exit(1);
-            }
-        });
+        // A sync task that dies would leave limits silently per replica.
+        crate::supervise::exit_if_it_dies(
+            "rate limits: the shared-store sync",
+            tokio::spawn(limits.run()),
+        );
     }
     Ok(service)
 }

@@ -502,7 +502,11 @@ impl Service {
     /// load balancer sends traffic to again enforces the revocations it missed.
     pub async fn maintain(self: Arc<Self>) {
         let mail = Arc::clone(&self);
-        tokio::spawn(async move { mail.outbox.run(mail.store.clone()).await });
+        // A dead mail worker would leave signups and resets answering 202 with no mail.
+        crate::supervise::exit_if_it_dies(
+            "mail: the outbox worker",
+            tokio::spawn(async move { mail.outbox.run(mail.store.clone()).await }),
+        );
         let mut tick = tokio::time::interval(POLL_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_sweep = Instant::now();
