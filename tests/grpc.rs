@@ -1,7 +1,8 @@
 //! gRPC pass-through with real peers (Python's grpcio, `tests/grpc/peer.py`): calls from a gRPC
 //! client through the gateway (h2c) to a gRPC server behind it (`protocol: h2c`), relayed as
 //! HTTP/2 with their trailers, streaming and deadlines; and the gateway's own refusals of a
-//! call, which are gRPC answers (HTTP 200 with `grpc-status` and `grpc-message`).
+//! call, which are gRPC answers (HTTP 200 with `grpc-status` and `grpc-message`), a route's
+//! `max_body` among them.
 
 mod common;
 
@@ -25,7 +26,9 @@ auth:
   audience: api
 roles: [viewer, creator, admin]
 routes:
-  - {{ path: /test.Echo/Unary, upstream: grpc }}
+  - {{ path: /test.Echo/Unary, upstream: grpc, max_body: 1KiB }}
+  - {{ path: /test.Echo/Collect, upstream: grpc, auth: none, max_body: 1KiB }}
+  - {{ path: /test.Echo/Chat, upstream: grpc, auth: none, max_body: 1KiB }}
   - {{ path: /test.Echo/Count, upstream: grpc, auth: none }}
   - {{ path: /test.Echo/Sleep, upstream: grpc, auth: none, timeout: 1s }}
   - {{ path: /test.Echo/Fail, upstream: grpc, roles: [admin] }}
@@ -60,6 +63,33 @@ fn call(gw: &Gateway, method: &str, arg: &str, options: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("one JSON line")
+}
+
+/// Whether the access log has a line for `route` with `status` and `decision`, within a few
+/// seconds.
+fn logged(gw: &Gateway, route: &str, status: u16, decision: &str) -> bool {
+    let wanted = [
+        format!(r#""route":"{route}""#),
+        format!(r#""status":{status}"#),
+        format!(r#""decision":"{decision}""#),
+    ];
+    eventually(Duration::from_secs(3), || {
+        gw.stdout_lines()
+            .iter()
+            .any(|l| wanted.iter().all(|w| l.contains(w.as_str())))
+    })
+}
+
+/// The wire size of the request body the server had received when its last
+/// `got N BYTES` line was printed (0 when none was).
+fn bytes_received(server: &GrpcServer) -> u64 {
+    server
+        .events()
+        .iter()
+        .filter_map(|e| e.strip_prefix("got "))
+        .filter_map(|e| e.split(' ').nth(1)?.parse().ok())
+        .max()
+        .unwrap_or(0)
 }
 
 fn code(v: &Value) -> (&str, &str) {
@@ -220,4 +250,107 @@ fn protocol_h2_reaches_a_grpc_server_over_tls_by_alpn() {
     let r = call(&gw, "Count", "3", &[]);
     assert_eq!(r["code"], "OK", "{r}");
     assert_eq!(r["responses"], serde_json::json!(["0", "1", "2"]));
+}
+
+#[test]
+fn a_client_stream_within_max_body_reaches_the_server_whole() {
+    let Some(s) = start() else {
+        return;
+    };
+    // 9 messages of 100 bytes are 945 bytes on the wire (5 bytes of framing each): under 1 KiB.
+    let r = call(&s.gw, "Collect", "9x100", &[]);
+    assert_eq!(r["code"], "OK", "{r}");
+    assert_eq!(r["responses"], serde_json::json!(["9"]));
+    assert_eq!(bytes_received(&s.server), 945);
+    assert!(s.server.events().contains(&"collected 9".to_owned()));
+}
+
+#[test]
+fn a_client_stream_past_max_body_is_cut_there_with_resource_exhausted() {
+    let Some(s) = start() else {
+        return;
+    };
+    // 20 messages of 105 wire bytes: the 10th takes the body to 1050, past 1 KiB.
+    let r = call(&s.gw, "Collect", "20x100", &[]);
+    assert_eq!(code(&r), ("RESOURCE_EXHAUSTED", "Payload too large"), "{r}");
+    // The server got the messages before the limit, none from the frame that passed it,
+    // and never the stream's end.
+    let got = bytes_received(&s.server);
+    assert!((105..=945).contains(&got), "{:?}", s.server.events());
+    assert!(
+        !s.server.events().iter().any(|e| e.starts_with("collected")),
+        "{:?}",
+        s.server.events()
+    );
+    assert!(logged(&s.gw, "/test.Echo/Collect", 413, "public"));
+    assert_eq!(
+        metric(
+            s.gw.admin_addr,
+            r#"portcullis_requests_total{method="POST",mode="proxy",route="/test.Echo/Collect",status="413"}"#
+        ),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn a_bidi_call_past_max_body_ends_with_resource_exhausted_in_its_trailers() {
+    let Some(s) = start() else {
+        return;
+    };
+    // The server answers each message: the answer has begun when the limit is passed.
+    let r = call(&s.gw, "Chat", "20x100", &[]);
+    assert_eq!(code(&r), ("RESOURCE_EXHAUSTED", "Payload too large"), "{r}");
+    let answers = r["responses"].as_array().map_or(0, Vec::len);
+    assert!((1..=9).contains(&answers), "{r}");
+    assert!(bytes_received(&s.server) <= 945, "{:?}", s.server.events());
+    // Counted as the 413 it is, not as the 200 its head said.
+    assert!(logged(&s.gw, "/test.Echo/Chat", 413, "public"));
+}
+
+#[test]
+fn a_unary_message_over_max_body_is_refused_with_resource_exhausted() {
+    let Some(s) = start() else {
+        return;
+    };
+    let t = token("user-42", "creator", "");
+    let r = call(&s.gw, "Unary", &"x".repeat(2000), &["--token", &t]);
+    assert_eq!(code(&r), ("RESOURCE_EXHAUSTED", "Payload too large"), "{r}");
+    assert!(logged(&s.gw, "/test.Echo/Unary", 413, "allow"));
+    // One under the limit still goes through.
+    let r = call(&s.gw, "Unary", &"x".repeat(900), &["--token", &t]);
+    assert_eq!(r["code"], "OK", "{r}");
+}
+
+#[test]
+fn a_declared_length_over_max_body_is_refused_before_the_upstream_is_asked() {
+    let Some(s) = start() else {
+        return;
+    };
+    let Some(curl) = on_path("curl") else {
+        return;
+    };
+    // grpcio sends no content-length; curl does, with the body it is given.
+    let out = Command::new(curl)
+        .args([
+            "-sS",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "--http2-prior-knowledge",
+        ])
+        .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
+        .args(["--data-binary", &"m".repeat(2000)])
+        .arg(format!("http://{}/test.Echo/Collect", s.gw.addr))
+        .output()
+        .expect("run curl");
+    let head = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(head.starts_with("http/2 200"), "{head}");
+    assert!(head.contains("grpc-status: 8\r\n"), "{head}");
+    assert!(
+        head.contains("grpc-message: payload too large\r\n"),
+        "{head}"
+    );
+    assert!(logged(&s.gw, "/test.Echo/Collect", 413, "public"));
+    assert_eq!(bytes_received(&s.server), 0);
 }

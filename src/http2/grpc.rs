@@ -6,12 +6,13 @@
 //! the pipeline built for an HTTP/1 upstream (identity and forwarding fields
 //! included), re-read as HTTP/2 fields.
 
-use super::stream::{connection_field, fields_into, Stream};
+use super::stream::{body_too_large, connection_field, fields_into, Stream};
+use crate::http1::client::BODY_TOO_LARGE;
 use crate::http1::exchange::Answering;
 use crate::http1::{Head, Request};
 use bytes::Bytes;
 use h2::client::SendRequest;
-use h2::{RecvStream, SendStream};
+use h2::{Reason, RecvStream, SendStream};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use pingora::prelude::*;
 use std::future::poll_fn;
@@ -90,7 +91,12 @@ pub fn upstream_request(head: &[u8], tls: bool) -> Result<http::Request<()>> {
 /// and the answer back, trailers included. `answer_timeout` bounds the wait
 /// for the answer's head; `deadline` (the call's `grpc-timeout`) the whole
 /// call: past it the upstream stream is reset and the client gets
-/// `DEADLINE_EXCEEDED`, in trailers when the answer had begun.
+/// `DEADLINE_EXCEEDED`, in trailers when the answer had begun. The request's
+/// DATA is held to the stream's `limit_body` (the route's `max_body`): the
+/// frame that would pass it is not forwarded, the upstream stream is reset,
+/// and the call fails with `BODY_TOO_LARGE` (the pipeline's 413, which a gRPC
+/// client reads as `RESOURCE_EXHAUSTED`), or, when the answer had begun, ends
+/// with that status in trailers and is counted as the 413 it is.
 pub async fn relay(
     client: &mut Stream,
     sender: SendRequest<Bytes>,
@@ -100,6 +106,7 @@ pub async fn relay(
     answering: &mut impl Answering,
 ) -> Result<()> {
     let started = Instant::now();
+    let limit = client.body_limit;
     let mut sender = sender
         .ready()
         .await
@@ -111,7 +118,7 @@ pub async fn relay(
     let call = async {
         let upward = async {
             if !end {
-                send_up(&mut client.body, &mut up).await?;
+                send_up(&mut client.body, &mut up, limit).await?;
             }
             std::future::pending::<Result<()>>().await
         };
@@ -146,7 +153,9 @@ pub async fn relay(
                 .map_err(|e| Error::because(WriteError, "answering the client", e).into_down())?;
             client.ended = trailers_only;
             if !trailers_only {
-                send_down(body, send).await?;
+                // Kept on the stream, so that a call the gateway ends midway
+                // can still be given its status in trailers.
+                send_down(body, client.send.insert(send)).await?;
                 client.ended = true;
             }
             Ok(())
@@ -164,29 +173,56 @@ pub async fn relay(
         None => call.await,
     };
     match result {
-        Err(e) if *e.etype() == ReadTimedout && client.answered.is_some() && !client.ended => {
-            // The answer has begun: the call ends with its status in trailers.
-            if let Some(send) = client.send.as_mut() {
-                let mut trailers = HeaderMap::new();
-                trailers.insert("grpc-status", HeaderValue::from_static("4"));
-                trailers.insert("grpc-message", HeaderValue::from_static("Gateway timeout"));
-                let _ = send.send_trailers(trailers);
+        Err(e) if client.answered.is_some() && !client.ended => {
+            // The answer has begun: a call the gateway ends gets its status in
+            // trailers (the messages are those of the pipeline's refusals).
+            let (status, message, counted) = match e.etype() {
+                ReadTimedout => ("4", "Gateway timeout", None),
+                t if *t == BODY_TOO_LARGE => ("8", "Payload too large", Some(413)),
+                _ => return Err(e),
+            };
+            end_with_status(client, status, message);
+            if counted.is_some() {
+                client.answered = counted;
             }
-            client.ended = true;
             Ok(())
         }
         other => other,
     }
 }
 
+/// Ends an answer that has begun with `grpc-status` and `grpc-message` in
+/// trailers. Trailers can be sent on any stream whose answer is not over;
+/// when they cannot, the client has reset the stream or the connection is
+/// gone, and a reset is all that is left to try.
+fn end_with_status(client: &mut Stream, status: &'static str, message: &'static str) {
+    if let Some(send) = client.send.as_mut() {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static(status));
+        trailers.insert("grpc-message", HeaderValue::from_static(message));
+        if send.send_trailers(trailers).is_err() {
+            send.send_reset(Reason::CANCEL);
+        }
+    }
+    client.ended = true;
+}
+
 /// The client's messages to the upstream, as its window allows, then its end
-/// (with the client's trailers, if any).
-async fn send_up(body: &mut RecvStream, up: &mut SendStream<Bytes>) -> Result<()> {
+/// (with the client's trailers, if any). A DATA frame that takes the body
+/// past `limit` bytes is not forwarded: the upstream stream is reset
+/// (`CANCEL`) so the server stops, and the call fails as too large.
+async fn send_up(body: &mut RecvStream, up: &mut SendStream<Bytes>, limit: u64) -> Result<()> {
     let write =
         |e: h2::Error| Error::because(WriteError, "writing the upstream stream", e).into_up();
+    let mut received: u64 = 0;
     while let Some(data) = body.data().await {
         let mut data = data
             .map_err(|e| Error::because(ReadError, "reading the client's stream", e).into_down())?;
+        received += data.len() as u64;
+        if received > limit {
+            up.send_reset(Reason::CANCEL);
+            return Err(body_too_large());
+        }
         let _ = body.flow_control().release_capacity(data.len());
         while !data.is_empty() {
             up.reserve_capacity(data.len());
@@ -209,7 +245,7 @@ async fn send_up(body: &mut RecvStream, up: &mut SendStream<Bytes>) -> Result<()
 
 /// The upstream's messages to the client, as its window allows, then its
 /// trailers (`grpc-status`, `grpc-message`).
-async fn send_down(mut body: RecvStream, mut down: SendStream<Bytes>) -> Result<()> {
+async fn send_down(mut body: RecvStream, down: &mut SendStream<Bytes>) -> Result<()> {
     let write =
         |e: h2::Error| Error::because(WriteError, "writing the client's stream", e).into_down();
     loop {

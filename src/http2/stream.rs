@@ -44,7 +44,8 @@ pub struct Stream {
     /// The request's `Content-Length`, when it declared one.
     declared: Option<u64>,
     body_read: u64,
-    body_limit: u64,
+    /// The route's `max_body` (`limit_body`); the gRPC relay holds a call to it too.
+    pub(super) body_limit: u64,
     pub(crate) answered: Option<u16>,
     /// The answer's last frame (END_STREAM) is sent.
     pub(super) ended: bool,
@@ -240,7 +241,7 @@ pub(super) fn fields_into(head: &Head, fields: &mut http::HeaderMap) {
     }
 }
 
-fn body_too_large() -> Box<Error> {
+pub(super) fn body_too_large() -> Box<Error> {
     Error::explain(BODY_TOO_LARGE, "over the route's max_body").into_down()
 }
 

@@ -4,6 +4,10 @@ methods take and return raw bytes, which is all a pass-through needs to carry.
 usage: peer.py serve [TLS_DIR]                      prints "listening on PORT", then one line per event
        peer.py call ADDR METHOD ARG [--token T] [--timeout S] [--meta k=v]... [--prefix /P] [--cancel-after S]
                                            prints one JSON line: code, details, responses
+Collect (client streaming) and Chat (bidirectional) take ARG as COUNTxSIZE: COUNT messages of SIZE
+bytes, sent 20 ms apart so that each travels in a DATA frame of its own. The server prints
+"got N BYTES" for each message it receives (N so far, BYTES their wire size so far, 5 bytes of
+gRPC framing each), and "collected N" when a Collect call's stream ended.
 """
 
 import json
@@ -37,6 +41,28 @@ def sleep(request, context):
     return b"slept"
 
 
+def received(n, size):
+    """The event line for the n-th message received, with the body's wire size so far."""
+    print("got %d %d" % (n, size), flush=True)
+
+
+def collect(requests, context):
+    n, size = 0, 0
+    for message in requests:
+        n, size = n + 1, size + 5 + len(message)
+        received(n, size)
+    print("collected %d" % n, flush=True)
+    return str(n).encode()
+
+
+def chat(requests, context):
+    n, size = 0, 0
+    for message in requests:
+        n, size = n + 1, size + 5 + len(message)
+        received(n, size)
+        yield str(n).encode()
+
+
 def fail(request, context):
     context.abort(grpc.StatusCode.NOT_FOUND, "nope: " + request.decode())
 
@@ -48,6 +74,8 @@ def serve(tls_dir=None):
         "Count": grpc.unary_stream_rpc_method_handler(count),
         "Sleep": grpc.unary_unary_rpc_method_handler(sleep),
         "Fail": grpc.unary_unary_rpc_method_handler(fail),
+        "Collect": grpc.stream_unary_rpc_method_handler(collect),
+        "Chat": grpc.stream_stream_rpc_method_handler(chat),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     if tls_dir:
@@ -59,6 +87,15 @@ def serve(tls_dir=None):
     server.start()
     print("listening on %d" % port, flush=True)
     server.wait_for_termination()
+
+
+def messages(arg):
+    """COUNTxSIZE as that many messages of that size, 20 ms apart."""
+    count, size = (int(v) for v in arg.split("x"))
+    for i in range(count):
+        if i:
+            time.sleep(0.02)
+        yield b"m" * size
 
 
 def call(addr, method, arg, *options):
@@ -79,7 +116,20 @@ def call(addr, method, arg, *options):
     with grpc.insecure_channel(addr) as channel:
         path = "%s/%s/%s" % (prefix, SERVICE, method)
         try:
-            if method == "Count":
+            if method == "Collect":
+                stub = channel.stream_unary(path)
+                responses = [stub(messages(arg), metadata=metadata, timeout=timeout).decode()]
+            elif method == "Chat":
+                stub = channel.stream_stream(path)
+                responses = []
+                try:
+                    for r in stub(messages(arg), metadata=metadata, timeout=timeout):
+                        responses.append(r.decode())
+                except grpc.RpcError as e:
+                    # What arrived before the status is part of the result.
+                    print(json.dumps({"code": e.code().name, "details": e.details(), "responses": responses}))
+                    return
+            elif method == "Count":
                 stub = channel.unary_stream(path)
                 responses = [r.decode() for r in stub(arg.encode(), metadata=metadata, timeout=timeout)]
             elif cancel_after is not None:
