@@ -4,6 +4,7 @@
 #
 #   cargo build --release && bench/instructions.sh [requests per scenario, default 2000]
 #   PORTCULLIS_BIN=/path/to/portcullis bench/instructions.sh   # another build
+#   CONFIG=bench/gateway-access-log.yaml bench/instructions.sh  # another mode
 #
 # Starts the harness's static nginx upstream on 127.0.0.1:9001 (../shared/bench/conf),
 # the release gateway with bench/gateway.yaml under callgrind, warms each scenario up,
@@ -30,13 +31,13 @@ nginx -e "$RUN/upstream-error.log" -p "$RUN/" -c "$BENCH/conf/upstream.nginx.con
 pids+=($!)
 rm -f "$HERE"/data/bench.db*
 (cd "$HERE" && exec valgrind --tool=callgrind --callgrind-out-file="$RUN/cg.out" \
-  "${PORTCULLIS_BIN:-target/release/portcullis}" run -c bench/gateway.yaml >"$RUN/gateway.log" 2>&1) &
+  "${PORTCULLIS_BIN:-target/release/portcullis}" run -c "${CONFIG:-bench/gateway.yaml}" >"$RUN/gateway.log" 2>&1) &
 pids+=($!)
 for _ in $(seq 1 300); do
   curl -s -o /dev/null --max-time 1 http://127.0.0.1:9104/ && break
   sleep 0.2
 done
-gw=$(pgrep -f "callgrind.*portcullis run" | head -1)
+gw=$(pgrep -f "callgrind-out-file=$RUN/cg.out" | head -1)
 
 python3 - "$N" "$gw" "$RUN" <<'PY'
 import base64, hashlib, hmac, http.client, json, os, subprocess, sys, threading, time, glob

@@ -5,14 +5,14 @@
 //! wake-up per line cost more than the request). Nothing here ever sees a
 //! token, cookie, password or query string.
 
-use serde::{Serialize, Serializer};
-use std::fmt;
+mod line;
+
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-/// The fields of one access-log line.
-#[derive(Serialize)]
+/// The fields of one access-log line, written in this order (`line.rs`).
+#[cfg_attr(test, derive(serde::Serialize))]
 pub struct Entry<'a> {
     pub ts: Timestamp,
     pub request_id: &'a str,
@@ -30,7 +30,7 @@ pub struct Entry<'a> {
     /// (whose method and path are then the ones logged).
     pub mode: &'a str,
     /// Why a token or request was refused (a stable id such as `expired`), when it was.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     pub reason: Option<&'a str>,
 }
 
@@ -82,11 +82,7 @@ pub fn write(entry: &Entry<'_>) {
     }
     MINE.with(|buffer| {
         let mut lines = buffer.lock().unwrap_or_else(PoisonError::into_inner);
-        let before = lines.len();
-        if serde_json::to_writer(&mut *lines, entry).is_err() {
-            lines.truncate(before);
-            return;
-        }
+        entry.write_json(&mut lines);
         lines.push(b'\n');
         if lines.len() >= MAX_BUFFERED {
             write_out(&mut lines);
@@ -124,78 +120,99 @@ fn write_out(lines: &mut Vec<u8>) {
     lines.clear();
 }
 
-/// A moment as the log writes it (see [`timestamp`]), formatted straight
-/// into the line.
+/// A moment as the log writes it (see [`timestamp`]).
 pub struct Timestamp(pub SystemTime);
 
-impl Serialize for Timestamp {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl fmt::Display for Timestamp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let since = self.0.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let secs = since.as_secs();
-        let (days, rem) = (secs / 86_400, secs % 86_400);
-        let (y, m, d) = civil_from_days(days as i64);
-        write!(
-            f,
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-            rem / 3600,
-            rem % 3600 / 60,
-            rem % 60,
-            since.subsec_millis()
-        )
+#[cfg(test)]
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&timestamp(self.0))
     }
 }
 
 /// RFC 3339 UTC with milliseconds, e.g. `2026-11-23T10:15:00.123Z`.
 pub fn timestamp(at: SystemTime) -> String {
-    Timestamp(at).to_string()
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    let mut out = Vec::with_capacity(24);
+    line::timestamp_into(&mut out, at);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
-    #[test]
-    fn a_line_is_json_with_the_timestamp_in_place() {
-        let entry = Entry {
+    fn entry<'a>(path: &'a str, user: Option<&'a str>, reason: Option<&'a str>) -> Entry<'a> {
+        Entry {
             ts: Timestamp(UNIX_EPOCH + Duration::from_millis(1_795_428_900_123)),
             request_id: "r1",
             method: "GET",
             protocol: "HTTP/2",
-            path: "/a\"b",
+            path,
             route: "/a/**",
             status: 200,
             duration_ms: 1.5,
-            user: None,
+            user,
             decision: "public",
             mode: "proxy",
-            reason: None,
-        };
-        let line = serde_json::to_string(&entry).unwrap();
+            reason,
+        }
+    }
+
+    fn line(entry: &Entry<'_>) -> String {
+        let mut out = Vec::new();
+        entry.write_json(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_line_is_json_with_the_fields_in_order() {
         assert_eq!(
-            line,
-            r#"{"ts":"2026-11-23T10:15:00.123Z","request_id":"r1","method":"GET","protocol":"HTTP/2","path":"/a\"b","route":"/a/**","status":200,"duration_ms":1.5,"user":null,"decision":"public","mode":"proxy"}"#
+            line(&entry("/a\"b", None, None)),
+            r#"{"ts":"2026-11-23T10:15:00.123Z","request_id":"r1","method":"GET","protocol":"HTTP/2","path":"/a\"b","route":"/a/**","status":200,"duration_ms":1.500,"user":null,"decision":"public","mode":"proxy"}"#
         );
+    }
+
+    #[test]
+    fn a_line_reads_back_as_serde_writes_the_same_entry() {
+        let paths = [
+            "/plain",
+            "/q\"uote",
+            "/back\\slash",
+            "/ctl\u{1}\n\t",
+            "/ünï/😀",
+            "",
+        ];
+        let users = [None, Some("user-42"), Some("a\"b\\c\u{7f}")];
+        for path in paths {
+            for user in users {
+                for reason in [None, Some("expired")] {
+                    let e = entry(path, user, reason);
+                    let ours: serde_json::Value = serde_json::from_str(&line(&e)).unwrap();
+                    let serde = serde_json::to_value(&e).unwrap();
+                    assert_eq!(ours, serde, "{path:?} {user:?} {reason:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn durations_are_milliseconds_to_the_microsecond() {
+        let cases = [
+            (0.0, "0.000"),
+            (0.0004, "0.000"),
+            (0.0005, "0.001"),
+            (0.394736, "0.395"),
+            (12.0, "12.000"),
+            (1234.5678, "1234.568"),
+            (-1.0, "0.000"),
+            (f64::NAN, "0.000"),
+        ];
+        for (ms, want) in cases {
+            let mut out = Vec::new();
+            line::millis(&mut out, ms);
+            assert_eq!(String::from_utf8(out).unwrap(), want, "{ms}");
+        }
     }
 
     #[test]
@@ -205,5 +222,18 @@ mod tests {
         assert_eq!(timestamp(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(timestamp(leap), "2000-02-29T00:00:00.000Z");
+        // The same second again (cached), then the next one, then an earlier one.
+        assert_eq!(
+            timestamp(at + Duration::from_millis(5)),
+            "2026-11-23T10:15:00.128Z"
+        );
+        assert_eq!(
+            timestamp(at + Duration::from_millis(900)),
+            "2026-11-23T10:15:01.023Z"
+        );
+        assert_eq!(
+            timestamp(UNIX_EPOCH + Duration::from_millis(7)),
+            "1970-01-01T00:00:00.007Z"
+        );
     }
 }
