@@ -49,6 +49,10 @@ static BUFFERS: Mutex<Vec<Buffer>> = Mutex::new(Vec::new());
 /// thread over `MAX_BUFFERED` never interleave mid-line.
 static STDOUT: Mutex<()> = Mutex::new(());
 static FLUSHER: OnceLock<()> = OnceLock::new();
+/// The flusher's empty buffer, swapped for a thread's full one and kept
+/// between flushes: a thread goes on with a buffer that already has room
+/// instead of regrowing one (a copy and fresh pages every interval).
+static SPARE: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 
 thread_local! {
     static MINE: Buffer = {
@@ -97,7 +101,7 @@ pub fn flush() {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
-    let mut batch = Vec::new();
+    let mut batch = std::mem::take(&mut *SPARE.lock().unwrap_or_else(PoisonError::into_inner));
     for buffer in buffers {
         {
             let mut lines = buffer.lock().unwrap_or_else(PoisonError::into_inner);
@@ -109,6 +113,7 @@ pub fn flush() {
         }
         write_out(&mut batch);
     }
+    *SPARE.lock().unwrap_or_else(PoisonError::into_inner) = batch;
 }
 
 /// Writes `lines` to stdout in one go and empties them.
