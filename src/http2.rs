@@ -1,6 +1,7 @@
 //! The HTTP/2 transport, on the `h2` crate (pingora's own HTTP/2 is built on
 //! it): the server settings every HTTP/2 connection gets, the connection
-//! preface, and each stream as a downstream the pipeline answers
+//! preface, the screen every header block passes before h2 reads it
+//! ([`screen`]), and each stream as a downstream the pipeline answers
 //! ([`stream::Stream`]). Like `http1`, it imports no policy: a stream's
 //! request is handed to the pipeline as the same [`crate::http1::Request`]
 //! an HTTP/1 client's would be, and its answer is written from the same
@@ -8,16 +9,12 @@
 
 pub mod grpc;
 pub mod request;
+pub mod screen;
 pub mod stream;
 
 pub use stream::Stream;
 
-use bytes::{Buf, BytesMut};
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// What every prior-knowledge HTTP/2 connection starts with (RFC 9113 §3.4).
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -30,6 +27,8 @@ pub const MAX_CONCURRENT_STREAMS: u32 = 128;
 /// with a 431; far past it (a CONTINUATION flood), the connection is closed
 /// without the headers being kept.
 pub const MAX_HEADER_LIST: u32 = crate::http1::request::MAX_HEAD as u32;
+/// The largest frame a client may send (`SETTINGS_MAX_FRAME_SIZE`, the protocol's default).
+pub const MAX_FRAME: u32 = 16 * 1024;
 /// Flow-control windows: what a client may send before the gateway has
 /// forwarded it, per stream and per connection.
 const STREAM_WINDOW: u32 = 256 * 1024;
@@ -51,6 +50,8 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The server side of the h2 crate with the gateway's bounds. Each bound is
 /// explicit, so none depends on a default that a crate update may move.
+/// `SETTINGS_HEADER_TABLE_SIZE` is left at the protocol's 4096, which the screen's
+/// shadow HPACK decoder mirrors (`screen/block.rs`).
 pub fn server() -> h2::server::Builder {
     let mut builder = h2::server::Builder::new();
     builder
@@ -58,7 +59,7 @@ pub fn server() -> h2::server::Builder {
         .max_header_list_size(MAX_HEADER_LIST)
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_frame_size(16 * 1024)
+        .max_frame_size(MAX_FRAME)
         .max_send_buffer_size(SEND_BUFFER)
         .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
         .max_local_error_reset_streams(Some(MAX_ERROR_RESETS))
@@ -67,62 +68,6 @@ pub fn server() -> h2::server::Builder {
     builder
 }
 
-/// A connection with bytes already read from it in front: an HTTP/1 reader
-/// that found the HTTP/2 preface hands over what it read, and the HTTP/2
-/// server reads those first.
-pub struct Primed<S> {
-    read: BytesMut,
-    io: S,
-}
-
-impl<S> Primed<S> {
-    pub fn new(read: BytesMut, io: S) -> Primed<S> {
-        Primed { read, io }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Primed<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.read.is_empty() {
-            let n = self.read.len().min(buf.remaining());
-            buf.put_slice(&self.read[..n]);
-            self.read.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Primed<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-}
+/// What the h2 server reads a client's connection through: the bytes its HTTP/1 reader
+/// already took first (the preface), every header block screened ([`screen`]).
+pub type Primed<S> = screen::Screened<S>;

@@ -12,6 +12,8 @@ import sys
 import time
 
 import hpack
+from hpack.huffman import HuffmanEncoder
+from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = range(10)
@@ -30,6 +32,33 @@ def block(fields):
         out += b"\x00" + bytes(hpack.hpack.encode_integer(len(name), 7)) + name
         out += bytes(hpack.hpack.encode_integer(len(value), 7)) + value
     return out
+
+
+def string(raw, huffman=False):
+    """An HPACK string literal (RFC 7541 §5.2), Huffman-coded or raw."""
+    if huffman:
+        raw = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH).encode(raw)
+    length = bytearray(hpack.hpack.encode_integer(len(raw), 7))
+    if huffman:
+        length[0] |= 0x80
+    return bytes(length) + raw
+
+
+def indexed_literal(name, value):
+    """A literal with incremental indexing and a new name: the field joins the dynamic table."""
+    return b"\x40" + string(name.encode()) + string(value.encode())
+
+
+def indexed(index):
+    """A field by its index in the static and dynamic tables."""
+    out = bytearray(hpack.hpack.encode_integer(index, 7))
+    out[0] |= 0x80
+    return bytes(out)
+
+
+def arg(text):
+    """A command-line argument with Python escapes (\\x00, \\r) turned into bytes."""
+    return text.encode("latin-1").decode("unicode_escape")
 
 
 def request(path, extra=(), method="GET", authority="gw.test"):
@@ -127,8 +156,49 @@ def hello(conn):
 
 
 def field(conn, name, value):
-    """A request with one extra field on stream 1, then a plain one on stream 3."""
+    """A request with one extra field on stream 1 (escapes allowed), then a plain one on stream 3."""
+    name, value = arg(name), arg(value)
     conn.send(frame(HEADERS, END_STREAM | END_HEADERS, 1, block(request("/health", [(name, value)]))))
+    conn.read(5, conn.answered(1))
+    conn.send(frame(HEADERS, END_STREAM | END_HEADERS, 3, block(request("/health"))))
+    conn.read(5, conn.answered(3))
+    return {"first": conn.outcome(1), "second": conn.outcome(3)}
+
+
+def huffman(conn, name, value):
+    """As `field`, with the extra field's name and value Huffman-coded."""
+    name, value = arg(name).encode("latin-1"), arg(value).encode("latin-1")
+    fields = block(request("/health")) + b"\x00" + string(name, True) + string(value, True)
+    conn.send(frame(HEADERS, END_STREAM | END_HEADERS, 1, fields))
+    conn.read(5, conn.answered(1))
+    conn.send(frame(HEADERS, END_STREAM | END_HEADERS, 3, block(request("/health"))))
+    conn.read(5, conn.answered(3))
+    return {"first": conn.outcome(1), "second": conn.outcome(3)}
+
+
+def table(conn, name):
+    """Stream 1 puts `x-lower: kept` and then NAME: 1 into the dynamic table; stream 3 sends
+    NAME again by its index (62), stream 5 `x-lower` by its index (63)."""
+    first = block(request("/health")) + indexed_literal("x-lower", "kept") + indexed_literal(name, "1")
+    conn.send(frame(HEADERS, END_STREAM | END_HEADERS, 1, first))
+    conn.read(5, conn.answered(1))
+    conn.send(frame(HEADERS, END_STREAM | END_HEADERS, 3, block(request("/health")) + indexed(62)))
+    conn.read(5, conn.answered(3))
+    conn.send(frame(HEADERS, END_STREAM | END_HEADERS, 5, block(request("/health")) + indexed(63)))
+    conn.read(5, conn.answered(5))
+    return {"first": conn.outcome(1), "second": conn.outcome(3), "third": conn.outcome(5)}
+
+
+def split(conn, name, value):
+    """As `field`, with stream 1's header block cut in three: HEADERS and two CONTINUATIONs, the
+    extra field in the last."""
+    data = block(request("/health", [(name, value)]))
+    cut = len(data) - len(block([(name, value)])) // 2
+    conn.send(
+        frame(HEADERS, END_STREAM, 1, data[:10])
+        + frame(CONTINUATION, 0, 1, data[10:cut])
+        + frame(CONTINUATION, END_HEADERS, 1, data[cut:])
+    )
     conn.read(5, conn.answered(1))
     conn.send(frame(HEADERS, END_STREAM | END_HEADERS, 3, block(request("/health"))))
     conn.read(5, conn.answered(3))
