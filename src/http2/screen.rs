@@ -3,12 +3,13 @@
 //! (an uppercase name, a control byte in a value; see [`field::is_refused`]) a stream
 //! error, where h2 on its own ends the whole connection (RFC 9113 §8.2.1 asks for a
 //! stream error). h2 keeps its HPACK decoder private, so the screen keeps a shadow of
-//! the client's HPACK table with the `loona-hpack` crate ([`block`]); everything else
+//! the client's HPACK table with the `httlib-hpack` crate ([`block`]); everything else
 //! passes unchanged ([`frames`]). Why and what it costs: docs/http2.md.
 
 mod block;
 mod field;
 mod frames;
+mod span;
 
 use bytes::BytesMut;
 use frames::{Next, Screen};
