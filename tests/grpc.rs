@@ -282,7 +282,11 @@ fn a_client_stream_past_max_body_is_cut_there_with_resource_exhausted() {
         "{:?}",
         s.server.events()
     );
-    assert!(logged(&s.gw, "/test.Echo/Collect", 413, "public"));
+    assert!(
+        logged(&s.gw, "/test.Echo/Collect", 413, "public"),
+        "{:?}",
+        s.gw.stdout_lines()
+    );
     assert_eq!(
         metric(
             s.gw.admin_addr,
@@ -304,7 +308,11 @@ fn a_bidi_call_past_max_body_ends_with_resource_exhausted_in_its_trailers() {
     assert!((1..=9).contains(&answers), "{r}");
     assert!(bytes_received(&s.server) <= 945, "{:?}", s.server.events());
     // Counted as the 413 it is, not as the 200 its head said.
-    assert!(logged(&s.gw, "/test.Echo/Chat", 413, "public"));
+    assert!(
+        logged(&s.gw, "/test.Echo/Chat", 413, "public"),
+        "{:?}",
+        s.gw.stdout_lines()
+    );
 }
 
 #[test]
@@ -315,7 +323,11 @@ fn a_unary_message_over_max_body_is_refused_with_resource_exhausted() {
     let t = token("user-42", "creator", "");
     let r = call(&s.gw, "Unary", &"x".repeat(2000), &["--token", &t]);
     assert_eq!(code(&r), ("RESOURCE_EXHAUSTED", "Payload too large"), "{r}");
-    assert!(logged(&s.gw, "/test.Echo/Unary", 413, "allow"));
+    assert!(
+        logged(&s.gw, "/test.Echo/Unary", 413, "allow"),
+        "{:?}",
+        s.gw.stdout_lines()
+    );
     // One under the limit still goes through.
     let r = call(&s.gw, "Unary", &"x".repeat(900), &["--token", &t]);
     assert_eq!(r["code"], "OK", "{r}");
@@ -351,6 +363,10 @@ fn a_declared_length_over_max_body_is_refused_before_the_upstream_is_asked() {
         head.contains("grpc-message: payload too large\r\n"),
         "{head}"
     );
-    assert!(logged(&s.gw, "/test.Echo/Collect", 413, "public"));
+    assert!(
+        logged(&s.gw, "/test.Echo/Collect", 413, "public"),
+        "{:?}",
+        s.gw.stdout_lines()
+    );
     assert_eq!(bytes_received(&s.server), 0);
 }

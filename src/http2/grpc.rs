@@ -212,8 +212,10 @@ fn end_with_status(client: &mut Stream, status: &'static str, message: &'static 
 /// past `limit` bytes is not forwarded: the upstream stream is reset
 /// (`CANCEL`) so the server stops, and the call fails as too large.
 async fn send_up(body: &mut RecvStream, up: &mut SendStream<Bytes>, limit: u64) -> Result<()> {
-    let write =
-        |e: h2::Error| Error::because(WriteError, "writing the upstream stream", e).into_up();
+    // A write the upstream stream no longer takes is not the call's failure:
+    // a gRPC server that has answered in full may reset the stream with
+    // NO_ERROR before the request's end (RFC 9113 §8.1), and a server that
+    // failed is reported by the answer's side. Either way sending stops here.
     let mut received: u64 = 0;
     while let Some(data) = body.data().await {
         let mut data = data
@@ -226,21 +228,23 @@ async fn send_up(body: &mut RecvStream, up: &mut SendStream<Bytes>, limit: u64) 
         let _ = body.flow_control().release_capacity(data.len());
         while !data.is_empty() {
             up.reserve_capacity(data.len());
-            let n = match poll_fn(|cx| up.poll_capacity(cx)).await {
-                Some(Ok(n)) => n,
-                Some(Err(e)) => return Err(write(e)),
-                None => return Err(Error::explain(WriteError, "upstream stream closed").into_up()),
+            let Some(Ok(n)) = poll_fn(|cx| up.poll_capacity(cx)).await else {
+                return Ok(());
             };
-            if n > 0 {
-                up.send_data(data.split_to(n.min(data.len())), false)
-                    .map_err(write)?;
+            if n > 0
+                && up
+                    .send_data(data.split_to(n.min(data.len())), false)
+                    .is_err()
+            {
+                return Ok(());
             }
         }
     }
-    match body.trailers().await {
-        Ok(Some(trailers)) => up.send_trailers(trailers).map_err(write),
-        _ => up.send_data(Bytes::new(), true).map_err(write),
-    }
+    let _ = match body.trailers().await {
+        Ok(Some(trailers)) => up.send_trailers(trailers),
+        _ => up.send_data(Bytes::new(), true),
+    };
+    Ok(())
 }
 
 /// The upstream's messages to the client, as its window allows, then its

@@ -7,7 +7,8 @@ usage: peer.py serve [TLS_DIR]                      prints "listening on PORT", 
 Collect (client streaming) and Chat (bidirectional) take ARG as COUNTxSIZE: COUNT messages of SIZE
 bytes, sent 20 ms apart so that each travels in a DATA frame of its own. The server prints
 "got N BYTES" for each message it receives (N so far, BYTES their wire size so far, 5 bytes of
-gRPC framing each), and "collected N" when a Collect call's stream ended.
+gRPC framing each), and "collected N" when a Collect call's stream ended ("cancelled N" when it
+was reset instead).
 """
 
 import json
@@ -51,6 +52,14 @@ def collect(requests, context):
     for message in requests:
         n, size = n + 1, size + 5 + len(message)
         received(n, size)
+    # grpcio may end the iteration quietly when the call is reset rather than
+    # half-closed; a reset call turns inactive soon after, an ended one does not.
+    deadline = time.time() + 0.3
+    while time.time() < deadline:
+        if not context.is_active():
+            print("cancelled %d" % n, flush=True)
+            return b""
+        time.sleep(0.01)
     print("collected %d" % n, flush=True)
     return str(n).encode()
 
