@@ -14,7 +14,9 @@ use std::time::{Duration, SystemTime};
 /// The fields of one access-log line, written in this order (`line.rs`).
 #[cfg_attr(test, derive(serde::Serialize))]
 pub struct Entry<'a> {
-    pub ts: Timestamp,
+    /// Written as RFC 3339 UTC with milliseconds, e.g. `2026-11-23T10:15:00.123Z`.
+    #[cfg_attr(test, serde(serialize_with = "tests::rfc3339"))]
+    pub ts: SystemTime,
     pub request_id: &'a str,
     pub method: &'a str,
     /// `HTTP/1.1`, `HTTP/1.0` or `HTTP/2`.
@@ -125,31 +127,24 @@ fn write_out(lines: &mut Vec<u8>) {
     lines.clear();
 }
 
-/// A moment as the log writes it (see [`timestamp`]).
-pub struct Timestamp(pub SystemTime);
-
-#[cfg(test)]
-impl serde::Serialize for Timestamp {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&timestamp(self.0))
-    }
-}
-
-/// RFC 3339 UTC with milliseconds, e.g. `2026-11-23T10:15:00.123Z`.
-pub fn timestamp(at: SystemTime) -> String {
-    let mut out = Vec::with_capacity(24);
-    line::timestamp_into(&mut out, at);
-    String::from_utf8(out).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};
 
+    fn timestamp(at: SystemTime) -> String {
+        let mut out = Vec::new();
+        line::timestamp_into(&mut out, at);
+        String::from_utf8(out).unwrap()
+    }
+
+    pub fn rfc3339<S: serde::Serializer>(at: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&timestamp(*at))
+    }
+
     fn entry<'a>(path: &'a str, user: Option<&'a str>, reason: Option<&'a str>) -> Entry<'a> {
         Entry {
-            ts: Timestamp(UNIX_EPOCH + Duration::from_millis(1_795_428_900_123)),
+            ts: UNIX_EPOCH + Duration::from_millis(1_795_428_900_123),
             request_id: "r1",
             method: "GET",
             protocol: "HTTP/2",

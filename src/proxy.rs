@@ -520,7 +520,7 @@ impl Proxy {
         }
         if ctx.gateway.config.access_log {
             access_log::write(&access_log::Entry {
-                ts: access_log::Timestamp(SystemTime::now()),
+                ts: SystemTime::now(),
                 request_id: &ctx.request_id,
                 method: method.as_str(),
                 protocol: protocol(req.version),

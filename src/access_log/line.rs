@@ -15,7 +15,7 @@ impl Entry<'_> {
     /// Appends the entry as one JSON object (no newline) to `out`.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"ts\":\"");
-        timestamp_into(out, self.ts.0);
+        timestamp_into(out, self.ts);
         out.extend_from_slice(b"\",\"request_id\":");
         string(out, self.request_id);
         out.extend_from_slice(b",\"method\":");

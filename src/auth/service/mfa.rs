@@ -195,6 +195,19 @@ impl Service {
             .ok_or(Reject::MfaConflict("No MFA enrollment pending"))?;
         self.limit_mfa(&who.user).await?;
         self.check_code(gw, &who.user, &stored, code, now).await?;
+        if let Some(ticket) = &who.ticket {
+            // The token's one purpose is this enrollment: spent first, so a
+            // store failure leaves it unconfirmed rather than leaving the token
+            // alive, and two confirmations racing on one token cannot both pass.
+            let spent = self
+                .store
+                .consume_mfa_ticket(ticket, signed(now))
+                .await
+                .map_err(|e| self.unavailable("mfa confirm", e))?;
+            if !spent {
+                return Err(Reject::InvalidMfaToken);
+            }
+        }
         let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| recovery_code()).collect();
         let hashes: Vec<String> = codes.iter().map(|c| recovery_hash(c)).collect();
         let confirmed = self
@@ -204,10 +217,6 @@ impl Service {
             .map_err(|e| self.unavailable("mfa confirm", e))?;
         if !confirmed {
             return Err(Reject::MfaConflict("No MFA enrollment pending"));
-        }
-        if let Some(ticket) = &who.ticket {
-            // Enrollment done: the token has served its one purpose.
-            let _ = self.store.consume_mfa_ticket(ticket, signed(now)).await;
         }
         log::info!("user {}: TOTP second factor enabled", who.user);
         Ok(codes)
